@@ -1,0 +1,297 @@
+//! `kiln`: builds operating-system images from profile repositories and runs
+//! the service that tracks them.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use kiln_core::diag::{Diagnostic, sort_dedup};
+use kiln_core::external::{builder_macros, parse_define};
+use kiln_core::macros::MacroDef;
+use kiln_core::snapshot::Snapshot;
+use kiln_core::{Repo, ResolveOptions};
+
+mod doctor;
+
+/// kiln builds operating-system images from profile repositories
+/// (images, features, subprofiles, tagged package lists) and tracks them.
+#[derive(Parser, Debug)]
+#[command(name = "kiln", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    /// When to use colors on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, env = "KILN_COLOR")]
+    color: ColorChoice,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the fully resolved plan of an image, with the provenance of every value.
+    Show(ShowArgs),
+    /// Resolve every image of a profile repository and report every problem.
+    Check(CheckArgs),
+    /// List the host tools kiln uses, found or missing, and install the missing ones.
+    Doctor(doctor::DoctorArgs),
+}
+
+/// Options shared by the commands that resolve profiles.
+#[derive(Args, Debug)]
+struct ResolveArgs {
+    /// The profile repository.
+    #[arg(
+        short = 'C',
+        long = "repo",
+        value_name = "REPO",
+        default_value = ".",
+        env = "KILN_REPO"
+    )]
+    repo: PathBuf,
+
+    /// Define a macro (highest precedence); repeatable.
+    #[arg(short = 'D', long = "define", value_name = "NAME=VALUE")]
+    defines: Vec<String>,
+
+    /// Debian architecture to resolve for (default: the host's).
+    #[arg(long, value_name = "ARCH")]
+    arch: Option<String>,
+
+    /// Builder config whose [macros] form macro layer 3 (default:
+    /// /etc/kiln/builder.toml when it exists).
+    #[arg(long, value_name = "FILE", env = "KILN_BUILDER_CONFIG")]
+    builder_config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct ShowArgs {
+    /// The image, e.g. `ve/server`.
+    image: String,
+
+    #[command(flatten)]
+    resolve: ResolveArgs,
+
+    /// Output format: commented TOML for people, JSON for tools (docs/plan-json.md).
+    #[arg(long, value_enum, default_value_t = ShowFormat::Toml)]
+    format: ShowFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ShowFormat {
+    Toml,
+    Json,
+}
+
+#[derive(Args, Debug)]
+struct CheckArgs {
+    #[command(flatten)]
+    resolve: ResolveArgs,
+
+    /// How to print diagnostics: with source excerpts, one line each, or JSON on stdout.
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    message_format: MessageFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum MessageFormat {
+    Human,
+    Short,
+    Json,
+}
+
+const DEFAULT_BUILDER_CONFIG: &str = "/etc/kiln/builder.toml";
+
+/// How diagnostics are written to stderr.
+#[derive(Clone, Copy)]
+struct Printer {
+    color: bool,
+    width: usize,
+}
+
+impl Printer {
+    fn new(choice: ColorChoice) -> Self {
+        let color = match choice {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+            }
+        };
+        let width = std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(100);
+        Printer { color, width }
+    }
+
+    fn print(&self, diags: &[Diagnostic], snapshot: &Snapshot, format: MessageFormat) {
+        let mut err = std::io::stderr().lock();
+        for d in diags {
+            let text = match format {
+                MessageFormat::Short => d.short(snapshot) + "\n",
+                _ => d.render(snapshot, self.color, self.width) + "\n",
+            };
+            let _ = err.write_all(text.as_bytes());
+        }
+    }
+}
+
+/// A loaded repository and the options to resolve it with.
+struct Session {
+    repo: Repo,
+    opts: ResolveOptions,
+    /// Problems in inputs outside the repository (the builder config).
+    outside: Vec<(Diagnostic, Snapshot)>,
+}
+
+impl ResolveArgs {
+    fn load(&self) -> Result<Session> {
+        let snapshot = kiln_repo::load(&self.repo)
+            .with_context(|| format!("cannot load the profile repository `{}`", self.repo.display()))?;
+        let repo = Repo::load(snapshot);
+        let mut external: Vec<MacroDef> = Vec::new();
+        let mut outside = Vec::new();
+        for d in &self.defines {
+            external.push(parse_define(d).map_err(anyhow::Error::msg)?);
+        }
+        let builder = match &self.builder_config {
+            Some(p) => Some(p.clone()),
+            None => Some(PathBuf::from(DEFAULT_BUILDER_CONFIG)).filter(|p| p.is_file()),
+        };
+        if let Some(path) = builder {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read the builder config `{}`", path.display()))?;
+            let name = path.display().to_string();
+            let (defs, diags) = builder_macros(&name, &text);
+            external.extend(defs);
+            if !diags.is_empty() {
+                let mut snap = Snapshot::new();
+                snap.add_file(&name, &text);
+                outside.extend(diags.into_iter().map(|d| (d, snap.clone())));
+            }
+        }
+        let arch = self.arch.clone().unwrap_or_else(kiln_host::debian_arch);
+        Ok(Session {
+            repo,
+            opts: ResolveOptions {
+                arch,
+                external_macros: external,
+            },
+            outside,
+        })
+    }
+}
+
+fn report_outside(session: &Session, printer: Printer) -> Result<()> {
+    for (d, snap) in &session.outside {
+        printer.print(std::slice::from_ref(d), snap, MessageFormat::Human);
+    }
+    if session.outside.iter().any(|(d, _)| d.is_error()) {
+        bail!("the builder config has errors");
+    }
+    Ok(())
+}
+
+fn show(args: &ShowArgs, printer: Printer) -> Result<ExitCode> {
+    let session = args.resolve.load()?;
+    report_outside(&session, printer)?;
+    let res = kiln_core::resolve(&session.repo, &args.image, &session.opts);
+    // Parse problems of files this image uses show up through resolution;
+    // also report those of its own definition file.
+    let mut diags = res.diagnostics;
+    diags.extend(session.repo.diagnostics.iter().filter(|d| d.is_error()).cloned());
+    sort_dedup(&mut diags);
+    printer.print(&diags, &session.repo.snapshot, MessageFormat::Human);
+    let Some(plan) = res.plan.filter(|_| !diags.iter().any(Diagnostic::is_error)) else {
+        let n = diags.iter().filter(|d| d.is_error()).count();
+        eprintln!(
+            "error: cannot resolve `{}`: {n} error{}",
+            args.image,
+            if n == 1 { "" } else { "s" }
+        );
+        return Ok(ExitCode::from(1));
+    };
+    let text = match args.format {
+        ShowFormat::Toml => kiln_core::render::plan_toml(&plan),
+        ShowFormat::Json => plan.to_json() + "\n",
+    };
+    write_stdout(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(args: &CheckArgs, printer: Printer) -> Result<ExitCode> {
+    let session = args.resolve.load()?;
+    report_outside(&session, printer)?;
+    let report = kiln_core::check::check(&session.repo, &session.opts);
+    let snapshot = &session.repo.snapshot;
+    if args.message_format == MessageFormat::Json {
+        let out = serde_json::json!({
+            "images": report.images,
+            "features": report.features,
+            "lists": report.lists,
+            "errors": report.errors(),
+            "warnings": report.warnings(),
+            "diagnostics": report.diagnostics.iter().map(|d| d.to_json(snapshot)).collect::<Vec<_>>(),
+        });
+        write_stdout(&(serde_json::to_string_pretty(&out)? + "\n"))?;
+    } else {
+        printer.print(&report.diagnostics, snapshot, args.message_format);
+        let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+        eprintln!(
+            "checked {}, {}, {} in {}: {}, {}",
+            plural(report.images, "image"),
+            plural(report.features, "feature"),
+            plural(report.lists, "list"),
+            args.resolve.repo.display(),
+            plural(report.errors(), "error"),
+            plural(report.warnings(), "warning"),
+        );
+    }
+    Ok(if report.errors() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Writes to stdout, treating a closed pipe (`kiln show … | head`) as success.
+fn write_stdout(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("cannot write to stdout"),
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let printer = Printer::new(cli.color);
+    match &cli.command {
+        Command::Show(a) => show(a, printer),
+        Command::Check(a) => check(a, printer),
+        Command::Doctor(a) => doctor::run(a),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
