@@ -490,7 +490,8 @@ mod tests {
             .add_script("features/f/tagged/scripts.d/01")
             .add_file("lists/tagged/a+b-c", "");
         let repo = Repo::load(s);
-        let codes: Vec<_> = repo.diagnostics.iter().map(|d| d.code).collect();
-        assert_eq!(codes, ["bad-tagged-script", "unknown-variant", "bad-tagged-list"]);
+        let mut codes: Vec<_> = repo.diagnostics.iter().map(|d| d.code).collect();
+        codes.sort();
+        assert_eq!(codes, ["bad-tagged-list", "bad-tagged-script", "unknown-variant"]);
     }
 }
