@@ -282,7 +282,7 @@ pub fn plan_toml(plan: &Plan) -> String {
     }
 
     for o in &plan.outputs {
-        out.section(&format!("[outputs.{}]", q(&o.format)));
+        out.section(&format!("[output.{}]", q(&o.format)));
         out.line(format!("file = {}", q(&o.file)), "");
         for (k, v) in &o.options {
             out.line(

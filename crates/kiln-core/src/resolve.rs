@@ -219,22 +219,24 @@ impl<'a> Resolver<'a> {
         chain: &mut Vec<&'a Image>,
     ) {
         if let Some(pos) = stack.iter().position(|(n, _)| n == name) {
+            // Report the cycle the same way whichever image it is reached
+            // from: start at its smallest member, point at the `extends`
+            // entry that closes it.
             let mut cycle: Vec<&str> = stack[pos..].iter().map(|(n, _)| n.as_str()).collect();
-            cycle.push(name);
+            let min = (0..cycle.len()).min_by_key(|i| cycle[*i]).unwrap_or(0);
+            cycle.rotate_left(min);
+            let (first, last) = (cycle[0], cycle[cycle.len() - 1]);
+            let closing = self
+                .repo
+                .images
+                .get(last)
+                .and_then(|img| img.def.extends.iter().find(|e| e.v == first));
+            cycle.push(first);
             let mut d = Diagnostic::error("extends-cycle", format!("`extends` cycle: {}", cycle.join(" → ")));
-            if let Some(at) = at {
-                d = d.at(
-                    at.span.clone(),
-                    format!(
-                        "`{}` extends `{name}` again",
-                        stack.last().map_or("", |(n, _)| n.as_str())
-                    ),
-                );
-            }
-            for (n, span) in &stack[pos + 1..] {
-                if let Some(span) = span {
-                    d = d.also(span.clone(), format!("extends `{n}`"));
-                }
+            if let Some(e) = closing {
+                d = d.at(e.span.clone(), format!("`{last}` extends `{first}`, closing the cycle"));
+            } else if let Some(at) = at {
+                d = d.at(at.span.clone(), "closes the cycle");
             }
             self.error(d);
             return;
@@ -443,6 +445,9 @@ impl<'a> Resolver<'a> {
         let repo = self.repo;
         self.uses_file(&repo.config.file);
         let chain = self.linearize(image);
+        if self.diags.iter().any(|d| d.code == "extends-cycle") {
+            return None;
+        }
         let mut intact = true;
         for img in &chain {
             intact &= self.uses_file(&img.file);
@@ -544,7 +549,14 @@ impl<'a> Resolver<'a> {
         // Scalars → typed values.
         let kind = self.kind(leaf, &scalars);
         let name_default = leaf.name.replace('/', "-");
-        let name = self.str_value(&scalars, "name", Some(&name_default));
+        let name = self.str_value(&scalars, "name", Some(&name_default)).map(|mut v| {
+            if !scalars.contains_key("name") {
+                v.origin = Provenance::External {
+                    external: format!("from the image name `{}`", leaf.name),
+                };
+            }
+            v
+        });
         let version = self.str_value(&scalars, "version", Some("0"));
         let release = self.str_value(&scalars, "release", Some("1"));
         let description = scalars

@@ -1,0 +1,62 @@
+use std::os::unix::fs::symlink;
+
+use crate::support::{kiln, run};
+
+/// Locates a real tool on this machine, like the host crate does.
+fn which(tool: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file())
+}
+
+#[test]
+fn reports_missing_tools_with_their_packages() {
+    let git = which("git").expect("git is installed on test machines");
+    let dir = tempfile::tempdir().expect("tempdir");
+    symlink(&git, dir.path().join("git")).expect("symlink");
+    let r = run(kiln().arg("doctor").env("PATH", dir.path()));
+    // mmdebstrap and qemu-img live in /usr/bin, which this PATH lacks.
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let line = |tool: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{tool} ")))
+            .map(str::to_string)
+    };
+    let git_line = line("git").expect("git row");
+    assert!(
+        git_line.contains("found") && git_line.contains("git version"),
+        "{git_line}"
+    );
+    let mm = line("mmdebstrap").expect("mmdebstrap row");
+    assert!(mm.contains("MISSING") && mm.ends_with("mmdebstrap"), "{mm}");
+    let qemu = line("qemu-img").expect("qemu-img row");
+    assert!(qemu.contains("MISSING") && qemu.ends_with("qemu-utils"), "{qemu}");
+    assert!(r.stderr.contains("kiln doctor --fix"), "{}", r.stderr);
+}
+
+#[test]
+fn json_report() {
+    let r = run(kiln().args(["doctor", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
+    let tools: Vec<&str> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|t| t["tool"].as_str().expect("tool"))
+        .collect();
+    assert_eq!(
+        tools,
+        [
+            "mmdebstrap",
+            "mksquashfs",
+            "unsquashfs",
+            "mkfs.erofs",
+            "mkfs.ext4",
+            "debugfs",
+            "qemu-img",
+            "git"
+        ]
+    );
+    let all_found = v.as_array().expect("array").iter().all(|t| t["found"] == true);
+    assert_eq!(r.code == 0, all_found, "exit code follows the report");
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests of the `kiln` binary: the README's example repository,
+//! tampered copies of it, and the host tool report.
+
+mod support;
+
+mod check;
+mod cli;
+mod doctor;
+mod show;
