@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine (as root) or a developer's
+# checkout: installs the host packages kiln needs, then runs formatting and
+# lint checks and every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "building kiln"
+cargo build --workspace --all-targets --locked
+
+step "host tools (kiln doctor --fix)"
+if [ "$(id -u)" = 0 ]; then
+    ./target/debug/kiln doctor --fix --yes
+else
+    ./target/debug/kiln doctor || echo "warning: some host tools are missing; run as root to install them" >&2
+fi
+
+step "formatting"
+cargo fmt --all -- --check
+
+step "lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked --no-fail-fast
+else
+    cargo test --workspace --locked --no-fail-fast
+fi
