@@ -400,19 +400,26 @@ impl miette::Diagnostic for MietteView<'_> {
     }
 }
 
-/// Suggests the closest of `candidates` to `word`, if it is close enough.
+/// Suggests the closest of `candidates` to `word`, if it is close enough:
+/// within a third of its length in edits (transpositions count as one),
+/// ties broken by Jaro-Winkler similarity.
 pub fn did_you_mean<'a, I>(word: &str, candidates: I) -> Option<String>
 where
     I: IntoIterator<Item = &'a str>,
 {
-    let mut best: Option<(f64, &str)> = None;
+    let limit = (word.chars().count() / 3).max(1);
+    let mut best: Option<(usize, f64, &str)> = None;
     for c in candidates {
-        let score = strsim::jaro_winkler(word, c);
-        if score > 0.8 && best.is_none_or(|(s, _)| score > s) {
-            best = Some((score, c));
+        let dist = strsim::damerau_levenshtein(word, c);
+        if dist > limit || dist == 0 {
+            continue;
+        }
+        let sim = strsim::jaro_winkler(word, c);
+        if best.is_none_or(|(d, s, _)| dist < d || (dist == d && sim > s)) {
+            best = Some((dist, sim, c));
         }
     }
-    best.map(|(_, c)| c.to_string())
+    best.map(|(_, _, c)| c.to_string())
 }
 
 #[cfg(test)]

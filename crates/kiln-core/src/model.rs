@@ -571,13 +571,6 @@ impl Reader<'_> {
                     if let Some(choices) = choices.filter(|c| !s.contains('%') && !c.contains(&s.as_str())) {
                         self.bad_choice(&format!("base.{kname}"), s, choices, span.clone());
                     }
-                    if kname == "from" && !s.contains('%') && parse_name_at_version(s).is_none() {
-                        self.diags.push(
-                            Diagnostic::error("bad-value", format!("`base.from` must be NAME@VERSION, not `{s}`"))
-                                .at(span.clone(), "expected NAME@VERSION")
-                                .help("e.g. from = \"edge-os@2.3.1\""),
-                        );
-                    }
                 }
                 def.scalars.push(ScalarSet {
                     key: format!("base.{kname}"),
@@ -673,45 +666,19 @@ impl Reader<'_> {
             },
             _ => {
                 let s = self.string(full, v)?;
-                let ok = match key {
-                    "compression" => {
-                        let choices: &[&str] = if format == "squashfs" {
-                            &["zstd", "xz", "gzip", "lz4", "lzo"]
-                        } else {
-                            &["lz4", "lz4hc", "lzma", "deflate", "zstd"]
-                        };
-                        if !choices.contains(&s.v.as_str()) {
-                            self.bad_choice(full, &s.v, choices, span.clone());
-                            false
-                        } else {
-                            true
+                if !s.v.contains('%') {
+                    if let Err(msg) = check_output_option(format, key, &s.v) {
+                        let mut d = Diagnostic::error("bad-value", msg).at(span.clone(), "here");
+                        if key == "compression" {
+                            if let Some(h) = did_you_mean(&s.v, compression_choices(format).iter().copied()) {
+                                d = d.help(format!("did you mean `{h}`?"));
+                            }
                         }
+                        self.diags.push(d);
+                        return None;
                     }
-                    "block_size" => match parse_size(&s.v) {
-                        Some(n) if n.is_power_of_two() && (4096..=1 << 20).contains(&n) => true,
-                        _ => {
-                            self.diags.push(
-                                Diagnostic::error(
-                                    "bad-value",
-                                    format!("`{full}` must be a power of two from 4K to 1M, not `{}`", s.v),
-                                )
-                                .at(span.clone(), "bad block size"),
-                            );
-                            false
-                        }
-                    },
-                    "size" if parse_size(&s.v).is_none() => {
-                        self.diags.push(
-                            Diagnostic::error(
-                                "bad-value",
-                                format!("`{full}` must be a size such as \"2G\" or \"512M\", not `{}`", s.v),
-                            )
-                            .at(span.clone(), "bad size"),
-                        );
-                        false
-                    }
-                    _ => true,
-                };
+                }
+                let ok = true;
                 ok.then_some(Scalar::Str(s.v))
             }
         }
@@ -774,7 +741,7 @@ impl Reader<'_> {
                 match k.get_ref().as_ref() {
                     "owner" => {
                         if let Some(s) = self.string("owner", v) {
-                            if !valid_owner(&s.v) {
+                            if !s.v.contains('%') && !valid_owner(&s.v) {
                                 self.diags.push(
                                     Diagnostic::error(
                                         "bad-value",
@@ -809,9 +776,44 @@ impl Reader<'_> {
     }
 }
 
-fn valid_owner(s: &str) -> bool {
+/// `USER:GROUP`, names or numeric ids.
+pub fn valid_owner(s: &str) -> bool {
     let ok = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
     matches!(s.split_once(':'), Some((u, g)) if ok(u) && ok(g))
+}
+
+fn compression_choices(format: &str) -> &'static [&'static str] {
+    if format == "squashfs" {
+        &["zstd", "xz", "gzip", "lz4", "lzo"]
+    } else {
+        &["lz4", "lz4hc", "lzma", "deflate", "zstd"]
+    }
+}
+
+/// Checks a string output option's value (after macro expansion).
+pub fn check_output_option(format: &str, key: &str, value: &str) -> Result<(), String> {
+    let full = format!("output.{format}.{key}");
+    match key {
+        "compression" => {
+            let choices = compression_choices(format);
+            if choices.contains(&value) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "`{full}` cannot be `{value}` (expected one of: {})",
+                    choices.join(", ")
+                ))
+            }
+        }
+        "block_size" => match parse_size(value) {
+            Some(n) if n.is_power_of_two() && (4096..=1 << 20).contains(&n) => Ok(()),
+            _ => Err(format!("`{full}` must be a power of two from 4K to 1M, not `{value}`")),
+        },
+        "size" if parse_size(value).is_none() => Err(format!(
+            "`{full}` must be a size such as \"2G\" or \"512M\", not `{value}`"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Option keys each output format accepts (None: unknown format).
@@ -953,7 +955,7 @@ packages = ["live-boot"]
                 "`packages` must be an array of strings, not a string",
                 "`version` must be a string, not an integer",
                 "`base.variant` cannot be `minbse`",
-                "`output.squashfs.compression` cannot be `zip`",
+                "`output.squashfs.compression` cannot be `zip` (expected one of: zstd, xz, gzip, lz4, lzo)",
                 "`output.squashfs.level` must be between 1 and 22",
             ]
         );

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use crate::diag::{Diagnostic, Span, did_you_mean};
 use crate::macros::{MacroDef, MacroError, MacroLayer, MacroTable};
-use crate::model::{Def, KINDS, OUTPUT_FORMATS, Origin, Scalar, Sp, parse_name_at_version};
+use crate::model::{
+    Def, KINDS, OUTPUT_FORMATS, Origin, Scalar, Sp, check_output_option, parse_name_at_version, valid_owner,
+};
 use crate::packages::{ArchFilter, parse_pkg};
 use crate::plan::{self, PLAN_SCHEMA, Plan, Provenance};
 use crate::repo::{Content, FileItem, Image, Repo, ScriptItem};
@@ -59,8 +61,14 @@ pub fn parse_git_ref(s: &str) -> Result<plan::GitRef, String> {
     if !scheme_ok {
         return Err("the URL must start with https://, http://, ssh:// or file://".into());
     }
-    // The ref is after the last '@' that is followed by "REF:PATH".
-    let at = rest.rfind('@').ok_or("missing `@REF:PATH` after the URL")?;
+    // The URL's authority may hold `user@`; the `@` before REF:PATH is the
+    // first one in the URL's path (a script path may contain `@` too).
+    let scheme_end = rest.find("://").map_or(0, |i| i + 3);
+    let path_start = rest[scheme_end..].find('/').map_or(rest.len(), |i| scheme_end + i);
+    let at = rest[path_start..]
+        .find('@')
+        .map(|i| path_start + i)
+        .ok_or("missing `@REF:PATH` after the URL")?;
     let (url, tail) = (&rest[..at], &rest[at + 1..]);
     let (rev, path) = tail.split_once(':').ok_or("missing `:PATH` after the ref")?;
     if url.len() <= "file://".len() {
@@ -306,7 +314,10 @@ impl<'a> Resolver<'a> {
             None => None,
             Some(v) => match feature.def.variants.iter().find(|(n, _)| n.v == v) {
                 Some((n, d)) => Some((n.v.as_str(), d)),
-                None if repo.broken.contains(&feature.file) => return,
+                None if repo.broken.contains(&feature.file) => {
+                    self.uses_file(&feature.file);
+                    return;
+                }
                 None => {
                     let names: Vec<&str> = feature.def.variants.iter().map(|(n, _)| n.v.as_str()).collect();
                     let mut d = Diagnostic::error("unknown-variant", format!("feature `{fname}` has no variant `{v}`"))
@@ -331,15 +342,20 @@ impl<'a> Resolver<'a> {
             self.error(d);
             return;
         }
-        if let Some(sel) = order.iter_mut().find(|s| s.name == fname) {
+        if let Some(idx) = order.iter().position(|s| s.name == fname) {
             if let Some((v, vdef)) = variant_def {
-                if !sel.variants.contains(&v) {
-                    sel.variants.push(v);
+                if !order[idx].variants.contains(&v) {
+                    order[idx].variants.push(v);
+                    // Features the variant requires go before the feature.
+                    let before = order.len();
                     stack.push(fname);
                     for r in &vdef.requires {
                         self.add_feature(r, order, stack);
                     }
                     stack.pop();
+                    let added: Vec<FeatSel<'a>> = order.drain(before..).collect();
+                    let at = order.iter().position(|s| s.name == fname).unwrap_or(order.len());
+                    order.splice(at..at, added);
                 }
             }
             return;
@@ -443,12 +459,12 @@ impl<'a> Resolver<'a> {
 
     fn run(&mut self, image: &str) -> Option<Plan> {
         let repo = self.repo;
-        self.uses_file(&repo.config.file);
+        let config_ok = self.uses_file(&repo.config.file);
         let chain = self.linearize(image);
         if self.diags.iter().any(|d| d.code == "extends-cycle") {
             return None;
         }
-        let mut intact = true;
+        let mut intact = config_ok;
         for img in &chain {
             intact &= self.uses_file(&img.file);
         }
@@ -464,8 +480,12 @@ impl<'a> Resolver<'a> {
             return None;
         };
         let features = self.order_features(&chain);
+        let mut intact = true;
         for sel in &features {
-            self.uses_file(&repo.features[sel.name].file);
+            intact &= self.uses_file(&repo.features[sel.name].file);
+        }
+        if !intact {
+            return None;
         }
 
         // Layers in application order.
@@ -655,8 +675,21 @@ impl<'a> Resolver<'a> {
     }
 
     fn kind(&mut self, leaf: &Image, scalars: &BTreeMap<String, ScalarState>) -> Option<plan::Value<String>> {
-        if scalars.contains_key("kind") {
-            let v = self.str_value(scalars, "kind", None)?;
+        if let Some(st) = scalars.get("kind") {
+            // `kind` is structural: it is not macro-expanded.
+            let Scalar::Str(raw) = &st.value.v else { return None };
+            let (origin, overrode) = self.scalar_prov(st);
+            let v = plan::Value {
+                value: raw.clone(),
+                origin,
+                overrode: overrode
+                    .into_iter()
+                    .map(|(v, origin)| plan::Overridden {
+                        value: scalar_text(&v),
+                        origin,
+                    })
+                    .collect(),
+            };
             if !KINDS.contains(&v.value.as_str()) {
                 let span = scalars.get("kind").map(|s| s.value.span.clone());
                 let mut d = Diagnostic::error("bad-value", format!("`kind` cannot be `{}`", v.value)).help(
@@ -842,7 +875,8 @@ impl<'a> Resolver<'a> {
                 let mut d = Diagnostic::error(
                     "bad-value",
                     format!("`base.from` must be NAME@VERSION, not `{}`", from.value),
-                );
+                )
+                .help("e.g. from = \"edge-os@2.3.1\"");
                 if let Some(span) = span {
                     d = d.at(span, "after macro expansion");
                 }
@@ -930,7 +964,14 @@ impl<'a> Resolver<'a> {
                 let Some(opt) = key.strip_prefix(&prefix) else { break };
                 let value = match &st.value.v {
                     Scalar::Str(s) => match self.expand_scalar_str(st, s) {
-                        Some(s) => serde_json::Value::String(s),
+                        Some(x) => {
+                            if let Err(msg) = check_output_option(&format, opt, &x) {
+                                let at = if x == *s { "here" } else { "after macro expansion" };
+                                self.error(Diagnostic::error("bad-value", msg).at(st.value.span.clone(), at));
+                                continue;
+                            }
+                            serde_json::Value::String(x)
+                        }
                         None => continue,
                     },
                     Scalar::Int(i) => serde_json::Value::from(*i),
@@ -1226,12 +1267,29 @@ impl<'a> Resolver<'a> {
     }
 
     fn file_entry(
-        &self,
+        &mut self,
         item: &FileItem,
         feature: &str,
         attrs: &[&(Sp<String>, crate::model::FileAttr)],
     ) -> plan::FileEntry {
         let attr = attrs.iter().rev().find(|(p, _)| p.v == item.dest).map(|(_, a)| a);
+        let owner = match attr.and_then(|a| a.owner.as_ref()) {
+            None => "root:root".to_string(),
+            Some(o) => match self.expand(o) {
+                Some(x) if valid_owner(&x) => x,
+                Some(x) => {
+                    self.error(
+                        Diagnostic::error(
+                            "bad-value",
+                            format!("`owner` must be USER:GROUP (names or ids), not `{x}`"),
+                        )
+                        .at(o.span.clone(), "after macro expansion"),
+                    );
+                    "root:root".to_string()
+                }
+                None => "root:root".to_string(),
+            },
+        };
         let (kind, target, mode) = match &item.kind {
             EntryKind::Symlink { target } => ("symlink", Some(target.clone()), None),
             _ => {
@@ -1246,9 +1304,7 @@ impl<'a> Resolver<'a> {
             kind,
             target,
             mode,
-            owner: attr
-                .and_then(|a| a.owner.as_ref())
-                .map_or_else(|| "root:root".to_string(), |o| o.v.clone()),
+            owner,
             overrode: None,
         }
     }
