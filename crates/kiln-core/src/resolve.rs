@@ -678,18 +678,7 @@ impl<'a> Resolver<'a> {
         if let Some(st) = scalars.get("kind") {
             // `kind` is structural: it is not macro-expanded.
             let Scalar::Str(raw) = &st.value.v else { return None };
-            let (origin, overrode) = self.scalar_prov(st);
-            let v = plan::Value {
-                value: raw.clone(),
-                origin,
-                overrode: overrode
-                    .into_iter()
-                    .map(|(v, origin)| plan::Overridden {
-                        value: scalar_text(&v),
-                        origin,
-                    })
-                    .collect(),
-            };
+            let v = self.typed(st, raw.clone(), scalar_text);
             if !KINDS.contains(&v.value.as_str()) {
                 let span = scalars.get("kind").map(|s| s.value.span.clone());
                 let mut d = Diagnostic::error("bad-value", format!("`kind` cannot be `{}`", v.value)).help(
@@ -754,6 +743,32 @@ impl<'a> Resolver<'a> {
         (origin, overrode)
     }
 
+    /// A plan value from a scalar's state: `value` is the winner (already
+    /// converted), `convert` turns the overridden ones.
+    fn typed<T>(&self, st: &ScalarState, value: T, convert: impl Fn(&Scalar) -> T) -> plan::Value<T> {
+        let (origin, overrode) = self.scalar_prov(st);
+        let overrode = overrode
+            .into_iter()
+            .map(|(v, origin)| plan::Overridden {
+                value: convert(&v),
+                origin,
+            })
+            .collect();
+        plan::Value {
+            value,
+            origin,
+            overrode,
+        }
+    }
+
+    fn default_value<T>(value: T) -> plan::Value<T> {
+        plan::Value {
+            value,
+            origin: Provenance::Default { default: true },
+            overrode: Vec::new(),
+        }
+    }
+
     fn expand_scalar_str(&mut self, st: &ScalarState, s: &str) -> Option<String> {
         let sp = Sp {
             v: s.to_string(),
@@ -770,27 +785,11 @@ impl<'a> Resolver<'a> {
         default: Option<&str>,
     ) -> Option<plan::Value<String>> {
         let Some(st) = scalars.get(key) else {
-            return default.map(|d| plan::Value {
-                value: d.to_string(),
-                origin: Provenance::Default { default: true },
-                overrode: Vec::new(),
-            });
+            return default.map(|d| Self::default_value(d.to_string()));
         };
         let Scalar::Str(raw) = &st.value.v else { return None };
         let value = self.expand_scalar_str(st, raw)?;
-        let (origin, overrode) = self.scalar_prov(st);
-        let overrode = overrode
-            .into_iter()
-            .map(|(v, origin)| plan::Overridden {
-                value: scalar_text(&v),
-                origin,
-            })
-            .collect();
-        Some(plan::Value {
-            value,
-            origin,
-            overrode,
-        })
+        Some(self.typed(st, value, scalar_text))
     }
 
     fn list_value(&mut self, scalars: &BTreeMap<String, ScalarState>, key: &str) -> Option<ListScalar> {
@@ -822,48 +821,18 @@ impl<'a> Resolver<'a> {
     }
 
     fn bool_value(&mut self, scalars: &BTreeMap<String, ScalarState>, key: &str, default: bool) -> plan::Value<bool> {
+        let as_bool = |v: &Scalar| matches!(v, Scalar::Bool(true));
         match scalars.get(key) {
-            Some(st) => {
-                let (origin, overrode) = self.scalar_prov(st);
-                plan::Value {
-                    value: matches!(st.value.v, Scalar::Bool(true)),
-                    origin,
-                    overrode: overrode
-                        .into_iter()
-                        .map(|(v, origin)| plan::Overridden {
-                            value: matches!(v, Scalar::Bool(true)),
-                            origin,
-                        })
-                        .collect(),
-                }
-            }
-            None => plan::Value {
-                value: default,
-                origin: Provenance::Default { default: true },
-                overrode: Vec::new(),
-            },
+            Some(st) => self.typed(st, as_bool(&st.value.v), as_bool),
+            None => Self::default_value(default),
         }
     }
 
     fn int_value(&mut self, scalars: &BTreeMap<String, ScalarState>, key: &str, default: i64) -> plan::Value<i64> {
+        let as_int = |v: &Scalar| if let Scalar::Int(i) = v { *i } else { default };
         match scalars.get(key) {
-            Some(st) => {
-                let (origin, overrode) = self.scalar_prov(st);
-                let int = |v: &Scalar| if let Scalar::Int(i) = v { *i } else { default };
-                plan::Value {
-                    value: int(&st.value.v),
-                    origin,
-                    overrode: overrode
-                        .into_iter()
-                        .map(|(v, origin)| plan::Overridden { value: int(&v), origin })
-                        .collect(),
-                }
-            }
-            None => plan::Value {
-                value: default,
-                origin: Provenance::Default { default: true },
-                overrode: Vec::new(),
-            },
+            Some(st) => self.typed(st, as_int(&st.value.v), as_int),
+            None => Self::default_value(default),
         }
     }
 
