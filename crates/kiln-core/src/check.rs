@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use crate::diag::{Diagnostic, Span, sort_dedup};
 use crate::repo::Repo;
-use crate::resolve::{ResolveOptions, resolve};
+use crate::resolve::{ResolveOptions, diagnose};
 
 /// The outcome of checking a whole repository.
 #[derive(Clone, Debug)]
@@ -30,9 +30,7 @@ impl Report {
 /// Resolves every image of `repo` with `opts` and gathers every diagnostic.
 pub fn check(repo: &Repo, opts: &ResolveOptions) -> Report {
     let mut diags = repo.diagnostics.clone();
-    for name in repo.images.keys() {
-        diags.extend(resolve(repo, name, opts).diagnostics);
-    }
+    diags.extend(diagnose_all(repo, opts));
     diags.extend(unused_tags(repo));
     sort_dedup(&mut diags);
     Report {
@@ -41,6 +39,24 @@ pub fn check(repo: &Repo, opts: &ResolveOptions) -> Report {
         lists: repo.lists.len() + repo.tagged.len(),
         diagnostics: diags,
     }
+}
+
+/// Diagnoses every image, spreading the images over the available cores
+/// (resolution is pure, so the result does not depend on the split).
+fn diagnose_all(repo: &Repo, opts: &ResolveOptions) -> Vec<Diagnostic> {
+    let names: Vec<&String> = repo.images.keys().collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16);
+    if threads == 1 || names.len() < 16 {
+        return names.iter().flat_map(|n| diagnose(repo, n, opts)).collect();
+    }
+    let chunk = names.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = names
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().flat_map(|n| diagnose(repo, n, opts)).collect::<Vec<_>>()))
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    })
 }
 
 /// Tagged scripts whose tags name neither a feature nor a subprofile never run.

@@ -86,9 +86,10 @@ impl Span {
     /// text of the file. Files without text (or empty spans at 0) give line 0,
     /// which displays as the bare file name.
     pub fn location(&self, snapshot: &Snapshot) -> Location {
-        let (line, column) = match snapshot.text(&self.file) {
-            Some(text) if !(self.range.start == 0 && self.range.end == 0) => line_col(text, self.range.start),
-            _ => (0, 0),
+        let (line, column) = if self.range == (0..0) {
+            (0, 0)
+        } else {
+            snapshot.line_col(&self.file, self.range.start).unwrap_or((0, 0))
         };
         Location {
             file: Arc::clone(&self.file),

@@ -43,6 +43,28 @@ pub struct PkgSpec {
     pub arch: Option<ArchFilter>,
 }
 
+/// A parsed entry ready to apply: names shared, the set's key precomputed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PkgRef {
+    /// As written, with an `=version` pin if any.
+    pub name: Arc<str>,
+    /// The package name without a pin: what `remove` matches.
+    pub key: Arc<str>,
+    pub remove: bool,
+    pub arch: Option<Arc<ArchFilter>>,
+}
+
+impl From<PkgSpec> for PkgRef {
+    fn from(spec: PkgSpec) -> Self {
+        let key: Arc<str> = match spec.name.split_once('=') {
+            Some((bare, _)) => bare.into(),
+            None => spec.name.as_str().into(),
+        };
+        let name = if key.len() == spec.name.len() { Arc::clone(&key) } else { spec.name.into() };
+        PkgRef { name, key, remove: spec.remove, arch: spec.arch.map(Arc::new) }
+    }
+}
+
 /// A problem in one entry: message, range inside the entry, optional hint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PkgError {

@@ -8,7 +8,7 @@ use toml::de::DeValue;
 
 use crate::diag::{Diagnostic, Span};
 use crate::model::{Context, Def, Reader, Sp, is_ident, parse_toml};
-use crate::packages::tokenize_list;
+use crate::packages::{PkgRef, parse_pkg, tokenize_list};
 use crate::snapshot::{EntryKind, Snapshot};
 use crate::tags::is_tag;
 
@@ -81,6 +81,9 @@ pub struct PackageList {
     pub name: String,
     pub file: Arc<str>,
     pub entries: Vec<Sp<String>>,
+    /// Each entry parsed once, for the entries without macros (those are
+    /// parsed after expansion, per resolution) and without errors.
+    pub parsed: Vec<Option<PkgRef>>,
 }
 
 #[derive(Clone, Debug)]
@@ -220,10 +223,13 @@ impl Repo {
             }
             let rel = &path["lists/".len()..];
             let text = snapshot.text(path).unwrap_or("");
-            let list = |name: &str| PackageList {
-                name: name.to_string(),
-                file: Arc::clone(path),
-                entries: tokenize_list(path, text),
+            let list = |name: &str| {
+                let entries = tokenize_list(path, text);
+                let parsed = entries
+                    .iter()
+                    .map(|e| if e.v.contains('%') { None } else { parse_pkg(&e.v).ok().map(PkgRef::from) })
+                    .collect();
+                PackageList { name: name.to_string(), file: Arc::clone(path), entries, parsed }
             };
             if let Some(tags) = rel.strip_prefix("tagged/") {
                 if tags.contains('/') {

@@ -5,15 +5,17 @@
 //! (defaults → features and their variants → the chain) to scalars, the
 //! package set, files and scripts, expanding macros as values are read.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use crate::diag::{Diagnostic, Span, did_you_mean};
 use crate::macros::{MacroDef, MacroError, MacroLayer, MacroTable};
 use crate::model::{
     Def, KINDS, OUTPUT_FORMATS, Origin, Scalar, Sp, check_output_option, parse_name_at_version, valid_owner,
 };
-use crate::packages::{ArchFilter, parse_pkg};
+use crate::packages::{ArchFilter, PkgRef, parse_pkg};
 use crate::plan::{self, PLAN_SCHEMA, Plan, Provenance};
 use crate::repo::{Content, FileItem, Image, Repo, ScriptItem};
 use crate::snapshot::EntryKind;
@@ -43,6 +45,7 @@ pub fn resolve(repo: &Repo, image: &str, opts: &ResolveOptions) -> Resolution {
         opts,
         diags: Vec::new(),
         macros: MacroTable::default(),
+        want_plan: true,
     };
     let plan = r.run(image);
     let failed = r.diags.iter().any(Diagnostic::is_error);
@@ -50,6 +53,20 @@ pub fn resolve(repo: &Repo, image: &str, opts: &ResolveOptions) -> Resolution {
         plan: if failed { None } else { plan },
         diagnostics: r.diags,
     }
+}
+
+/// Finds every problem of `image` without building its plan (what `kiln
+/// check` needs: the same diagnostics as [`resolve`], less work).
+pub fn diagnose(repo: &Repo, image: &str, opts: &ResolveOptions) -> Vec<Diagnostic> {
+    let mut r = Resolver {
+        repo,
+        opts,
+        diags: Vec::new(),
+        macros: MacroTable::default(),
+        want_plan: false,
+    };
+    r.run(image);
+    r.diags
 }
 
 /// Parses `git+URL@REF:PATH`.
@@ -114,8 +131,8 @@ struct ScalarState {
 
 #[derive(Clone)]
 struct PkgState {
-    name: String,
-    arch: Option<ArchFilter>,
+    name: Arc<str>,
+    arch: Option<Arc<ArchFilter>>,
     origin: Origin,
     via: Option<Origin>,
     overrode: Vec<(&'static str, Origin)>,
@@ -123,46 +140,47 @@ struct PkgState {
 
 #[derive(Clone, Default)]
 struct PkgSet {
-    /// By bare name (without `=version`), in insertion order of first addition.
-    items: BTreeMap<String, PkgState>,
-    removed: BTreeMap<String, (Origin, Vec<Origin>)>,
+    /// By package name without a pin ([`PkgSet::sorted`] gives name order).
+    items: FxHashMap<Arc<str>, PkgState>,
+    removed: BTreeMap<Arc<str>, (Origin, Vec<Origin>)>,
     /// Past events of names currently absent, to attach on re-addition.
-    history: HashMap<String, Vec<(&'static str, Origin)>>,
-}
-
-fn bare(name: &str) -> &str {
-    name.split_once('=').map_or(name, |(n, _)| n)
+    history: FxHashMap<Arc<str>, Vec<(&'static str, Origin)>>,
 }
 
 impl PkgSet {
-    fn add(&mut self, name: String, arch: Option<ArchFilter>, origin: Origin, via: Option<Origin>) {
-        let key = bare(&name).to_string();
-        let mut overrode = self.history.remove(&key).unwrap_or_default();
-        if let Some(old) = self.items.remove(&key) {
-            overrode.insert(0, ("added", old.origin));
-            overrode.extend(old.overrode);
+    fn add(&mut self, p: &PkgRef, origin: Origin, via: Option<Origin>) {
+        let mut overrode = if self.history.is_empty() { None } else { self.history.remove(&p.key) }.unwrap_or_default();
+        if !self.removed.is_empty() {
+            self.removed.remove(&p.key);
         }
-        self.removed.remove(&key);
-        self.items.insert(
-            key,
-            PkgState {
-                name,
-                arch,
-                origin,
-                via,
-                overrode,
-            },
-        );
+        let state = |overrode| PkgState { name: Arc::clone(&p.name), arch: p.arch.clone(), origin, via, overrode };
+        match self.items.entry(Arc::clone(&p.key)) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(state(overrode));
+            }
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                let old = o.get_mut();
+                overrode.push(("added", old.origin.clone()));
+                overrode.append(&mut old.overrode);
+                *old = state(overrode);
+            }
+        }
     }
 
-    /// Removes `name`; returns false when it was not in the set.
-    fn remove(&mut self, name: &str, origin: Origin) -> bool {
-        let key = bare(name).to_string();
-        match self.items.remove(&key) {
-            Some(old) => {
+    /// The packages in name order.
+    fn sorted(&self) -> Vec<(&Arc<str>, &PkgState)> {
+        let mut v: Vec<_> = self.items.iter().collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        v
+    }
+
+    /// Removes `key`; returns false when it was not in the set.
+    fn remove(&mut self, key: &str, origin: Origin) -> bool {
+        match self.items.remove_entry(key) {
+            Some((key, old)) => {
                 let mut hist = vec![("removed", origin.clone()), ("added", old.origin.clone())];
                 hist.extend(old.overrode);
-                self.history.insert(key.clone(), hist);
+                self.history.insert(Arc::clone(&key), hist);
                 self.removed.insert(key, (origin, vec![old.origin]));
                 true
             }
@@ -176,6 +194,9 @@ struct Resolver<'a> {
     opts: &'a ResolveOptions,
     diags: Vec<Diagnostic>,
     macros: MacroTable,
+    /// False when only diagnostics are wanted: provenance of the package
+    /// sets is then not built.
+    want_plan: bool,
 }
 
 impl<'a> Resolver<'a> {
@@ -613,7 +634,8 @@ impl<'a> Resolver<'a> {
             cleanup: self.bool_value(&scalars, "build.cleanup", true),
         };
 
-        let (packages, arch_excluded, removed) = self.finish_packages(&pkgs);
+        let (packages, arch_excluded, removed) =
+            if self.want_plan { self.finish_packages(&pkgs) } else { Default::default() };
         let arch = self.opts.arch.clone();
         let nvr = match (&name, &version, &release) {
             (Some(n), Some(v), Some(r)) => format!("{}-{}-{}", n.value, v.value, r.value),
@@ -631,6 +653,9 @@ impl<'a> Resolver<'a> {
             }
         }
         let macros = self.plan_macros();
+        if !self.want_plan {
+            return None;
+        }
 
         Some(Plan {
             schema: PLAN_SCHEMA,
@@ -989,8 +1014,8 @@ impl<'a> Resolver<'a> {
                         tagged: false,
                         via: self.span_prov(&l.span),
                     });
-                    for e in &list.entries {
-                        self.apply_entry(e, pkgs, Some(&l.span));
+                    for (e, parsed) in list.entries.iter().zip(&list.parsed) {
+                        self.apply_entry(e, parsed.as_ref(), pkgs, Some(&l.span));
                     }
                 }
                 None => {
@@ -1019,8 +1044,8 @@ impl<'a> Resolver<'a> {
                         tagged: true,
                         via: self.span_prov(&expr_sp.span),
                     });
-                    for e in &t.list.entries {
-                        self.apply_entry(e, pkgs, Some(&expr_sp.span));
+                    for (e, parsed) in t.list.entries.iter().zip(&t.list.parsed) {
+                        self.apply_entry(e, parsed.as_ref(), pkgs, Some(&expr_sp.span));
                     }
                 }
             }
@@ -1035,7 +1060,7 @@ impl<'a> Resolver<'a> {
             }
         }
         for p in &def.packages {
-            self.apply_entry(p, pkgs, None);
+            self.apply_entry(p, None, pkgs, None);
         }
         for r in &def.remove {
             let Some(name) = self.expand(r) else { continue };
@@ -1057,17 +1082,31 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    fn apply_entry(&mut self, entry: &Sp<String>, pkgs: &mut PkgSet, via: Option<&Span>) {
-        let Some(text) = self.expand(entry) else { return };
-        match parse_pkg(&text) {
-            Ok(spec) => {
-                let origin = Origin::Source(entry.span.clone());
-                if spec.remove {
-                    pkgs.remove(&spec.name, origin);
-                } else {
-                    pkgs.add(spec.name, spec.arch, origin, via.map(|s| Origin::Source(s.clone())));
-                }
+    /// Applies one package entry; `parsed` is its parse from load time, when
+    /// it has no macros.
+    fn apply_entry(&mut self, entry: &Sp<String>, parsed: Option<&PkgRef>, pkgs: &mut PkgSet, via: Option<&Span>) {
+        let apply = |pkgs: &mut PkgSet, p: &PkgRef| {
+            let origin = Origin::Source(entry.span.clone());
+            if p.remove {
+                pkgs.remove(&p.key, origin);
+            } else {
+                pkgs.add(p, origin, via.map(|s| Origin::Source(s.clone())));
             }
+        };
+        if let Some(p) = parsed {
+            apply(pkgs, p);
+            return;
+        }
+        let expanded;
+        let text = if entry.v.contains('%') {
+            let Some(t) = self.expand(entry) else { return };
+            expanded = t;
+            expanded.as_str()
+        } else {
+            entry.v.as_str()
+        };
+        match parse_pkg(text) {
+            Ok(spec) => apply(pkgs, &PkgRef::from(spec)),
             Err(e) => {
                 // Locate inside the entry only when expansion did not change it.
                 let d = if text == entry.v {
@@ -1087,8 +1126,8 @@ impl<'a> Resolver<'a> {
 
     fn package(&self, st: &PkgState) -> plan::Package {
         plan::Package {
-            name: st.name.clone(),
-            arch: st.arch.as_ref().map(ArchFilter::to_string),
+            name: st.name.to_string(),
+            arch: st.arch.as_ref().map(|a| a.to_string()),
             origin: self.prov(&st.origin),
             via: st.via.as_ref().map(|v| self.prov(v)),
             overrode: st
@@ -1105,7 +1144,7 @@ impl<'a> Resolver<'a> {
     fn finish_packages(&self, pkgs: &PkgSet) -> (Vec<plan::Package>, Vec<plan::Package>, Vec<plan::Removal>) {
         let mut inc = Vec::new();
         let mut exc = Vec::new();
-        for st in pkgs.items.values() {
+        for (_, st) in pkgs.sorted() {
             if st.arch.as_ref().is_none_or(|a| a.matches(&self.opts.arch)) {
                 inc.push(self.package(st));
             } else {
@@ -1116,7 +1155,7 @@ impl<'a> Resolver<'a> {
             .removed
             .iter()
             .map(|(name, (origin, undone))| plan::Removal {
-                name: name.clone(),
+                name: name.to_string(),
                 origin: self.prov(origin),
                 removed: undone.iter().map(|o| self.prov(o)).collect(),
             })
@@ -1403,7 +1442,9 @@ impl<'a> Resolver<'a> {
         main_files: &[plan::FileEntry],
     ) -> plan::Subprofile {
         let repo = self.repo;
-        let mut pkgs = main.clone();
+        // Diagnostics do not depend on what the set holds: without a plan, the
+        // subprofile's additions are applied to an empty set.
+        let mut pkgs = if self.want_plan { main.clone() } else { PkgSet::default() };
         let mut lists = Vec::new();
         for sel in features {
             let f = &repo.features[sel.name];
@@ -1419,9 +1460,8 @@ impl<'a> Resolver<'a> {
                 self.apply_packages(sd, &mut pkgs, &mut lists);
             }
         }
-        let added: Vec<plan::Package> = pkgs
-            .items
-            .iter()
+        let added: Vec<plan::Package> = (if self.want_plan { pkgs.sorted() } else { Vec::new() })
+            .into_iter()
             .filter(|(k, st)| {
                 main.items.get(*k).is_none_or(|m| m.origin != st.origin)
                     && st.arch.as_ref().is_none_or(|a| a.matches(&self.opts.arch))
@@ -1431,9 +1471,9 @@ impl<'a> Resolver<'a> {
         let removed: Vec<plan::Removal> = pkgs
             .removed
             .iter()
-            .filter(|(k, _)| main.items.contains_key(*k))
+            .filter(|(k, _)| self.want_plan && main.items.contains_key(*k))
             .map(|(n, (origin, undone))| plan::Removal {
-                name: n.clone(),
+                name: n.to_string(),
                 origin: self.prov(origin),
                 removed: undone.iter().map(|o| self.prov(o)).collect(),
             })

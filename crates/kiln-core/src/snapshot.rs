@@ -3,7 +3,7 @@
 //! lists). The filesystem loader lives in `kiln-repo`; tests build snapshots
 //! directly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// What a repository path is.
@@ -28,6 +28,9 @@ pub struct Entry {
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     entries: BTreeMap<Arc<str>, Entry>,
+    /// Byte offsets of line starts of every file with text, so positions
+    /// resolve by binary search instead of rescanning the file.
+    lines: HashMap<Arc<str>, Vec<usize>>,
 }
 
 /// Whether the loader must read a path's text: definitions and lists.
@@ -83,7 +86,17 @@ impl Snapshot {
                 text: None,
             });
         }
-        self.entries.insert(Arc::from(path), entry);
+        let key: Arc<str> = Arc::from(path);
+        match &entry.text {
+            Some(text) => {
+                let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+                self.lines.insert(Arc::clone(&key), starts);
+            }
+            None => {
+                self.lines.remove(&key);
+            }
+        }
+        self.entries.insert(key, entry);
         self
     }
 
@@ -98,6 +111,18 @@ impl Snapshot {
 
     pub fn text(&self, path: &str) -> Option<&str> {
         self.entries.get(path).and_then(|e| e.text.as_deref())
+    }
+
+    /// 1-based line and column (in characters) of a byte offset in a file
+    /// with text.
+    pub fn line_col(&self, path: &str, offset: usize) -> Option<(usize, usize)> {
+        let text = self.text(path)?;
+        let starts = self.lines.get(path)?;
+        let offset = offset.min(text.len());
+        let line = starts.partition_point(|s| *s <= offset);
+        let start = starts.get(line.wrapping_sub(1)).copied().unwrap_or(0);
+        let column = text.get(start..offset).map_or(1, |t| t.chars().count() + 1);
+        Some((line.max(1), column))
     }
 
     pub fn is_file(&self, path: &str) -> bool {
