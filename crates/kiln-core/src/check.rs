@@ -55,7 +55,10 @@ fn diagnose_all(repo: &Repo, opts: &ResolveOptions) -> Vec<Diagnostic> {
             .chunks(chunk)
             .map(|part| scope.spawn(move || part.iter().flat_map(|n| diagnose(repo, n, opts)).collect::<Vec<_>>()))
             .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
     })
 }
 

@@ -60,8 +60,17 @@ impl From<PkgSpec> for PkgRef {
             Some((bare, _)) => bare.into(),
             None => spec.name.as_str().into(),
         };
-        let name = if key.len() == spec.name.len() { Arc::clone(&key) } else { spec.name.into() };
-        PkgRef { name, key, remove: spec.remove, arch: spec.arch.map(Arc::new) }
+        let name = if key.len() == spec.name.len() {
+            Arc::clone(&key)
+        } else {
+            spec.name.into()
+        };
+        PkgRef {
+            name,
+            key,
+            remove: spec.remove,
+            arch: spec.arch.map(Arc::new),
+        }
     }
 }
 

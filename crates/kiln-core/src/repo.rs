@@ -227,9 +227,20 @@ impl Repo {
                 let entries = tokenize_list(path, text);
                 let parsed = entries
                     .iter()
-                    .map(|e| if e.v.contains('%') { None } else { parse_pkg(&e.v).ok().map(PkgRef::from) })
+                    .map(|e| {
+                        if e.v.contains('%') {
+                            None
+                        } else {
+                            parse_pkg(&e.v).ok().map(PkgRef::from)
+                        }
+                    })
                     .collect();
-                PackageList { name: name.to_string(), file: Arc::clone(path), entries, parsed }
+                PackageList {
+                    name: name.to_string(),
+                    file: Arc::clone(path),
+                    entries,
+                    parsed,
+                }
             };
             if let Some(tags) = rel.strip_prefix("tagged/") {
                 if tags.contains('/') {

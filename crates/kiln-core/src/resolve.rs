@@ -149,11 +149,22 @@ struct PkgSet {
 
 impl PkgSet {
     fn add(&mut self, p: &PkgRef, origin: Origin, via: Option<Origin>) {
-        let mut overrode = if self.history.is_empty() { None } else { self.history.remove(&p.key) }.unwrap_or_default();
+        let mut overrode = if self.history.is_empty() {
+            None
+        } else {
+            self.history.remove(&p.key)
+        }
+        .unwrap_or_default();
         if !self.removed.is_empty() {
             self.removed.remove(&p.key);
         }
-        let state = |overrode| PkgState { name: Arc::clone(&p.name), arch: p.arch.clone(), origin, via, overrode };
+        let state = |overrode| PkgState {
+            name: Arc::clone(&p.name),
+            arch: p.arch.clone(),
+            origin,
+            via,
+            overrode,
+        };
         match self.items.entry(Arc::clone(&p.key)) {
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(state(overrode));
@@ -634,8 +645,11 @@ impl<'a> Resolver<'a> {
             cleanup: self.bool_value(&scalars, "build.cleanup", true),
         };
 
-        let (packages, arch_excluded, removed) =
-            if self.want_plan { self.finish_packages(&pkgs) } else { Default::default() };
+        let (packages, arch_excluded, removed) = if self.want_plan {
+            self.finish_packages(&pkgs)
+        } else {
+            Default::default()
+        };
         let arch = self.opts.arch.clone();
         let nvr = match (&name, &version, &release) {
             (Some(n), Some(v), Some(r)) => format!("{}-{}-{}", n.value, v.value, r.value),
@@ -1165,7 +1179,8 @@ impl<'a> Resolver<'a> {
 
     fn compose_files(&mut self, features: &[FeatSel<'a>], sub: Option<&str>) -> Vec<plan::FileEntry> {
         let repo = self.repo;
-        let mut by_dest: BTreeMap<String, (plan::FileEntry, &'a str, Span)> = BTreeMap::new();
+        // Image path → (entry, feature, source); entries are built only for a plan.
+        let mut by_dest: BTreeMap<&'a str, (Option<plan::FileEntry>, &'a str, &'a Arc<str>)> = BTreeMap::new();
         for sel in features {
             let f = &repo.features[sel.name];
             let mut contents: Vec<(&'a Content, Option<&'a Def>)> = Vec::new();
@@ -1210,9 +1225,9 @@ impl<'a> Resolver<'a> {
             for (content, _) in &contents {
                 for item in &content.files {
                     shipped.insert(item.dest.as_str());
-                    let entry = self.file_entry(item, sel.name, &attrs);
-                    let mut entry = entry;
-                    if let Some((prev, prev_feature, _)) = by_dest.get(&item.dest) {
+                    let has_attr = attrs.iter().any(|(p, _)| p.v == item.dest);
+                    let mut entry = (self.want_plan || has_attr).then(|| self.file_entry(item, sel.name, &attrs));
+                    if let Some((_, prev_feature, prev_source)) = by_dest.get(item.dest.as_str()) {
                         let allowed = *prev_feature == sel.name
                             || overrides.iter().any(|o| o.v.trim_start_matches('/') == item.dest);
                         if !allowed {
@@ -1227,10 +1242,7 @@ impl<'a> Resolver<'a> {
                                 sel.requested.clone(),
                                 format!("`{}` is used here, after `{}`", sel.name, prev_feature),
                             )
-                            .also(
-                                Span::whole_file(&prev.source.as_str().into()),
-                                format!("shipped by `{prev_feature}`"),
-                            )
+                            .also(Span::whole_file(prev_source), format!("shipped by `{prev_feature}`"))
                             .also(Span::whole_file(&item.source), format!("shipped by `{}`", sel.name))
                             .help(format!(
                                 "if `{}` means to replace it, add `override = [\"{}\"]` to {}",
@@ -1239,9 +1251,11 @@ impl<'a> Resolver<'a> {
                             self.error(d);
                             continue;
                         }
-                        entry.overrode = Some(prev.source.clone());
+                        if let Some(e) = entry.as_mut() {
+                            e.overrode = Some(prev_source.to_string());
+                        }
                     }
-                    by_dest.insert(item.dest.clone(), (entry, sel.name, sel.requested.clone()));
+                    by_dest.insert(item.dest.as_str(), (entry, sel.name, &item.source));
                 }
             }
             if sub.is_none() {
@@ -1271,7 +1285,11 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
-        by_dest.into_values().map(|(e, _, _)| e).collect()
+        by_dest
+            .into_values()
+            .filter_map(|(e, _, _)| e)
+            .filter(|_| self.want_plan)
+            .collect()
     }
 
     fn file_entry(
@@ -1326,6 +1344,10 @@ impl<'a> Resolver<'a> {
         sub: Option<&str>,
         inside: bool,
     ) -> Vec<plan::Script> {
+        if !self.want_plan {
+            // Scripts yield no diagnostics; only a plan lists them.
+            return Vec::new();
+        }
         let repo = self.repo;
         let pick = |c: &'a Content| if inside { &c.image_scripts } else { &c.scripts };
         let mut out = Vec::new();
@@ -1444,7 +1466,11 @@ impl<'a> Resolver<'a> {
         let repo = self.repo;
         // Diagnostics do not depend on what the set holds: without a plan, the
         // subprofile's additions are applied to an empty set.
-        let mut pkgs = if self.want_plan { main.clone() } else { PkgSet::default() };
+        let mut pkgs = if self.want_plan {
+            main.clone()
+        } else {
+            PkgSet::default()
+        };
         let mut lists = Vec::new();
         for sel in features {
             let f = &repo.features[sel.name];

@@ -89,7 +89,9 @@ impl Snapshot {
         let key: Arc<str> = Arc::from(path);
         match &entry.text {
             Some(text) => {
-                let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+                let starts = std::iter::once(0)
+                    .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                    .collect();
                 self.lines.insert(Arc::clone(&key), starts);
             }
             None => {

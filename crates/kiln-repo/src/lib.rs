@@ -9,6 +9,8 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use kiln_core::snapshot::{Entry, EntryKind, Snapshot, wants_text};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,9 +38,58 @@ pub fn load(root: &Path) -> Result<Snapshot, LoadError> {
     if !root.join("kiln.toml").is_file() && !root.join("images").is_dir() {
         return Err(LoadError::NotARepo(root.to_path_buf()));
     }
+    let mut found = Vec::new();
+    walk(root, root, &mut found)?;
+    // Reading the texts dominates loading; spread it over the cores.
+    let texts = read_texts(&found)?;
     let mut snapshot = Snapshot::new();
-    walk(root, root, &mut snapshot)?;
+    for (f, text) in found.into_iter().zip(texts) {
+        snapshot.insert(
+            &f.rel,
+            Entry {
+                kind: f.kind,
+                mode: f.mode,
+                text,
+            },
+        );
+    }
     Ok(snapshot)
+}
+
+/// One path found by the walk.
+struct Found {
+    rel: String,
+    path: PathBuf,
+    kind: EntryKind,
+    mode: u32,
+}
+
+fn read_text(f: &Found) -> Result<Option<Arc<str>>, LoadError> {
+    if f.kind != EntryKind::File || !wants_text(&f.rel) {
+        return Ok(None);
+    }
+    let bytes = fs::read(&f.path).map_err(io_err(&f.path))?;
+    let s = String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8(f.path.clone()))?;
+    Ok(Some(s.into()))
+}
+
+fn read_texts(found: &[Found]) -> Result<Vec<Option<Arc<str>>>, LoadError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    if threads == 1 || found.len() < 256 {
+        return found.iter().map(read_text).collect();
+    }
+    let chunk = found.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = found
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(read_text).collect::<Result<Vec<_>, _>>()))
+            .collect();
+        let mut out = Vec::with_capacity(found.len());
+        for w in workers {
+            out.extend(w.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?);
+        }
+        Ok(out)
+    })
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LoadError + '_ {
@@ -48,7 +99,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LoadError + '_ {
     }
 }
 
-fn walk(root: &Path, dir: &Path, snapshot: &mut Snapshot) -> Result<(), LoadError> {
+fn walk(root: &Path, dir: &Path, found: &mut Vec<Found>) -> Result<(), LoadError> {
     let mut entries: Vec<fs::DirEntry> = fs::read_dir(dir)
         .map_err(io_err(dir))?
         .collect::<Result<_, _>>()
@@ -72,44 +123,27 @@ fn walk(root: &Path, dir: &Path, snapshot: &mut Snapshot) -> Result<(), LoadErro
         let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
         let mode = meta.permissions().mode() & 0o7777;
         let ft = meta.file_type();
-        if ft.is_symlink() {
+        let kind = if ft.is_symlink() {
             let target = fs::read_link(&path).map_err(io_err(&path))?;
-            snapshot.insert(
-                rel,
-                Entry {
-                    kind: EntryKind::Symlink {
-                        target: target.to_string_lossy().into_owned(),
-                    },
-                    mode,
-                    text: None,
-                },
-            );
+            EntryKind::Symlink {
+                target: target.to_string_lossy().into_owned(),
+            }
         } else if ft.is_dir() {
-            snapshot.insert(
-                rel,
-                Entry {
-                    kind: EntryKind::Dir,
-                    mode,
-                    text: None,
-                },
-            );
-            walk(root, &path, snapshot)?;
+            EntryKind::Dir
         } else if ft.is_file() {
-            let text = if wants_text(rel) {
-                let bytes = fs::read(&path).map_err(io_err(&path))?;
-                let s = String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8(path.clone()))?;
-                Some(s.into())
-            } else {
-                None
-            };
-            snapshot.insert(
-                rel,
-                Entry {
-                    kind: EntryKind::File,
-                    mode,
-                    text,
-                },
-            );
+            EntryKind::File
+        } else {
+            continue;
+        };
+        let is_dir = kind == EntryKind::Dir;
+        found.push(Found {
+            rel: rel.to_string(),
+            path: path.clone(),
+            kind,
+            mode,
+        });
+        if is_dir {
+            walk(root, &path, found)?;
         }
         // Sockets, FIFOs and devices are not part of a profile.
     }
