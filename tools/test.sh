@@ -10,9 +10,19 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 step "building kiln"
 cargo build --workspace --all-targets --locked
 
-step "host tools (kiln doctor --fix)"
+step "host tools (kiln doctor --fix) and test tools"
 if [ "$(id -u)" = 0 ]; then
     ./target/debug/kiln doctor --fix --yes
+    # What the tests use to inspect images: a static busybox for sandbox
+    # trees, xattr/capability tools, and the compressors' CLIs.
+    need=()
+    for p in busybox-static attr libcap2-bin zstd xz-utils gzip tar; do
+        dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+    done
+    if [ ${#need[@]} -gt 0 ]; then
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+    fi
 else
     ./target/debug/kiln doctor || echo "warning: some host tools are missing; run as root to install them" >&2
 fi

@@ -14,6 +14,7 @@ use kiln_core::macros::MacroDef;
 use kiln_core::snapshot::Snapshot;
 use kiln_core::{Repo, ResolveOptions};
 
+mod build;
 mod doctor;
 
 // Resolution allocates many small strings and maps; mimalloc is measurably
@@ -43,6 +44,8 @@ enum ColorChoice {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Build an image: bootstrap, features, scripts in a sandbox, outputs, manifest.
+    Build(build::BuildArgs),
     /// Print the fully resolved plan of an image, with the provenance of every value.
     Show(ShowArgs),
     /// Resolve every image of a profile repository and report every problem.
@@ -53,7 +56,7 @@ enum Command {
 
 /// Options shared by the commands that resolve profiles.
 #[derive(Args, Debug)]
-struct ResolveArgs {
+pub(crate) struct ResolveArgs {
     /// The profile repository.
     #[arg(
         short = 'C',
@@ -62,7 +65,7 @@ struct ResolveArgs {
         default_value = ".",
         env = "KILN_REPO"
     )]
-    repo: PathBuf,
+    pub(crate) repo: PathBuf,
 
     /// Define a macro (highest precedence); repeatable.
     #[arg(short = 'D', long = "define", value_name = "NAME=VALUE")]
@@ -108,7 +111,7 @@ struct CheckArgs {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum MessageFormat {
+pub(crate) enum MessageFormat {
     Human,
     Short,
     Json,
@@ -118,7 +121,7 @@ const DEFAULT_BUILDER_CONFIG: &str = "/etc/kiln/builder.toml";
 
 /// How diagnostics are written to stderr.
 #[derive(Clone, Copy)]
-struct Printer {
+pub(crate) struct Printer {
     color: bool,
     width: usize,
 }
@@ -139,7 +142,7 @@ impl Printer {
         Printer { color, width }
     }
 
-    fn print(&self, diags: &[Diagnostic], snapshot: &Snapshot, format: MessageFormat) {
+    pub(crate) fn print(&self, diags: &[Diagnostic], snapshot: &Snapshot, format: MessageFormat) {
         let mut err = std::io::stderr().lock();
         for d in diags {
             let text = match format {
@@ -152,15 +155,15 @@ impl Printer {
 }
 
 /// A loaded repository and the options to resolve it with.
-struct Session {
-    repo: Repo,
-    opts: ResolveOptions,
+pub(crate) struct Session {
+    pub(crate) repo: Repo,
+    pub(crate) opts: ResolveOptions,
     /// Problems in inputs outside the repository (the builder config).
     outside: Vec<(Diagnostic, Snapshot)>,
 }
 
 impl ResolveArgs {
-    fn load(&self) -> Result<Session> {
+    pub(crate) fn load(&self) -> Result<Session> {
         let snapshot = kiln_repo::load(&self.repo)
             .with_context(|| format!("cannot load the profile repository `{}`", self.repo.display()))?;
         let repo = Repo::load(snapshot);
@@ -197,7 +200,7 @@ impl ResolveArgs {
     }
 }
 
-fn report_outside(session: &Session, printer: Printer) -> Result<()> {
+pub(crate) fn report_outside(session: &Session, printer: Printer) -> Result<()> {
     for (d, snap) in &session.outside {
         printer.print(std::slice::from_ref(d), snap, MessageFormat::Human);
     }
@@ -281,6 +284,7 @@ fn write_stdout(text: &str) -> Result<()> {
 fn run(cli: Cli) -> Result<ExitCode> {
     let printer = Printer::new(cli.color);
     match &cli.command {
+        Command::Build(a) => build::run(a, printer),
         Command::Show(a) => show(a, printer),
         Command::Check(a) => check(a, printer),
         Command::Doctor(a) => doctor::run(a),
@@ -288,6 +292,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // The sandbox re-executes this binary as its helper: that must be
+    // decided before anything else runs.
+    kiln_sandbox::maybe_run_helper();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod build;
 mod check;
 mod cli;
 mod doctor;

@@ -1,0 +1,264 @@
+//! `kiln build`: resolve, then run the build engine with a progress display.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use kiln_engine::log::{BuildLog, Reporter};
+use kiln_engine::run::Ended;
+use kiln_engine::{Inside, InsideRun, Request};
+
+use crate::{Printer, ResolveArgs};
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// The image, e.g. `ve/minimal`.
+    image: String,
+
+    #[command(flatten)]
+    resolve: ResolveArgs,
+
+    /// Where the image files, SHA256SUMS, manifest and log go.
+    #[arg(short = 'o', long, value_name = "OUTDIR", default_value = "out")]
+    outdir: PathBuf,
+
+    /// Where the work tree is made (default: /var/tmp/kiln).
+    #[arg(long, value_name = "DIR", env = "KILN_WORKDIR", default_value = "/var/tmp/kiln")]
+    workdir: PathBuf,
+
+    /// Keep the work tree after the build, for inspection.
+    #[arg(long)]
+    keep_workdir: bool,
+
+    /// Open an interactive shell in the sandbox where a script failed.
+    #[arg(long)]
+    shell_on_failure: bool,
+
+    /// Use SOURCE_DATE_EPOCH 0 when neither the environment nor the repository's git history sets it.
+    #[arg(long)]
+    reproducible: bool,
+
+    /// Only errors.
+    #[arg(short, long)]
+    quiet: bool,
+
+    /// Show every line of the build's output.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+/// The sandbox as the engine's way to run commands inside an image.
+struct Sandboxed(kiln_sandbox::Sandbox);
+
+impl Inside for Sandboxed {
+    fn run(&self, req: &InsideRun, log: &BuildLog) -> Result<Ended, String> {
+        let spec = kiln_sandbox::Spec {
+            root: req.root.clone(),
+            argv: req.argv.clone(),
+            env: req.env.clone(),
+            cwd: "/".into(),
+            hostname: "kiln".into(),
+            network: req.network,
+            binds: req
+                .binds
+                .iter()
+                .map(|(source, target, ro)| kiln_sandbox::Bind {
+                    source: source.clone(),
+                    target: target.clone(),
+                    read_only: *ro,
+                })
+                .collect(),
+            timeout: req.timeout,
+        };
+        let io = if req.interactive {
+            kiln_sandbox::Io::Inherit
+        } else {
+            let log = log.clone();
+            kiln_sandbox::Io::Capture(Box::new(move |bytes: &[u8]| log.output(bytes)))
+        };
+        match self.0.run(&spec, io) {
+            Ok(kiln_sandbox::Outcome::Exited(c)) => Ok(Ended::Exited(c)),
+            Ok(kiln_sandbox::Outcome::Signaled(s)) => Ok(Ended::Signaled(s)),
+            Ok(kiln_sandbox::Outcome::TimedOut) => Ok(Ended::TimedOut),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// Progress on a terminal: a spinner per stage with elapsed time.
+struct Fancy {
+    bar: indicatif::ProgressBar,
+    verbose: bool,
+}
+
+impl Reporter for Fancy {
+    fn stage(&self, name: &str) {
+        self.bar.reset_elapsed();
+        self.bar.set_prefix(name.to_string());
+        self.bar.set_message("");
+    }
+    fn stage_done(&self, name: &str, status: &str, seconds: f64) {
+        self.bar.println(format!("  {status:>6}  {name:<14} {seconds:7.1}s"));
+    }
+    fn step(&self, name: &str) {
+        self.bar.set_message(name.to_string());
+    }
+    fn line(&self, line: &str) {
+        if self.verbose {
+            self.bar.println(format!("          {line}"));
+        }
+    }
+}
+
+/// Progress without a terminal: timestamped plain lines.
+struct Plain {
+    start: Instant,
+    quiet: bool,
+    verbose: bool,
+    last_step: Mutex<String>,
+}
+
+impl Plain {
+    fn say(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("[{:7.1}s] {text}", self.start.elapsed().as_secs_f64());
+        }
+    }
+}
+
+impl Reporter for Plain {
+    fn stage(&self, name: &str) {
+        self.say(&format!("stage {name}"));
+    }
+    fn stage_done(&self, name: &str, status: &str, seconds: f64) {
+        self.say(&format!("stage {name} {status} in {seconds:.1}s"));
+    }
+    fn step(&self, name: &str) {
+        if let Ok(mut l) = self.last_step.lock() {
+            *l = name.to_string();
+        }
+        self.say(&format!("  {name}"));
+    }
+    fn line(&self, line: &str) {
+        if self.verbose {
+            self.say(&format!("    {line}"));
+        }
+    }
+}
+
+pub fn run(args: &BuildArgs, printer: Printer) -> Result<ExitCode> {
+    let session = args.resolve.load()?;
+    crate::report_outside(&session, printer)?;
+    let res = kiln_core::resolve(&session.repo, &args.image, &session.opts);
+    printer.print(&res.diagnostics, &session.repo.snapshot, crate::MessageFormat::Human);
+    let Some(plan) = res.plan else {
+        eprintln!("error: cannot resolve `{}`", args.image);
+        return Ok(ExitCode::from(1));
+    };
+    let epoch = match std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+    {
+        Some(v) => v,
+        None if args.reproducible => 0,
+        None => kiln_engine::default_source_date_epoch(&args.resolve.repo),
+    };
+    // Ctrl-C: the engine kills the running step, removes partial outputs and
+    // the work tree, and returns.
+    ctrlc::set_handler(|| kiln_engine::run::INTERRUPTED.store(true, Ordering::SeqCst))
+        .context("cannot install the interrupt handler")?;
+    let fancy = std::io::stderr().is_terminal() && !args.quiet;
+    let bar = fancy.then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {prefix:>14.bold} {elapsed:>4} {wide_msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
+    let reporter: Arc<dyn Reporter> = match &bar {
+        Some(bar) => Arc::new(Fancy {
+            bar: bar.clone(),
+            verbose: args.verbose,
+        }),
+        None => Arc::new(Plain {
+            start: Instant::now(),
+            quiet: args.quiet,
+            verbose: args.verbose,
+            last_step: Mutex::new(String::new()),
+        }),
+    };
+    let req = Request {
+        plan,
+        repo: args.resolve.repo.clone(),
+        outdir: args.outdir.clone(),
+        workdir: args.workdir.clone(),
+        source_date_epoch: epoch,
+        keep_workdir: args.keep_workdir,
+        shell_on_failure: args.shell_on_failure,
+        reporter,
+    };
+    let sandbox =
+        Sandboxed(kiln_sandbox::Sandbox::current_exe().context("cannot locate the kiln binary for the sandbox")?);
+    let result = kiln_engine::build(&req, &sandbox);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    match result {
+        Ok(built) => {
+            if !args.quiet {
+                for o in &built.manifest.outputs {
+                    println!("{}  {}", o.sha256, args.outdir.join(&o.file).display());
+                }
+                eprintln!(
+                    "built {} ({}) in {}",
+                    built.manifest.nvr,
+                    built.manifest.arch,
+                    args.outdir.display()
+                );
+                if let Some(w) = &built.workdir {
+                    eprintln!("work tree kept at {}", w.display());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!(
+                "error: build of `{}` failed in stage `{}`{}",
+                args.image,
+                e.stage,
+                e.step.as_ref().map(|s| format!(", step `{s}`")).unwrap_or_default()
+            );
+            eprintln!("  {}", e.message);
+            if let Some(c) = &e.command {
+                eprintln!("  command: {c}");
+            }
+            if !e.log_tail.is_empty() {
+                eprintln!("  last {} lines of output:", e.log_tail.len());
+                for l in &e.log_tail {
+                    eprintln!("  | {l}");
+                }
+            }
+            if !e.missing_packages.is_empty() {
+                eprintln!(
+                    "hint: apt-get install {}   (or: kiln doctor --fix)",
+                    e.missing_packages.join(" ")
+                );
+            }
+            if let Some(p) = &e.log_path {
+                eprintln!("  full log: {}", p.display());
+            }
+            if let Some(w) = &e.workdir {
+                eprintln!("  work tree kept at {}", w.display());
+            }
+            Ok(ExitCode::from(if e.interrupted { 130 } else { 1 }))
+        }
+    }
+}

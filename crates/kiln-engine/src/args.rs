@@ -1,0 +1,256 @@
+//! Command lines of the host tools, built from the plan. Pure: unit-tested
+//! without running anything.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use kiln_core::plan::{Base, Output, Plan};
+
+/// A command: program and arguments, plus extra environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cmd {
+    pub program: &'static str,
+    pub args: Vec<OsString>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Cmd {
+    fn new(program: &'static str) -> Self {
+        Cmd {
+            program,
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    fn arg(mut self, a: impl Into<OsString>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    /// The command as a shell-like line, for logs and error messages.
+    pub fn display(&self) -> String {
+        let mut parts: Vec<String> = self.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        parts.push(self.program.to_string());
+        for a in &self.args {
+            let s = a.to_string_lossy();
+            if s.is_empty() || s.contains([' ', '\'', '"']) {
+                parts.push(format!("'{}'", s.replace('\'', "'\\''")));
+            } else {
+                parts.push(s.into_owned());
+            }
+        }
+        parts.join(" ")
+    }
+}
+
+/// `mmdebstrap` for a bootstrap base: the variant, suite, architecture,
+/// components and the resolved package set, into `target` (a directory).
+pub fn mmdebstrap(plan: &Plan, target: &Path) -> Option<Cmd> {
+    let Base::Bootstrap {
+        suite,
+        variant,
+        mirror,
+        components,
+        ..
+    } = &plan.base
+    else {
+        return None;
+    };
+    let mut cmd = Cmd::new("mmdebstrap").arg("--mode=root").arg("--format=directory");
+    if let Some(v) = variant {
+        cmd = cmd.arg(format!("--variant={}", v.value));
+    }
+    cmd = cmd.arg(format!("--architectures={}", plan.arch));
+    cmd = cmd.arg(format!("--components={}", components.value.join(",")));
+    let names: Vec<&str> = plan.packages.iter().map(|p| p.name.as_str()).collect();
+    if !names.is_empty() {
+        cmd = cmd.arg(format!("--include={}", names.join(",")));
+    }
+    cmd = cmd.arg(&suite.value).arg(target.as_os_str());
+    if let Some(m) = mirror {
+        cmd = cmd.arg(&m.value);
+    }
+    Some(cmd)
+}
+
+fn opt_str<'a>(o: &'a Output, key: &str) -> Option<&'a str> {
+    o.options.get(key).and_then(|v| v.value.as_str())
+}
+
+fn opt_int(o: &Output, key: &str) -> Option<i64> {
+    o.options.get(key).and_then(|v| v.value.as_i64())
+}
+
+/// A filesystem UUID derived from the build (reproducible, distinct per NVR).
+pub fn uuid_for(seed: &str) -> String {
+    // FNV-1a over the seed, spread into 128 bits; a UUID only has to be
+    // stable and distinct, not secret.
+    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+    for b in seed.bytes() {
+        h ^= u128::from(b);
+        h = h.wrapping_mul(0x0000000001000000000000000000013B);
+    }
+    let x = format!("{h:032x}");
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &x[0..8],
+        &x[8..12],
+        &x[13..16],
+        &x[17..20],
+        &x[20..32]
+    )
+}
+
+/// `mksquashfs` for a tree (SPEC §3.4): compression, level and block size
+/// from the options, xattrs kept, the filesystem time fixed to `epoch`.
+pub fn mksquashfs(o: &Output, root: &Path, dest: &Path, epoch: u64) -> Cmd {
+    let mut cmd = Cmd::new("mksquashfs")
+        .arg(root.as_os_str())
+        .arg(dest.as_os_str())
+        .arg("-noappend")
+        .arg("-quiet");
+    if let Some(c) = opt_str(o, "compression") {
+        cmd = cmd.arg("-comp").arg(c);
+        if let Some(l) = opt_int(o, "level") {
+            // squashfs-tools' xz and lz4 compressors take no numeric level.
+            if matches!(c, "zstd" | "gzip" | "lzo") {
+                cmd = cmd.arg("-Xcompression-level").arg(l.to_string());
+            }
+        }
+    }
+    if let Some(b) = opt_str(o, "block_size") {
+        cmd = cmd.arg("-b").arg(b);
+    }
+    // squashfs-tools take the filesystem time from SOURCE_DATE_EPOCH (and
+    // refuse -mkfs-time alongside it).
+    cmd = cmd.arg("-xattrs");
+    cmd.env.push(("SOURCE_DATE_EPOCH".into(), epoch.to_string()));
+    cmd
+}
+
+/// `mkfs.erofs` (lz4hc by default), timestamps fixed to `epoch`.
+pub fn mkfs_erofs(o: &Output, root: &Path, dest: &Path, epoch: u64, uuid: &str) -> Cmd {
+    let comp = opt_str(o, "compression").unwrap_or("lz4hc");
+    let z = match opt_int(o, "level") {
+        Some(l) => format!("-z{comp},{l}"),
+        None => format!("-z{comp}"),
+    };
+    Cmd::new("mkfs.erofs")
+        .arg("--quiet")
+        .arg(z)
+        .arg(format!("-T{epoch}"))
+        .arg(format!("-U{uuid}"))
+        .arg(dest.as_os_str())
+        .arg(root.as_os_str())
+}
+
+/// `mkfs.ext4 -d` of `size` bytes, reproducible for a given epoch and UUID.
+pub fn mkfs_ext4(o: &Output, root: &Path, dest: &Path, size: u64, epoch: u64, uuid: &str) -> Cmd {
+    let mut cmd = Cmd::new("mkfs.ext4").arg("-q").arg("-F").arg("-t").arg("ext4");
+    cmd = cmd.arg("-d").arg(root.as_os_str());
+    if let Some(l) = opt_str(o, "label") {
+        cmd = cmd.arg("-L").arg(l);
+    }
+    cmd = cmd
+        .arg("-U")
+        .arg(uuid)
+        .arg("-E")
+        .arg(format!("root_owner=0:0,hash_seed={uuid}"));
+    cmd = cmd.arg(dest.as_os_str()).arg(format!("{}k", size.div_ceil(1024)));
+    cmd.env.push(("E2FSPROGS_FAKE_TIME".into(), epoch.to_string()));
+    cmd
+}
+
+/// The ext4 image size: as set, else used × 1.2 + 64 MiB, rounded up to 1 MiB.
+pub fn ext4_size(o: &Output, used: u64) -> u64 {
+    if let Some(s) = opt_str(o, "size").and_then(kiln_core::model::parse_size) {
+        return s;
+    }
+    let raw = used + used / 5 + (64 << 20);
+    raw.div_ceil(1 << 20) << 20
+}
+
+/// `qemu-img convert` of a raw ext4 image.
+pub fn qemu_img_convert(o: &Output, raw: &Path, dest: &Path) -> Cmd {
+    let mut cmd = Cmd::new("qemu-img")
+        .arg("convert")
+        .arg("-f")
+        .arg("raw")
+        .arg("-O")
+        .arg("qcow2");
+    if o.options.get("compress").and_then(|v| v.value.as_bool()) == Some(true) {
+        cmd = cmd.arg("-c");
+    }
+    cmd.arg(raw.as_os_str()).arg(dest.as_os_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_are_stable_and_well_formed() {
+        let a = uuid_for("ve-minimal-1.0-1");
+        assert_eq!(a, uuid_for("ve-minimal-1.0-1"));
+        assert_ne!(a, uuid_for("ve-minimal-1.0-2"));
+        assert_eq!(a.len(), 36);
+        assert_eq!(a.matches('-').count(), 4);
+    }
+
+    fn plan(image: &str, extra: &str) -> Plan {
+        let mut s = kiln_core::Snapshot::new();
+        s.add_file(
+            "kiln.toml",
+            "[defaults.base]\nsuite = \"bookworm\"\nvariant = \"minbase\"\ncomponents = [\"main\", \"contrib\"]\n",
+        )
+        .add_file(
+            &format!("images/{image}.toml"),
+            &format!("packages = [\"less\", \"curl@arm64\"]\n{extra}"),
+        );
+        let repo = kiln_core::Repo::load(s);
+        let opts = kiln_core::ResolveOptions {
+            arch: "amd64".into(),
+            external_macros: vec![],
+        };
+        kiln_core::resolve(&repo, image, &opts).plan.expect("resolves")
+    }
+
+    #[test]
+    fn mmdebstrap_from_the_plan() {
+        let p = plan("ve/x", "[base]\nmirror = \"http://mirror.invalid/debian\"\n");
+        let cmd = mmdebstrap(&p, Path::new("/w/root")).expect("bootstrap");
+        assert_eq!(
+            cmd.display(),
+            "mmdebstrap --mode=root --format=directory --variant=minbase --architectures=amd64 \
+             --components=main,contrib --include=less bookworm /w/root http://mirror.invalid/debian"
+        );
+        let src = plan("ve/y", "[base]\nfrom = \"edge@1\"\n");
+        assert!(mmdebstrap(&src, Path::new("/w/root")).is_none());
+    }
+
+    #[test]
+    fn output_tools_from_options() {
+        let p = plan(
+            "ve/x",
+            "outputs = [\"squashfs\", \"ext4\"]\n[output.squashfs]\ncompression = \"zstd\"\nlevel = 15\nblock_size = \"1M\"\n[output.ext4]\nlabel = \"root\"\n",
+        );
+        let sq = mksquashfs(&p.outputs[0], Path::new("/r"), Path::new("/o.sqfs"), 7);
+        assert_eq!(
+            sq.display(),
+            "SOURCE_DATE_EPOCH=7 mksquashfs /r /o.sqfs -noappend -quiet -comp zstd -Xcompression-level 15 -b 1M -xattrs"
+        );
+        assert_eq!(ext4_size(&p.outputs[1], 100 << 20), 184 << 20);
+        let e = mkfs_ext4(&p.outputs[1], Path::new("/r"), Path::new("/o.img"), 184 << 20, 7, "u");
+        assert_eq!(
+            e.display(),
+            "E2FSPROGS_FAKE_TIME=7 mkfs.ext4 -q -F -t ext4 -d /r -L root -U u -E root_owner=0:0,hash_seed=u /o.img 188416k"
+        );
+    }
+
+    #[test]
+    fn display_quotes() {
+        let c = Cmd::new("x").arg("a b").arg("c");
+        assert_eq!(c.display(), "x 'a b' c");
+    }
+}

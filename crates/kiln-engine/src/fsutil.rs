@@ -1,0 +1,206 @@
+//! Filesystem helpers of the build: hashing, copying feature files into the
+//! tree, measuring and clamping a tree.
+
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Component, Path, PathBuf};
+
+use nix::sys::stat::{UtimensatFlags, utimensat};
+use nix::sys::time::TimeSpec;
+use sha2::{Digest, Sha256};
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// sha256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut f = fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+pub fn sha256_bytes(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+/// Joins an absolute image path onto the tree root, refusing `..` and
+/// anything that would leave the root.
+pub fn in_root(root: &Path, image_path: &str) -> io::Result<PathBuf> {
+    let mut out = root.to_path_buf();
+    for c in Path::new(image_path).components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(io::Error::other(format!("`{image_path}` leaves the image root")));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Makes the parent directories of `path` inside `root`, refusing to go
+/// through a symlink that already exists in the tree (a feature file must
+/// not be written outside the image through a link the image ships).
+pub fn make_parents(root: &Path, path: &Path) -> io::Result<()> {
+    let rel = path.strip_prefix(root).map_err(io::Error::other)?;
+    let mut cur = root.to_path_buf();
+    let comps: Vec<_> = rel.components().collect();
+    for c in &comps[..comps.len().saturating_sub(1)] {
+        cur.push(c);
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                // Resolve the link inside the tree only if it stays inside.
+                let target = fs::read_link(&cur)?;
+                let resolved = if target.is_absolute() {
+                    in_root(root, &target.to_string_lossy())?
+                } else {
+                    let parent = cur.parent().unwrap_or(root);
+                    parent.join(target)
+                };
+                if !resolved.starts_with(root) || !resolved.is_dir() {
+                    return Err(io::Error::other(format!(
+                        "`{}` is a symlink out of the image",
+                        cur.display()
+                    )));
+                }
+            }
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(io::Error::other(format!("`{}` is not a directory", cur.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&cur)?;
+                fs::set_permissions(&cur, fs::Permissions::from_mode(0o755))?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Copies a regular file or symlink from the repository into the tree with
+/// the given mode, replacing what is there.
+pub fn install(source: &Path, dest: &Path, symlink_target: Option<&str>, mode: u32) -> io::Result<()> {
+    if fs::symlink_metadata(dest).is_ok() {
+        fs::remove_file(dest)?;
+    }
+    match symlink_target {
+        Some(t) => symlink(t, dest),
+        None => {
+            fs::copy(source, dest)?;
+            fs::set_permissions(dest, fs::Permissions::from_mode(mode))
+        }
+    }
+}
+
+/// Bytes used by a tree (file sizes, directories counted as 4 KiB).
+pub fn tree_size(root: &Path) -> io::Result<u64> {
+    let mut total = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir)? {
+            let e = e?;
+            let m = e.path().symlink_metadata()?;
+            if m.is_dir() {
+                total += 4096;
+                stack.push(e.path());
+            } else {
+                total += m.blocks() * 512;
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Sets every mtime newer than `epoch` to `epoch` (symlinks included, not
+/// followed), so outputs do not depend on when the build ran.
+pub fn clamp_mtimes(root: &Path, epoch: u64) -> io::Result<()> {
+    let t = TimeSpec::new(i64::try_from(epoch).unwrap_or(i64::MAX), 0);
+    let mut stack = vec![root.to_path_buf()];
+    let clamp = |p: &Path, m: &fs::Metadata| -> io::Result<()> {
+        if u64::try_from(m.mtime()).unwrap_or(0) > epoch {
+            utimensat(nix::fcntl::AT_FDCWD, p, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(io::Error::from)?;
+        }
+        Ok(())
+    };
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir)? {
+            let p = e?.path();
+            let m = p.symlink_metadata()?;
+            if m.is_dir() {
+                stack.push(p.clone());
+            }
+            clamp(&p, &m)?;
+        }
+        // Directories last: clamping their children does not touch them,
+        // but creating entries above did.
+        let m = dir.symlink_metadata()?;
+        clamp(&dir, &m)?;
+    }
+    Ok(())
+}
+
+/// Resolves `user:group` names to ids through the tree's passwd and group
+/// files; numeric parts are taken as is.
+pub fn resolve_owner(root: &Path, owner: &str) -> Result<(u32, u32), String> {
+    let (u, g) = owner.split_once(':').ok_or_else(|| format!("bad owner `{owner}`"))?;
+    let lookup = |file: &str, name: &str| -> Result<u32, String> {
+        if let Ok(n) = name.parse() {
+            return Ok(n);
+        }
+        let text = fs::read_to_string(root.join(file)).map_err(|e| format!("cannot read /{file} of the image: {e}"))?;
+        text.lines()
+            .filter_map(|l| {
+                let mut f = l.split(':');
+                Some((f.next()?, f.nth(1)?))
+            })
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, id)| id.parse().ok())
+            .ok_or_else(|| format!("`{name}` is not in /{file} of the image"))
+    };
+    Ok((lookup("etc/passwd", u)?, lookup("etc/group", g)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_in_the_root() {
+        let r = Path::new("/w/root");
+        assert_eq!(in_root(r, "/etc/motd").ok(), Some(PathBuf::from("/w/root/etc/motd")));
+        assert!(in_root(r, "/etc/../../x").is_err());
+    }
+
+    #[test]
+    fn owners_from_the_tree() -> io::Result<()> {
+        let d = tempfile::tempdir()?;
+        fs::create_dir(d.path().join("etc"))?;
+        fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nkiln:x:1000:1000::/home/kiln:/bin/sh\n",
+        )?;
+        fs::write(d.path().join("etc/group"), "root:x:0:\nadm:x:4:\n")?;
+        assert_eq!(resolve_owner(d.path(), "kiln:adm"), Ok((1000, 4)));
+        assert_eq!(resolve_owner(d.path(), "0:0"), Ok((0, 0)));
+        assert!(resolve_owner(d.path(), "nobody:adm").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn hashes() {
+        assert_eq!(
+            sha256_bytes(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

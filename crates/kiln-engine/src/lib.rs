@@ -1,0 +1,970 @@
+//! kiln's build engine: a resolved [`Plan`] in, image files out (SPEC §3).
+//!
+//! Stages, in order: **base** (mmdebstrap with the whole package set),
+//! **files** (feature files), **image-scripts** (inside the image, through
+//! the sandbox), **scripts** (build side, `$KILN_ROOT`), **cleanup**, then
+//! **outputs** (and each subprofile's squashfs). Outputs are written into a
+//! hidden directory inside `OUTDIR`, checksummed, and renamed into place only
+//! when every one of them is complete: a failed or interrupted build leaves
+//! no output file (its log stays, for diagnosis).
+//!
+//! The engine runs commands inside the image through the [`Inside`] trait
+//! (implemented with `kiln-sandbox` by the front end), and host commands
+//! through [`run::run_logged`].
+
+// A build fails at most once; the error carries its log tail and context by
+// value, and its size does not matter on that cold path.
+#![allow(clippy::result_large_err)]
+
+pub mod args;
+pub mod dpkg;
+pub mod fsutil;
+pub mod log;
+pub mod manifest;
+pub mod run;
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kiln_core::plan::{Plan, Script};
+
+use crate::args::Cmd;
+use crate::log::{BuildLog, Reporter};
+use crate::manifest::{BaseRecord, Manifest, OutputRecord, RepoInfo, ScriptRecord, StageRecord, ToolRecord};
+use crate::run::{Ended, interrupted, run_logged};
+
+/// A command to run inside the image tree, in the sandbox (SPEC §3.2).
+#[derive(Clone, Debug)]
+pub struct InsideRun {
+    pub root: PathBuf,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub network: bool,
+    /// (host path, path inside, read-only)
+    pub binds: Vec<(PathBuf, String, bool)>,
+    pub timeout: Option<Duration>,
+    /// Interactive (terminal attached): `--shell-on-failure`.
+    pub interactive: bool,
+}
+
+/// Runs commands inside an image tree. Implemented by the front end with
+/// `kiln-sandbox`; output goes to the log.
+pub trait Inside: Send + Sync {
+    fn run(&self, req: &InsideRun, log: &BuildLog) -> Result<Ended, String>;
+}
+
+/// What to build and how.
+pub struct Request {
+    pub plan: Plan,
+    /// The profile repository on disk (scripts and files are read from it).
+    pub repo: PathBuf,
+    pub outdir: PathBuf,
+    /// Where the work tree is made (a directory of its own is created inside).
+    pub workdir: PathBuf,
+    pub source_date_epoch: u64,
+    pub keep_workdir: bool,
+    pub shell_on_failure: bool,
+    pub reporter: Arc<dyn Reporter>,
+}
+
+/// A finished build.
+#[derive(Debug)]
+pub struct Built {
+    pub manifest: Manifest,
+    pub manifest_path: PathBuf,
+    pub log_path: PathBuf,
+    pub outputs: Vec<PathBuf>,
+    pub workdir: Option<PathBuf>,
+}
+
+/// Why a build failed: where, what ran, and what it printed last.
+#[derive(Debug, thiserror::Error)]
+#[error("{stage}: {message}")]
+pub struct BuildError {
+    pub stage: String,
+    pub step: Option<String>,
+    pub command: Option<String>,
+    pub message: String,
+    pub log_tail: Vec<String>,
+    pub log_path: Option<PathBuf>,
+    /// Debian packages to install (missing host tools).
+    pub missing_packages: Vec<String>,
+    pub interrupted: bool,
+    pub workdir: Option<PathBuf>,
+}
+
+impl BuildError {
+    fn new(stage: &str, message: impl Into<String>) -> Self {
+        BuildError {
+            stage: stage.to_string(),
+            step: None,
+            command: None,
+            message: message.into(),
+            log_tail: Vec::new(),
+            log_path: None,
+            missing_packages: Vec::new(),
+            interrupted: interrupted(),
+            workdir: None,
+        }
+    }
+}
+
+/// Which host tools a plan needs, by tool name.
+pub fn required_tools(plan: &Plan) -> Vec<&'static str> {
+    let mut tools = Vec::new();
+    if matches!(plan.base, kiln_core::plan::Base::Bootstrap { .. }) {
+        tools.push("mmdebstrap");
+    }
+    for o in &plan.outputs {
+        match o.format.as_str() {
+            "squashfs" => tools.push("mksquashfs"),
+            "erofs" => tools.push("mkfs.erofs"),
+            "ext4" => tools.push("mkfs.ext4"),
+            "qcow2" => tools.extend(["mkfs.ext4", "qemu-img"]),
+            _ => {}
+        }
+    }
+    if !plan.subprofiles.is_empty() {
+        tools.push("mksquashfs");
+    }
+    tools.sort_unstable();
+    tools.dedup();
+    tools
+}
+
+/// Environment of every script (SPEC §3.2): clean, with `KILN_*` and the
+/// macros as `KILN_MACRO_<name>`.
+pub fn script_env(plan: &Plan, epoch: u64, extra: &[(&str, String)]) -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "PATH".to_string(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        ),
+        ("HOME".to_string(), "/root".to_string()),
+        ("LANG".to_string(), "C.UTF-8".to_string()),
+        ("SOURCE_DATE_EPOCH".to_string(), epoch.to_string()),
+        ("DEBIAN_FRONTEND".to_string(), "noninteractive".to_string()),
+        ("KILN_IMAGE".to_string(), plan.image.clone()),
+        ("KILN_NVR".to_string(), plan.nvr.clone()),
+        ("KILN_ARCH".to_string(), plan.arch.clone()),
+        ("KILN_KIND".to_string(), plan.kind.value.clone()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_string(), v.clone())));
+    env.extend(
+        plan.macros
+            .iter()
+            .map(|m| (format!("KILN_MACRO_{}", m.name), m.value.clone())),
+    );
+    env
+}
+
+const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
+
+struct Engine<'a> {
+    req: &'a Request,
+    inside: &'a dyn Inside,
+    log: BuildLog,
+    work: PathBuf,
+    root: PathBuf,
+    partial: PathBuf,
+    stages: Vec<StageRecord>,
+    scripts: Vec<ScriptRecord>,
+    outputs: Vec<OutputRecord>,
+    base: Option<BaseRecord>,
+}
+
+/// Builds the plan. On failure nothing is left in `OUTDIR` but the log.
+pub fn build(req: &Request, inside: &dyn Inside) -> Result<Built, BuildError> {
+    let plan = &req.plan;
+    let statuses = kiln_host::probe(None);
+    let needed = required_tools(plan);
+    let missing: Vec<String> = statuses
+        .iter()
+        .filter(|s| needed.contains(&s.tool.name) && !s.is_found())
+        .map(|s| s.tool.package.to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !missing.is_empty() {
+        let mut e = BuildError::new(
+            "preflight",
+            format!(
+                "missing host tools; install them with `apt-get install {}` or `kiln doctor --fix`",
+                missing.join(" ")
+            ),
+        );
+        e.missing_packages = missing;
+        return Err(e);
+    }
+    fs::create_dir_all(&req.outdir)
+        .map_err(|e| BuildError::new("preflight", format!("cannot create `{}`: {e}", req.outdir.display())))?;
+    let log_path = req.outdir.join(format!("{}.{}.build.log", plan.nvr, plan.arch));
+    let log = BuildLog::create(&log_path, Arc::clone(&req.reporter)).map_err(|e| {
+        BuildError::new(
+            "preflight",
+            format!("cannot create the log `{}`: {e}", log_path.display()),
+        )
+    })?;
+    fs::create_dir_all(&req.workdir)
+        .map_err(|e| BuildError::new("preflight", format!("cannot create `{}`: {e}", req.workdir.display())))?;
+    let work = req
+        .workdir
+        .join(format!("{}.{}.{}", plan.nvr, plan.arch, std::process::id()));
+    let partial = req.outdir.join(format!(".kiln-partial-{}", std::process::id()));
+    let mut engine = Engine {
+        req,
+        inside,
+        log,
+        root: work.join("root"),
+        work,
+        partial,
+        stages: Vec::new(),
+        scripts: Vec::new(),
+        outputs: Vec::new(),
+        base: None,
+    };
+    let tools: Vec<ToolRecord> = statuses
+        .iter()
+        .filter(|s| needed.contains(&s.tool.name))
+        .map(|s| ToolRecord {
+            name: s.tool.name.to_string(),
+            path: s.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            version: s.version.clone(),
+        })
+        .collect();
+    let result = engine.stages().and_then(|()| engine.finish(tools, &log_path));
+    let keep = req.keep_workdir;
+    match result {
+        Ok(mut built) => {
+            let _ = fs::remove_dir_all(&engine.partial);
+            if keep {
+                built.workdir = Some(engine.work.clone());
+            } else {
+                let _ = fs::remove_dir_all(&engine.work);
+            }
+            Ok(built)
+        }
+        Err(mut e) => {
+            engine.log.note(&format!("FAILED in {}: {}", e.stage, e.message));
+            let _ = fs::remove_dir_all(&engine.partial);
+            if keep {
+                e.workdir = Some(engine.work.clone());
+            } else {
+                let _ = fs::remove_dir_all(&engine.work);
+            }
+            e.log_path = Some(log_path);
+            e.interrupted |= interrupted();
+            Err(e)
+        }
+    }
+}
+
+impl Engine<'_> {
+    fn plan(&self) -> &Plan {
+        &self.req.plan
+    }
+
+    fn fail(&self, stage: &str, step: Option<&str>, command: Option<String>, message: String) -> BuildError {
+        let mut e = BuildError::new(stage, message);
+        e.step = step.map(str::to_string);
+        e.command = command;
+        e.log_tail = self.log.tail();
+        e
+    }
+
+    fn stage<T>(&mut self, name: &str, f: impl FnOnce(&mut Self) -> Result<T, BuildError>) -> Result<T, BuildError> {
+        if interrupted() {
+            return Err(self.fail(name, None, None, "interrupted".into()));
+        }
+        self.log.note(&format!("==> stage {name}"));
+        self.log.reporter().stage(name);
+        let start = Instant::now();
+        let r = f(self)?;
+        let seconds = start.elapsed().as_secs_f64();
+        self.log.reporter().stage_done(name, "built", seconds);
+        self.log.note(&format!("<== stage {name} built in {seconds:.1}s"));
+        self.stages.push(StageRecord {
+            stage: name.to_string(),
+            status: "built",
+            seconds,
+        });
+        Ok(r)
+    }
+
+    fn host(&self, stage: &str, step: &str, cmd: &Cmd, timeout: Option<Duration>) -> Result<(), BuildError> {
+        self.log.reset_tail();
+        self.log.reporter().step(step);
+        self.log.note(&format!("$ {}", cmd.display()));
+        let mut c = Command::new(cmd.program);
+        c.args(&cmd.args)
+            .env("SOURCE_DATE_EPOCH", self.req.source_date_epoch.to_string());
+        for (k, v) in &cmd.env {
+            c.env(k, v);
+        }
+        let ended = run_logged(c, &self.log, timeout).map_err(|e| {
+            self.fail(
+                stage,
+                Some(step),
+                Some(cmd.display()),
+                format!("cannot run `{}`: {e}", cmd.program),
+            )
+        })?;
+        if ended.success() {
+            Ok(())
+        } else {
+            Err(self.fail(
+                stage,
+                Some(step),
+                Some(cmd.display()),
+                format!("`{}` {}", cmd.program, ended.describe()),
+            ))
+        }
+    }
+
+    fn io(&self, stage: &str, what: String) -> impl Fn(std::io::Error) -> BuildError + '_ {
+        let stage = stage.to_string();
+        move |e| self.fail(&stage, None, None, format!("{what}: {e}"))
+    }
+
+    fn stages(&mut self) -> Result<(), BuildError> {
+        fs::create_dir_all(&self.work)
+            .map_err(self.io("preflight", format!("cannot create {}", self.work.display())))?;
+        fs::create_dir_all(&self.partial)
+            .map_err(self.io("preflight", format!("cannot create {}", self.partial.display())))?;
+        self.stage("base", Self::base)?;
+        self.stage("files", |e| {
+            let root = e.root.clone();
+            let files = e.plan().files.clone();
+            e.install_files(&root, &files)
+        })?;
+        self.stage("image-scripts", |e| {
+            let root = e.root.clone();
+            let scripts = e.plan().image_scripts.clone();
+            e.image_scripts(&root, &scripts, None)
+        })?;
+        self.stage("scripts", |e| {
+            let root = e.root.clone();
+            let scripts = e.plan().scripts.clone();
+            e.build_scripts(&root, &scripts, None)
+        })?;
+        if self.plan().build.cleanup.value {
+            self.stage("cleanup", |e| {
+                let root = e.root.clone();
+                cleanup(&root).map_err(e.io("cleanup", "cannot clean the tree".into()))
+            })?;
+        }
+        self.stage("outputs", Self::outputs)?;
+        Ok(())
+    }
+
+    fn base(&mut self) -> Result<(), BuildError> {
+        let plan = self.plan().clone();
+        let Some(cmd) = args::mmdebstrap(&plan, &self.root) else {
+            return Err(self.fail(
+                "base",
+                None,
+                None,
+                "source-image bases (`[base] from`) are built by `kiln update`'s pipeline, which this build does not have yet".into(),
+            ));
+        };
+        // Keep the apt lists so the mirror's Release digests can be recorded.
+        let mut cmd = cmd;
+        cmd.args.insert(2, "--skip=cleanup/apt/lists".into());
+        self.host("base", "mmdebstrap", &cmd, None)?;
+        let mut digests = Vec::new();
+        if let Ok(rd) = fs::read_dir(self.root.join("var/lib/apt/lists")) {
+            let mut names: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
+            names.sort();
+            for p in names {
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if name.ends_with("_InRelease") || name.ends_with("_Release") {
+                    if let Ok(h) = fsutil::sha256_file(&p) {
+                        digests.push((name, h));
+                    }
+                }
+            }
+        }
+        let mirror = match &plan.base {
+            kiln_core::plan::Base::Bootstrap { mirror, .. } => mirror.as_ref().map(|m| m.value.clone()),
+            kiln_core::plan::Base::Source { .. } => None,
+        };
+        self.base = Some(BaseRecord::Bootstrap {
+            command: cmd.display(),
+            mirror,
+            release_digests: digests,
+        });
+        Ok(())
+    }
+
+    fn install_files(&mut self, root: &Path, files: &[kiln_core::plan::FileEntry]) -> Result<(), BuildError> {
+        for f in files {
+            let source = self.req.repo.join(&f.source);
+            let dest = fsutil::in_root(root, &f.path).map_err(self.io("files", f.path.clone()))?;
+            fsutil::make_parents(root, &dest)
+                .map_err(self.io("files", format!("cannot create the parents of {}", f.path)))?;
+            let mode = f
+                .mode
+                .as_deref()
+                .and_then(|m| u32::from_str_radix(m, 8).ok())
+                .unwrap_or(0o644);
+            fsutil::install(&source, &dest, f.target.as_deref(), mode)
+                .map_err(self.io("files", format!("cannot install {} from {}", f.path, f.source)))?;
+            let (uid, gid) = fsutil::resolve_owner(root, &f.owner)
+                .map_err(|m| self.fail("files", Some(&f.path), None, format!("owner of {}: {m}", f.path)))?;
+            std::os::unix::fs::lchown(&dest, Some(uid), Some(gid))
+                .map_err(self.io("files", format!("cannot set the owner of {}", f.path)))?;
+            self.log.note(&format!(
+                "installed {} ({} {}) from {}",
+                f.path,
+                f.owner,
+                f.mode.as_deref().unwrap_or("link"),
+                f.source
+            ));
+        }
+        Ok(())
+    }
+
+    fn script_source(&self, s: &Script, stage: &str) -> Result<PathBuf, BuildError> {
+        match (&s.path, &s.git) {
+            (Some(p), _) => Ok(self.req.repo.join(p)),
+            (None, Some(g)) => Err(self.fail(
+                stage,
+                Some(&s.name),
+                None,
+                format!(
+                    "remote script git+{}@{}:{}: fetching scripts from git arrives with `kiln update`",
+                    g.url, g.rev, g.path
+                ),
+            )),
+            (None, None) => Err(self.fail(stage, Some(&s.name), None, "script without a source".into())),
+        }
+    }
+
+    fn record_script(&mut self, stage: &'static str, s: &Script, source: &Path, sub: Option<&str>, seconds: f64) {
+        self.scripts.push(ScriptRecord {
+            stage,
+            name: s.name.clone(),
+            path: s.path.clone(),
+            feature: s.feature.clone(),
+            git: s.git.clone(),
+            subprofile: sub.map(str::to_string),
+            sha256: fsutil::sha256_file(source).unwrap_or_default(),
+            seconds,
+        });
+    }
+
+    fn image_scripts(&mut self, root: &Path, scripts: &[Script], sub: Option<&str>) -> Result<(), BuildError> {
+        if scripts.is_empty() {
+            return Ok(());
+        }
+        // Package scripts must not start daemons in the image (SPEC §3.2).
+        let policy = root.join(POLICY_RC_D);
+        let had_policy = policy.exists();
+        if !had_policy {
+            if let Some(dir) = policy.parent() {
+                fs::create_dir_all(dir).map_err(self.io("image-scripts", "cannot create /usr/sbin".into()))?;
+            }
+            fs::write(&policy, "#!/bin/sh\nexit 101\n")
+                .map_err(self.io("image-scripts", "cannot write policy-rc.d".into()))?;
+            fs::set_permissions(&policy, fs::Permissions::from_mode(0o755))
+                .map_err(self.io("image-scripts", "cannot write policy-rc.d".into()))?;
+        }
+        let result = self.run_image_scripts(root, scripts, sub);
+        if !had_policy {
+            let _ = fs::remove_file(&policy);
+        }
+        result
+    }
+
+    fn run_image_scripts(&mut self, root: &Path, scripts: &[Script], sub: Option<&str>) -> Result<(), BuildError> {
+        let plan = self.plan().clone();
+        for s in scripts {
+            let source = self.script_source(s, "image-scripts")?;
+            let inside_path = format!("/run/kiln/scripts/{}", s.name);
+            let mut env = script_env(&plan, self.req.source_date_epoch, &[("KILN_SCRIPT", s.name.clone())]);
+            if let Some(sub) = sub {
+                env.push(("KILN_SUBPROFILE".into(), sub.to_string()));
+            }
+            let executable = fs::metadata(&source)
+                .map(|m| m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false);
+            let argv = if executable {
+                vec![inside_path.clone()]
+            } else {
+                vec!["/bin/sh".to_string(), inside_path.clone()]
+            };
+            let req = InsideRun {
+                root: root.to_path_buf(),
+                argv,
+                env,
+                network: plan.build.network.value,
+                binds: vec![(source.clone(), inside_path.clone(), true)],
+                timeout: Some(Duration::from_secs(
+                    u64::try_from(plan.build.timeout.value).unwrap_or(1800),
+                )),
+                interactive: false,
+            };
+            let step = format!("{} ({})", s.name, s.feature.as_deref().unwrap_or("image"));
+            self.log.reset_tail();
+            self.log.reporter().step(&step);
+            self.log.note(&format!("$ [inside] {}", req.argv.join(" ")));
+            let start = Instant::now();
+            let ended = self.inside.run(&req, &self.log).map_err(|m| {
+                self.fail(
+                    "image-scripts",
+                    Some(&step),
+                    Some(format!("{} (inside the image)", req.argv.join(" "))),
+                    m,
+                )
+            })?;
+            if !ended.success() {
+                let err = self.fail(
+                    "image-scripts",
+                    Some(&step),
+                    Some(format!(
+                        "{} (inside the image, from {})",
+                        req.argv.join(" "),
+                        source.display()
+                    )),
+                    format!("script `{}` {}", s.name, ended.describe()),
+                );
+                if self.req.shell_on_failure && !interrupted() {
+                    self.shell(root, &req);
+                }
+                return Err(err);
+            }
+            self.record_script("image-scripts", s, &source, sub, start.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    /// `--shell-on-failure`: an interactive shell in the sandbox where the
+    /// failing script ran.
+    fn shell(&self, root: &Path, failed: &InsideRun) {
+        eprintln!("kiln: opening a shell in the image at the failing point; exit it to end the build");
+        let mut req = failed.clone();
+        req.root = root.to_path_buf();
+        req.argv = vec!["/bin/sh".to_string(), "-i".to_string()];
+        req.timeout = None;
+        req.interactive = true;
+        req.env.push(("PS1".into(), "kiln-failed# ".into()));
+        let _ = self.inside.run(&req, &self.log);
+    }
+
+    fn build_scripts(&mut self, root: &Path, scripts: &[Script], sub: Option<&str>) -> Result<(), BuildError> {
+        let plan = self.plan().clone();
+        let timeout = Duration::from_secs(u64::try_from(plan.build.timeout.value).unwrap_or(1800));
+        for s in scripts {
+            let source = self.script_source(s, "scripts")?;
+            let mut extra = vec![
+                ("KILN_ROOT", root.display().to_string()),
+                ("KILN_OUTDIR", self.req.outdir.display().to_string()),
+                ("KILN_SCRIPT", s.name.clone()),
+            ];
+            if let Some(sub) = sub {
+                extra.push(("KILN_SUBPROFILE", sub.to_string()));
+            }
+            let env = script_env(&plan, self.req.source_date_epoch, &extra);
+            let executable = fs::metadata(&source)
+                .map(|m| m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false);
+            let mut cmd = if executable {
+                Command::new(&source)
+            } else {
+                let mut c = Command::new("/bin/sh");
+                c.arg(&source);
+                c
+            };
+            cmd.env_clear().envs(env).current_dir(&self.req.repo);
+            let step = format!("{} ({})", s.name, s.feature.as_deref().unwrap_or("image"));
+            self.log.reset_tail();
+            self.log.reporter().step(&step);
+            self.log.note(&format!("$ {}", source.display()));
+            let start = Instant::now();
+            let ended = run_logged(cmd, &self.log, Some(timeout)).map_err(|e| {
+                self.fail(
+                    "scripts",
+                    Some(&step),
+                    Some(source.display().to_string()),
+                    format!("cannot run: {e}"),
+                )
+            })?;
+            if !ended.success() {
+                return Err(self.fail(
+                    "scripts",
+                    Some(&step),
+                    Some(format!("{} (build side)", source.display())),
+                    format!("script `{}` {}", s.name, ended.describe()),
+                ));
+            }
+            self.record_script("scripts", s, &source, sub, start.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    fn outputs(&mut self) -> Result<(), BuildError> {
+        let plan = self.plan().clone();
+        let epoch = self.req.source_date_epoch;
+        let root = self.root.clone();
+        fsutil::clamp_mtimes(&root, epoch).map_err(self.io("outputs", "cannot clamp mtimes".into()))?;
+        for o in &plan.outputs {
+            let dest = self.partial.join(&o.file);
+            self.output(o, &root, &dest)?;
+            self.record_output(&o.file, &o.format, None, &dest)?;
+        }
+        for sub in &plan.subprofiles {
+            let tree = self.work.join(format!("sub-{}", sub.name));
+            self.subprofile_tree(&root, &tree, sub)?;
+            let dest = self.partial.join(&sub.file);
+            let sq = plan
+                .outputs
+                .iter()
+                .find(|o| o.format == "squashfs")
+                .cloned()
+                .unwrap_or(kiln_core::plan::Output {
+                    format: "squashfs".into(),
+                    file: sub.file.clone(),
+                    options: Default::default(),
+                });
+            let cmd = args::mksquashfs(&sq, &tree, &dest, epoch);
+            self.host(
+                "outputs",
+                &format!("{} (subprofile {})", sub.file, sub.name),
+                &cmd,
+                None,
+            )?;
+            self.record_output(&sub.file, "squashfs", Some(&sub.name), &dest)?;
+            let _ = fs::remove_dir_all(&tree);
+        }
+        Ok(())
+    }
+
+    fn output(&mut self, o: &kiln_core::plan::Output, root: &Path, dest: &Path) -> Result<(), BuildError> {
+        let epoch = self.req.source_date_epoch;
+        let uuid = args::uuid_for(&format!("{}.{}", self.plan().nvr, self.plan().arch));
+        match o.format.as_str() {
+            "squashfs" => self.host("outputs", &o.file, &args::mksquashfs(o, root, dest, epoch), None),
+            "erofs" => self.host("outputs", &o.file, &args::mkfs_erofs(o, root, dest, epoch, &uuid), None),
+            "ext4" | "qcow2" => {
+                let used = fsutil::tree_size(root).map_err(self.io("outputs", "cannot measure the tree".into()))?;
+                let size = args::ext4_size(o, used);
+                let raw = if o.format == "ext4" {
+                    dest.to_path_buf()
+                } else {
+                    self.work.join("disk.ext4")
+                };
+                self.host(
+                    "outputs",
+                    &o.file,
+                    &args::mkfs_ext4(o, root, &raw, size, epoch, &uuid),
+                    None,
+                )?;
+                if o.format == "qcow2" {
+                    self.host("outputs", &o.file, &args::qemu_img_convert(o, &raw, dest), None)?;
+                    let _ = fs::remove_file(&raw);
+                }
+                Ok(())
+            }
+            "dir" => {
+                let mut cmd = Cmd {
+                    program: "cp",
+                    args: Vec::new(),
+                    env: Vec::new(),
+                };
+                cmd.args = vec!["-a".into(), "--reflink=auto".into(), root.into(), dest.into()];
+                self.host("outputs", &o.file, &cmd, None)
+            }
+            "tar" | "tar.zst" | "tar.xz" | "tar.gz" => self.tar(o, root, dest),
+            other => Err(self.fail(
+                "outputs",
+                Some(&o.file),
+                None,
+                format!("unknown output format `{other}`"),
+            )),
+        }
+    }
+
+    fn tar(&mut self, o: &kiln_core::plan::Output, root: &Path, dest: &Path) -> Result<(), BuildError> {
+        let level = o.options.get("level").and_then(|v| v.value.as_i64());
+        let compression = match o.format.as_str() {
+            "tar.zst" => kiln_tar::Compression::Zstd {
+                level: level.map_or(3, |l| i32::try_from(l).unwrap_or(3)),
+            },
+            "tar.xz" => kiln_tar::Compression::Xz {
+                level: level.map_or(6, |l| u32::try_from(l).unwrap_or(6)),
+            },
+            "tar.gz" => kiln_tar::Compression::Gzip {
+                level: level.map_or(6, |l| u32::try_from(l).unwrap_or(6)),
+            },
+            _ => kiln_tar::Compression::None,
+        };
+        self.log.reset_tail();
+        self.log.reporter().step(&o.file);
+        self.log.note(&format!("writing {} (kiln's tar writer)", o.file));
+        let opts = kiln_tar::Options {
+            mtime_clamp: Some(self.req.source_date_epoch),
+            compression,
+            xattrs: true,
+        };
+        let stats = kiln_tar::write_tree_to_file(root, dest, &opts)
+            .map_err(|e| self.fail("outputs", Some(&o.file), None, format!("cannot write {}: {e}", o.file)))?;
+        self.log.note(&format!(
+            "{} entries, {} bytes in, {} bytes out",
+            stats.entries, stats.bytes_in, stats.bytes_out
+        ));
+        Ok(())
+    }
+
+    fn record_output(&mut self, file: &str, format: &str, sub: Option<&str>, path: &Path) -> Result<(), BuildError> {
+        let meta = fs::metadata(path).map_err(self.io("outputs", format!("{file} was not written")))?;
+        let sha256 = if meta.is_dir() {
+            String::new()
+        } else {
+            fsutil::sha256_file(path).map_err(self.io("outputs", format!("cannot hash {file}")))?
+        };
+        if !meta.is_dir() && meta.len() == 0 {
+            return Err(self.fail("outputs", Some(file), None, format!("{file} is empty")));
+        }
+        self.outputs.push(OutputRecord {
+            file: file.to_string(),
+            format: format.to_string(),
+            subprofile: sub.map(str::to_string),
+            size: if meta.is_dir() { 0 } else { meta.len() },
+            sha256,
+        });
+        Ok(())
+    }
+
+    fn subprofile_tree(
+        &mut self,
+        root: &Path,
+        tree: &Path,
+        sub: &kiln_core::plan::Subprofile,
+    ) -> Result<(), BuildError> {
+        let step = format!("subprofile {}", sub.name);
+        let cp = Cmd {
+            program: "cp",
+            args: vec!["-a".into(), "--reflink=auto".into(), root.into(), tree.into()],
+            env: Vec::new(),
+        };
+        self.host("outputs", &step, &cp, None)?;
+        if !sub.packages.is_empty() || !sub.removed.is_empty() {
+            let plan = self.plan().clone();
+            let install: Vec<String> = sub.packages.iter().map(|p| p.name.clone()).collect();
+            let purge: Vec<String> = sub.removed.iter().map(|r| r.name.clone()).collect();
+            let mut script = String::from("set -e\napt-get update -q\n");
+            if !install.is_empty() {
+                script += &format!("apt-get install -y -q --no-install-recommends {}\n", install.join(" "));
+            }
+            if !purge.is_empty() {
+                script += &format!("apt-get purge -y -q {}\n", purge.join(" "));
+            }
+            script += "apt-get clean\nrm -rf /var/lib/apt/lists/*\n";
+            let req = InsideRun {
+                root: tree.to_path_buf(),
+                argv: vec!["/bin/sh".into(), "-c".into(), script],
+                env: script_env(
+                    &plan,
+                    self.req.source_date_epoch,
+                    &[("KILN_SUBPROFILE", sub.name.clone())],
+                ),
+                // The package manager needs the mirror; scripts do not get it.
+                network: true,
+                binds: Vec::new(),
+                timeout: Some(Duration::from_secs(
+                    u64::try_from(plan.build.timeout.value).unwrap_or(1800),
+                )),
+                interactive: false,
+            };
+            let ended = self
+                .inside
+                .run(&req, &self.log)
+                .map_err(|m| self.fail("outputs", Some(&step), None, m))?;
+            if !ended.success() {
+                return Err(self.fail(
+                    "outputs",
+                    Some(&step),
+                    Some("apt-get (inside the subprofile tree)".into()),
+                    format!(
+                        "installing the packages of subprofile `{}` {}",
+                        sub.name,
+                        ended.describe()
+                    ),
+                ));
+            }
+        }
+        self.install_files(tree, &sub.files)?;
+        self.image_scripts(tree, &sub.image_scripts, Some(&sub.name))?;
+        self.build_scripts(tree, &sub.scripts, Some(&sub.name))?;
+        if self.plan().build.cleanup.value {
+            cleanup(tree).map_err(self.io("outputs", "cannot clean the subprofile tree".into()))?;
+        }
+        fsutil::clamp_mtimes(tree, self.req.source_date_epoch).map_err(self.io("outputs", "cannot clamp mtimes".into()))
+    }
+
+    fn finish(&mut self, tools: Vec<ToolRecord>, log_path: &Path) -> Result<Built, BuildError> {
+        let plan = self.plan().clone();
+        let status = fs::read_to_string(self.root.join("var/lib/dpkg/status")).unwrap_or_default();
+        let manifest = Manifest {
+            schema: manifest::MANIFEST_SCHEMA,
+            kiln_version: env!("CARGO_PKG_VERSION").to_string(),
+            image: plan.image.clone(),
+            nvr: plan.nvr.clone(),
+            name: plan.name.value.clone(),
+            version: plan.version.value.clone(),
+            release: plan.release.value.clone(),
+            kind: plan.kind.value.clone(),
+            arch: plan.arch.clone(),
+            repo: repo_info(&self.req.repo),
+            source_date_epoch: self.req.source_date_epoch,
+            base: self.base.clone().unwrap_or(BaseRecord::Source { from: String::new() }),
+            scripts: self.scripts.clone(),
+            packages: dpkg::parse_status(&status),
+            outputs: self.outputs.clone(),
+            stages: self.stages.clone(),
+            tools,
+            plan,
+        };
+        let nvr_arch = format!("{}.{}", manifest.nvr, manifest.arch);
+        let manifest_name = format!("{nvr_arch}.manifest.json");
+        let json = serde_json::to_string_pretty(&manifest)
+            .map_err(|e| self.fail("outputs", None, None, format!("manifest: {e}")))?;
+        fs::write(self.partial.join(&manifest_name), json + "\n")
+            .map_err(self.io("outputs", "cannot write the manifest".into()))?;
+        let mut sums = String::new();
+        for o in &self.outputs {
+            if !o.sha256.is_empty() {
+                sums += &format!("{}  {}\n", o.sha256, o.file);
+            }
+        }
+        let manifest_sum = fsutil::sha256_file(&self.partial.join(&manifest_name))
+            .map_err(self.io("outputs", "cannot hash the manifest".into()))?;
+        sums += &format!("{manifest_sum}  {manifest_name}\n");
+        let sums_name = format!("{nvr_arch}.SHA256SUMS");
+        let mut f = fs::File::create(self.partial.join(&sums_name))
+            .map_err(self.io("outputs", "cannot write SHA256SUMS".into()))?;
+        f.write_all(sums.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(self.io("outputs", "cannot write SHA256SUMS".into()))?;
+        // Everything is complete: move it into place.
+        let mut moved = Vec::new();
+        let names: Vec<String> = self
+            .outputs
+            .iter()
+            .map(|o| o.file.clone())
+            .chain([manifest_name.clone(), sums_name])
+            .collect();
+        for name in names {
+            let from = self.partial.join(&name);
+            let to = self.req.outdir.join(&name);
+            if to.is_dir() {
+                let _ = fs::remove_dir_all(&to);
+            }
+            fs::rename(&from, &to).map_err(self.io("outputs", format!("cannot move {name} into place")))?;
+            moved.push(to);
+        }
+        self.log.note("build complete");
+        let manifest_path = self.req.outdir.join(manifest_name);
+        Ok(Built {
+            manifest,
+            manifest_path,
+            log_path: log_path.to_path_buf(),
+            outputs: moved,
+            workdir: None,
+        })
+    }
+}
+
+/// The cleanup stage (SPEC §3.1): apt lists and caches, machine-id emptied,
+/// logs truncated.
+pub fn cleanup(root: &Path) -> std::io::Result<()> {
+    let empty_dir = |rel: &str| -> std::io::Result<()> {
+        let dir = root.join(rel);
+        if let Ok(rd) = fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let p = e.path();
+                let m = p.symlink_metadata()?;
+                if m.is_dir() {
+                    if rel.ends_with("archives") && p.file_name().is_some_and(|n| n == "partial") {
+                        continue;
+                    }
+                    fs::remove_dir_all(&p)?;
+                } else if p.file_name().is_some_and(|n| n != "lock") {
+                    fs::remove_file(&p)?;
+                }
+            }
+        }
+        Ok(())
+    };
+    empty_dir("var/lib/apt/lists")?;
+    empty_dir("var/cache/apt/archives")?;
+    for f in ["var/cache/apt/pkgcache.bin", "var/cache/apt/srcpkgcache.bin"] {
+        let _ = fs::remove_file(root.join(f));
+    }
+    let mid = root.join("etc/machine-id");
+    if mid.exists() {
+        fs::write(&mid, "")?;
+    }
+    let _ = fs::remove_file(root.join("var/lib/dbus/machine-id"));
+    let mut stack = vec![root.join("var/log")];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            let m = p.symlink_metadata()?;
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.is_file() {
+                fs::OpenOptions::new().write(true).truncate(true).open(&p)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn repo_info(repo: &Path) -> RepoInfo {
+    let git = |args: &[&str]| -> Option<String> {
+        let out = Command::new("git").arg("-C").arg(repo).args(args).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "HEAD"]);
+    let dirty = commit
+        .as_ref()
+        .and_then(|_| git(&["status", "--porcelain", "--", "."]))
+        .map(|s| !s.is_empty());
+    RepoInfo {
+        path: repo.display().to_string(),
+        commit,
+        dirty,
+    }
+}
+
+/// The default `SOURCE_DATE_EPOCH` (SPEC §3.5): the environment's, else the
+/// profile repository's last commit time, else 0.
+pub fn default_source_date_epoch(repo: &Path) -> u64 {
+    if let Some(v) = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+    {
+        return v;
+    }
+    Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["log", "-1", "--format=%ct"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(0)
+}
