@@ -195,9 +195,14 @@ pub fn run(args: &BuildArgs, printer: Printer) -> Result<ExitCode> {
             last_step: Mutex::new(String::new()),
         }),
     };
+    let repo = args
+        .resolve
+        .repo
+        .canonicalize()
+        .with_context(|| format!("cannot resolve `{}`", args.resolve.repo.display()))?;
     let req = Request {
         plan,
-        repo: args.resolve.repo.clone(),
+        repo,
         outdir: args.outdir.clone(),
         workdir: args.workdir.clone(),
         source_date_epoch: epoch,

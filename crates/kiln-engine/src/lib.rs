@@ -61,7 +61,8 @@ pub trait Inside: Send + Sync {
 /// What to build and how.
 pub struct Request {
     pub plan: Plan,
-    /// The profile repository on disk (scripts and files are read from it).
+    /// The profile repository on disk, as an absolute path (scripts and
+    /// files are read from it; build-side scripts run in it).
     pub repo: PathBuf,
     pub outdir: PathBuf,
     /// Where the work tree is made (a directory of its own is created inside).
@@ -181,6 +182,12 @@ struct Engine<'a> {
 /// Builds the plan. On failure nothing is left in `OUTDIR` but the log.
 pub fn build(req: &Request, inside: &dyn Inside) -> Result<Built, BuildError> {
     let plan = &req.plan;
+    if !req.repo.is_absolute() {
+        return Err(BuildError::new(
+            "preflight",
+            format!("the repository path `{}` must be absolute", req.repo.display()),
+        ));
+    }
     let statuses = kiln_host::probe(None);
     let needed = required_tools(plan);
     let missing: Vec<String> = statuses

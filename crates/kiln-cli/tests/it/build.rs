@@ -29,6 +29,12 @@ fn add_test_feature(repo: &Path) {
          # A process left behind must die with the step.\nsleep 987 &\necho probe done\n",
     );
     chmod_x(&repo.join("features/probe/image-scripts.d/50-probe"));
+    write(
+        repo,
+        "features/probe/scripts.d/10-build-side",
+        "#!/bin/sh\nset -eu\necho \"$KILN_IMAGE\" > \"$KILN_ROOT/etc/kiln-probe/build-side\"\n",
+    );
+    chmod_x(&repo.join("features/probe/scripts.d/10-build-side"));
 }
 
 fn chmod_x(p: &Path) {
@@ -67,7 +73,17 @@ fn fixture() -> &'static Fixture {
              [output.\"tar.zst\"]\nlevel = 3\n[output.\"tar.xz\"]\nlevel = 1\n[output.\"tar.gz\"]\nlevel = 1\n",
         );
         let out = repo.path().join("out");
-        let r = build(repo.path(), "ve/formats", &out);
+        // A relative repository path, as in the README.
+        let parent = repo.path().parent().expect("parent");
+        let rel = repo.path().file_name().expect("name");
+        let r = run(kiln()
+            .current_dir(parent)
+            .args(["build", "--arch", "amd64", "ve/formats"])
+            .arg("-C")
+            .arg(rel)
+            .arg("-o")
+            .arg(&out)
+            .env("SOURCE_DATE_EPOCH", EPOCH));
         assert_eq!(r.code, 0, "build failed:\n{}\n{}", r.stdout, r.stderr);
         Fixture { out, nvr: "ve-formats-1.0-1.kiln1.amd64".into(), stderr: r.stderr, _repo: repo }
     })
@@ -203,6 +219,8 @@ fn manifest_packages_match_dpkg_in_the_tree() {
     // Macros reached the script's environment.
     let env = std::fs::read_to_string(f.out.join(&f.nvr).join("etc/kiln-probe/env")).expect("env file");
     assert_eq!(env, "Example ve/formats\n");
+    let side = std::fs::read_to_string(f.out.join(&f.nvr).join("etc/kiln-probe/build-side")).expect("build side");
+    assert_eq!(side, "ve/formats\n");
 }
 
 #[test]
