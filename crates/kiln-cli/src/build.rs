@@ -82,10 +82,30 @@ impl Inside for Sandboxed {
             let log = log.clone();
             kiln_sandbox::Io::Capture(Box::new(move |bytes: &[u8]| log.output(bytes)))
         };
-        match self.0.run(&spec, io) {
+        // The sandbox ignores Ctrl-C (an interactive shell must survive it);
+        // an interrupt of kiln cancels the running command instead.
+        let cancel = kiln_sandbox::Cancel::new();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let (cancel, done) = (cancel.clone(), Arc::clone(&done));
+            std::thread::spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    if kiln_engine::run::interrupted() {
+                        cancel.cancel();
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        let result = self.0.run_with_cancel(&spec, io, &cancel);
+        done.store(true, Ordering::SeqCst);
+        let _ = watcher.join();
+        match result {
             Ok(kiln_sandbox::Outcome::Exited(c)) => Ok(Ended::Exited(c)),
             Ok(kiln_sandbox::Outcome::Signaled(s)) => Ok(Ended::Signaled(s)),
             Ok(kiln_sandbox::Outcome::TimedOut) => Ok(Ended::TimedOut),
+            Err(kiln_sandbox::SandboxError::Cancelled) => Ok(Ended::Interrupted),
             Err(e) => Err(e.to_string()),
         }
     }

@@ -382,7 +382,21 @@ impl Engine<'_> {
         // Keep the apt lists so the mirror's Release digests can be recorded.
         let mut cmd = cmd;
         cmd.args.insert(2, "--skip=cleanup/apt/lists".into());
-        self.host("base", "mmdebstrap", &cmd, None)?;
+        // mmdebstrap mounts /proc, /sys and /dev inside the target; in a
+        // private mount namespace those mounts end with it, however it ends.
+        let mut wrapped = Cmd {
+            program: "unshare",
+            args: vec![
+                "--mount".into(),
+                "--propagation".into(),
+                "private".into(),
+                "--".into(),
+                cmd.program.into(),
+            ],
+            env: cmd.env.clone(),
+        };
+        wrapped.args.extend(cmd.args.iter().cloned());
+        self.host("base", "mmdebstrap", &wrapped, None)?;
         let mut digests = Vec::new();
         if let Ok(rd) = fs::read_dir(self.root.join("var/lib/apt/lists")) {
             let mut names: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).collect();

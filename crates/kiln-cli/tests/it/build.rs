@@ -43,7 +43,6 @@ fn chmod_x(p: &Path) {
 }
 
 struct Fixture {
-    _repo: tempfile::TempDir,
     out: PathBuf,
     nvr: String,
     stderr: String,
@@ -60,32 +59,45 @@ fn build(repo: &Path, image: &str, out: &Path) -> crate::support::Run {
 }
 
 /// ve/formats: ve/minimal plus the probe feature, every output format.
+/// Built once per test run and shared by every test process (nextest runs
+/// each test in a process of its own): the first process builds under a
+/// file lock, the others wait and reuse it.
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let repo = examples_copy();
-        add_test_feature(repo.path());
+        let run_id = std::env::var("NEXTEST_RUN_ID").unwrap_or_else(|_| format!("pid-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("build-fixture-{run_id}"));
+        std::fs::create_dir_all(&dir).expect("fixture dir");
+        let lock = std::fs::File::create(dir.join("lock")).expect("lock file");
+        lock.lock().expect("lock");
+        let out = dir.join("repo/out");
+        let done = dir.join("done");
+        let nvr = "ve-formats-1.0-1.kiln1.amd64".to_string();
+        if let Ok(stderr) = std::fs::read_to_string(&done) {
+            return Fixture { out, nvr, stderr };
+        }
+        let repo = dir.join("repo");
+        let _ = std::fs::remove_dir_all(&repo);
+        let copy = examples_copy();
+        let status = Command::new("cp").arg("-a").arg(copy.path()).arg(&repo).status().expect("cp");
+        assert!(status.success());
+        add_test_feature(&repo);
         write(
-            repo.path(),
+            &repo,
             "images/ve/formats.toml",
             "extends = [\"ve/minimal\"]\nuse = [\"probe\"]\n\
              outputs = [\"squashfs\", \"erofs\", \"tar\", \"tar.zst\", \"tar.xz\", \"tar.gz\", \"ext4\", \"qcow2\", \"dir\"]\n\
              [output.\"tar.zst\"]\nlevel = 3\n[output.\"tar.xz\"]\nlevel = 1\n[output.\"tar.gz\"]\nlevel = 1\n",
         );
-        let out = repo.path().join("out");
         // A relative repository path, as in the README.
-        let parent = repo.path().parent().expect("parent");
-        let rel = repo.path().file_name().expect("name");
         let r = run(kiln()
-            .current_dir(parent)
-            .args(["build", "--arch", "amd64", "ve/formats"])
-            .arg("-C")
-            .arg(rel)
-            .arg("-o")
+            .current_dir(&dir)
+            .args(["build", "--arch", "amd64", "ve/formats", "-C", "repo", "-o"])
             .arg(&out)
             .env("SOURCE_DATE_EPOCH", EPOCH));
         assert_eq!(r.code, 0, "build failed:\n{}\n{}", r.stdout, r.stderr);
-        Fixture { out, nvr: "ve-formats-1.0-1.kiln1.amd64".into(), stderr: r.stderr, _repo: repo }
+        std::fs::write(&done, &r.stderr).expect("done marker");
+        Fixture { out, nvr, stderr: r.stderr }
     })
 }
 
@@ -427,4 +439,67 @@ fn two_builds_with_one_epoch_are_identical() {
             "{ext} differs between two builds with SOURCE_DATE_EPOCH={EPOCH}"
         );
     }
+}
+
+#[test]
+fn ctrl_c_during_a_script_cleans_up() {
+    let repo = examples_copy();
+    write(repo.path(), "scripts/hang.sh", "#!/bin/sh\necho hanging\nsleep 985\n");
+    chmod_x(&repo.path().join("scripts/hang.sh"));
+    edit(
+        repo.path(),
+        "images/ve/minimal.toml",
+        "kind = \"ve\"",
+        "kind = \"ve\"\nscripts = [\"scripts/hang.sh\"]",
+    );
+    let out = repo.path().join("out");
+    let work = repo.path().join("work");
+    let mut child = kiln()
+        .args(["build", "--arch", "amd64", "ve/minimal"])
+        .arg("-C")
+        .arg(repo.path())
+        .arg("-o")
+        .arg(&out)
+        .arg("--workdir")
+        .arg(&work)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kiln starts");
+    // Wait until the script runs inside the sandbox.
+    let start = std::time::Instant::now();
+    while processes_with("sleep 985").is_empty() {
+        assert!(start.elapsed().as_secs() < 600, "the script never started");
+        assert!(child.try_wait().expect("wait").is_none(), "kiln ended early");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let interrupted = std::time::Instant::now();
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let outcome = child.wait_with_output().expect("kiln ends");
+    let stderr = String::from_utf8_lossy(&outcome.stderr);
+    assert_eq!(outcome.status.code(), Some(130), "{stderr}");
+    assert!(
+        interrupted.elapsed().as_secs() < 30,
+        "cleanup took {:?}",
+        interrupted.elapsed()
+    );
+    assert!(processes_with("sleep 985").is_empty(), "the script survived");
+    assert!(mounts_mentioning(&work.display().to_string()).is_empty());
+    // No outputs, no partial directory, no work tree: only the log.
+    let files: Vec<String> = std::fs::read_dir(&out)
+        .expect("outdir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, ["ve-minimal-1.0-1.kiln1.amd64.build.log"], "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(&work).expect("workdir").count(),
+        0,
+        "work tree left behind"
+    );
 }
