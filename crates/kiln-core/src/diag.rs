@@ -309,14 +309,13 @@ impl<'a> MietteView<'a> {
         let mut labels = Vec::new();
         let mut related = Vec::new();
         let mut notes = Vec::new();
-        if let Some(primary) = &diag.primary {
-            if let Some(text) = snapshot
+        if let Some(primary) = &diag.primary
+            && let Some(text) = snapshot
                 .text(&primary.span.file)
                 .filter(|_| primary.span.range != (0..0))
-            {
-                source = Some(miette::NamedSource::new(&*primary.span.file, text.to_string()));
-                labels.push(miette_span(text, &primary.span.range, &primary.text));
-            }
+        {
+            source = Some(miette::NamedSource::new(&*primary.span.file, text.to_string()));
+            labels.push(miette_span(text, &primary.span.range, &primary.text));
         }
         for l in &diag.secondary {
             let same_file = diag.primary.as_ref().is_some_and(|p| p.span.file == l.span.file);
@@ -351,10 +350,10 @@ impl fmt::Debug for MietteView<'_> {
 impl fmt::Display for MietteView<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.diag.message)?;
-        if self.source.is_none() {
-            if let Some(p) = &self.diag.primary {
-                write!(f, "\n  in {}", p.span.file)?;
-            }
+        if self.source.is_none()
+            && let Some(p) = &self.diag.primary
+        {
+            write!(f, "\n  in {}", p.span.file)?;
         }
         Ok(())
     }

@@ -666,17 +666,17 @@ impl Reader<'_> {
             },
             _ => {
                 let s = self.string(full, v)?;
-                if !s.v.contains('%') {
-                    if let Err(msg) = check_output_option(format, key, &s.v) {
-                        let mut d = Diagnostic::error("bad-value", msg).at(span.clone(), "here");
-                        if key == "compression" {
-                            if let Some(h) = did_you_mean(&s.v, compression_choices(format).iter().copied()) {
-                                d = d.help(format!("did you mean `{h}`?"));
-                            }
-                        }
-                        self.diags.push(d);
-                        return None;
+                if !s.v.contains('%')
+                    && let Err(msg) = check_output_option(format, key, &s.v)
+                {
+                    let mut d = Diagnostic::error("bad-value", msg).at(span.clone(), "here");
+                    if key == "compression"
+                        && let Some(h) = did_you_mean(&s.v, compression_choices(format).iter().copied())
+                    {
+                        d = d.help(format!("did you mean `{h}`?"));
                     }
+                    self.diags.push(d);
+                    return None;
                 }
                 let ok = true;
                 ok.then_some(Scalar::Str(s.v))

@@ -114,15 +114,15 @@ pub fn parse_pkg(entry: &str) -> Result<PkgSpec, PkgError> {
             help: Some("Debian package names are lowercase letters, digits and + . -, at least two characters".into()),
         });
     }
-    if let Some((_, v)) = name.split_once('=') {
-        if !valid_version(v) {
-            return Err(PkgError {
-                code: "bad-package",
-                message: format!("bad version `{v}` in `{name}`"),
-                range: off..off + name.len(),
-                help: None,
-            });
-        }
+    if let Some((_, v)) = name.split_once('=')
+        && !valid_version(v)
+    {
+        return Err(PkgError {
+            code: "bad-package",
+            message: format!("bad version `{v}` in `{name}`"),
+            range: off..off + name.len(),
+            help: None,
+        });
     }
     let arch = match filter {
         None => None,

@@ -375,20 +375,20 @@ impl<'a> Resolver<'a> {
             return;
         }
         if let Some(idx) = order.iter().position(|s| s.name == fname) {
-            if let Some((v, vdef)) = variant_def {
-                if !order[idx].variants.contains(&v) {
-                    order[idx].variants.push(v);
-                    // Features the variant requires go before the feature.
-                    let before = order.len();
-                    stack.push(fname);
-                    for r in &vdef.requires {
-                        self.add_feature(r, order, stack);
-                    }
-                    stack.pop();
-                    let added: Vec<FeatSel<'a>> = order.drain(before..).collect();
-                    let at = order.iter().position(|s| s.name == fname).unwrap_or(order.len());
-                    order.splice(at..at, added);
+            if let Some((v, vdef)) = variant_def
+                && !order[idx].variants.contains(&v)
+            {
+                order[idx].variants.push(v);
+                // Features the variant requires go before the feature.
+                let before = order.len();
+                stack.push(fname);
+                for r in &vdef.requires {
+                    self.add_feature(r, order, stack);
                 }
+                stack.pop();
+                let added: Vec<FeatSel<'a>> = order.drain(before..).collect();
+                let at = order.iter().position(|s| s.name == fname).unwrap_or(order.len());
+                order.splice(at..at, added);
             }
             return;
         }
@@ -456,13 +456,13 @@ impl<'a> Resolver<'a> {
             if !seen.insert(name) {
                 continue;
             }
-            if let Some(entry) = self.macros.get(name) {
-                if let Origin::Source(span) = &entry.winner.origin {
-                    d = d.also(
-                        span.clone(),
-                        format!("`{name}` is defined here ({} layer)", entry.winner.layer),
-                    );
-                }
+            if let Some(entry) = self.macros.get(name)
+                && let Origin::Source(span) = &entry.winner.origin
+            {
+                d = d.also(
+                    span.clone(),
+                    format!("`{name}` is defined here ({} layer)", entry.winner.layer),
+                );
             }
         }
         if let MacroError::Undefined { name, .. } = e {
@@ -624,19 +624,19 @@ impl<'a> Resolver<'a> {
                 self.check_nvr_part(key, v, &scalars);
             }
         }
-        if let (Some(kind), Some(first)) = (&kind, sub_names.first()) {
-            if kind.value != "distro" {
-                let d = Diagnostic::error(
-                    "subprofiles-not-allowed",
-                    format!(
-                        "only `distro` images have subprofiles; `{}` is a `{}` image",
-                        leaf.name, kind.value
-                    ),
-                )
-                .at(first.span.clone(), "subprofile declared here")
-                .help("set kind = \"distro\" or drop `subprofiles`");
-                self.error(d);
-            }
+        if let (Some(kind), Some(first)) = (&kind, sub_names.first())
+            && kind.value != "distro"
+        {
+            let d = Diagnostic::error(
+                "subprofiles-not-allowed",
+                format!(
+                    "only `distro` images have subprofiles; `{}` is a `{}` image",
+                    leaf.name, kind.value
+                ),
+            )
+            .at(first.span.clone(), "subprofile declared here")
+            .help("set kind = \"distro\" or drop `subprofiles`");
+            self.error(d);
         }
         let base = self.base(leaf, &scalars);
         let build = plan::Build {

@@ -406,10 +406,10 @@ impl Engine<'_> {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                if name.ends_with("_InRelease") || name.ends_with("_Release") {
-                    if let Ok(h) = fsutil::sha256_file(&p) {
-                        digests.push((name, h));
-                    }
+                if (name.ends_with("_InRelease") || name.ends_with("_Release"))
+                    && let Ok(h) = fsutil::sha256_file(&p)
+                {
+                    digests.push((name, h));
                 }
             }
         }

@@ -14,10 +14,10 @@ pub fn mounts_under(path: &Path) -> Vec<String> {
         return Vec::new();
     };
     let mut bases = vec![path.to_path_buf()];
-    if let Ok(canonical) = std::fs::canonicalize(path) {
-        if canonical != path {
-            bases.push(canonical);
-        }
+    if let Ok(canonical) = std::fs::canonicalize(path)
+        && canonical != path
+    {
+        bases.push(canonical);
     }
     mount_points(&table)
         .into_iter()
