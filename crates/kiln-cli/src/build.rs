@@ -3,8 +3,8 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -141,7 +141,6 @@ struct Plain {
     start: Instant,
     quiet: bool,
     verbose: bool,
-    last_step: Mutex<String>,
 }
 
 impl Plain {
@@ -160,9 +159,6 @@ impl Reporter for Plain {
         self.say(&format!("stage {name} {status} in {seconds:.1}s"));
     }
     fn step(&self, name: &str) {
-        if let Ok(mut l) = self.last_step.lock() {
-            *l = name.to_string();
-        }
         self.say(&format!("  {name}"));
     }
     fn line(&self, line: &str) {
@@ -212,7 +208,6 @@ pub fn run(args: &BuildArgs, printer: Printer) -> Result<ExitCode> {
             start: Instant::now(),
             quiet: args.quiet,
             verbose: args.verbose,
-            last_step: Mutex::new(String::new()),
         }),
     };
     let repo = args

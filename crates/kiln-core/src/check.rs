@@ -41,25 +41,14 @@ pub fn check(repo: &Repo, opts: &ResolveOptions) -> Report {
     }
 }
 
-/// Diagnoses every image, spreading the images over the available cores
-/// (resolution is pure, so the result does not depend on the split).
+/// Diagnoses every image, spread over the cores (resolution is pure, so the
+/// result does not depend on the split).
 fn diagnose_all(repo: &Repo, opts: &ResolveOptions) -> Vec<Diagnostic> {
     let names: Vec<&String> = repo.images.keys().collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16);
-    if threads == 1 || names.len() < 16 {
-        return names.iter().flat_map(|n| diagnose(repo, n, opts)).collect();
-    }
-    let chunk = names.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = names
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().flat_map(|n| diagnose(repo, n, opts)).collect::<Vec<_>>()))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    })
+    crate::parallel::map_in_order(&names, 16, |n| diagnose(repo, n, opts))
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Tagged scripts whose tags name neither a feature nor a subprofile never run.

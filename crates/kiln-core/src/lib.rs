@@ -13,6 +13,7 @@ pub mod external;
 pub mod macros;
 pub mod model;
 pub mod packages;
+pub mod parallel;
 pub mod plan;
 pub mod render;
 pub mod repo;

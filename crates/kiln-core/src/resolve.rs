@@ -40,13 +40,7 @@ pub struct Resolution {
 
 /// Resolves `image` in `repo`.
 pub fn resolve(repo: &Repo, image: &str, opts: &ResolveOptions) -> Resolution {
-    let mut r = Resolver {
-        repo,
-        opts,
-        diags: Vec::new(),
-        macros: MacroTable::default(),
-        want_plan: true,
-    };
+    let mut r = Resolver::new(repo, opts, true);
     let plan = r.run(image);
     let failed = r.diags.iter().any(Diagnostic::is_error);
     Resolution {
@@ -58,13 +52,7 @@ pub fn resolve(repo: &Repo, image: &str, opts: &ResolveOptions) -> Resolution {
 /// Finds every problem of `image` without building its plan (what `kiln
 /// check` needs: the same diagnostics as [`resolve`], less work).
 pub fn diagnose(repo: &Repo, image: &str, opts: &ResolveOptions) -> Vec<Diagnostic> {
-    let mut r = Resolver {
-        repo,
-        opts,
-        diags: Vec::new(),
-        macros: MacroTable::default(),
-        want_plan: false,
-    };
+    let mut r = Resolver::new(repo, opts, false);
     r.run(image);
     r.diags
 }
@@ -211,6 +199,16 @@ struct Resolver<'a> {
 }
 
 impl<'a> Resolver<'a> {
+    fn new(repo: &'a Repo, opts: &'a ResolveOptions, want_plan: bool) -> Self {
+        Resolver {
+            repo,
+            opts,
+            diags: Vec::new(),
+            macros: MacroTable::default(),
+            want_plan,
+        }
+    }
+
     fn prov(&self, origin: &Origin) -> Provenance {
         match origin {
             Origin::Source(span) => Provenance::Source(span.location(&self.repo.snapshot)),
@@ -982,9 +980,8 @@ impl<'a> Resolver<'a> {
                         }
                         None => continue,
                     },
-                    Scalar::Int(i) => serde_json::Value::from(*i),
-                    Scalar::Bool(b) => serde_json::Value::Bool(*b),
                     Scalar::List(_) => continue,
+                    other => scalar_json(other),
                 };
                 let (origin, overrode) = self.scalar_prov(st);
                 let overrode = overrode
@@ -1126,9 +1123,8 @@ impl<'a> Resolver<'a> {
                 let d = if text == entry.v {
                     pkg_error(e, entry)
                 } else {
-                    let PkgErrorView { code, message, help } = PkgErrorView::from(e);
-                    let mut d = Diagnostic::error(code, message).at(entry.span.clone(), "after macro expansion");
-                    if let Some(h) = help {
+                    let mut d = Diagnostic::error(e.code, e.message).at(entry.span.clone(), "after macro expansion");
+                    if let Some(h) = e.help {
                         d = d.help(h);
                     }
                     d
@@ -1580,22 +1576,6 @@ impl<'a> Resolver<'a> {
 
 /// A resolved list scalar and its items as written (for locating errors).
 type ListScalar = (plan::Value<Vec<String>>, Vec<Sp<String>>);
-
-struct PkgErrorView {
-    code: &'static str,
-    message: String,
-    help: Option<String>,
-}
-
-impl From<crate::packages::PkgError> for PkgErrorView {
-    fn from(e: crate::packages::PkgError) -> Self {
-        PkgErrorView {
-            code: e.code,
-            message: e.message,
-            help: e.help,
-        }
-    }
-}
 
 fn pkg_error(e: crate::packages::PkgError, at: &Sp<String>) -> Diagnostic {
     let range = if e.range.is_empty() {

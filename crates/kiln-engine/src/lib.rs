@@ -514,9 +514,7 @@ impl Engine<'_> {
             if let Some(sub) = sub {
                 env.push(("KILN_SUBPROFILE".into(), sub.to_string()));
             }
-            let executable = fs::metadata(&source)
-                .map(|m| m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false);
+            let executable = is_executable(&source);
             let argv = if executable {
                 vec![inside_path.clone()]
             } else {
@@ -594,9 +592,7 @@ impl Engine<'_> {
                 extra.push(("KILN_SUBPROFILE", sub.to_string()));
             }
             let env = script_env(&plan, self.req.source_date_epoch, &extra);
-            let executable = fs::metadata(&source)
-                .map(|m| m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false);
+            let executable = is_executable(&source);
             let mut cmd = if executable {
                 Command::new(&source)
             } else {
@@ -902,6 +898,11 @@ impl Engine<'_> {
             workdir: None,
         })
     }
+}
+
+/// Scripts with an execute bit run directly; others through `/bin/sh`.
+fn is_executable(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
 }
 
 /// The cleanup stage (SPEC §3.1): apt lists and caches, machine-id emptied,

@@ -74,22 +74,9 @@ fn read_text(f: &Found) -> Result<Option<Arc<str>>, LoadError> {
 }
 
 fn read_texts(found: &[Found]) -> Result<Vec<Option<Arc<str>>>, LoadError> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
-    if threads == 1 || found.len() < 256 {
-        return found.iter().map(read_text).collect();
-    }
-    let chunk = found.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = found
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(read_text).collect::<Result<Vec<_>, _>>()))
-            .collect();
-        let mut out = Vec::with_capacity(found.len());
-        for w in workers {
-            out.extend(w.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?);
-        }
-        Ok(out)
-    })
+    kiln_core::parallel::map_in_order(found, 256, read_text)
+        .into_iter()
+        .collect()
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LoadError + '_ {

@@ -2,15 +2,9 @@ use std::os::unix::fs::symlink;
 
 use crate::support::{kiln, run};
 
-/// Locates a real tool on this machine, like the host crate does.
-fn which(tool: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file())
-}
-
 #[test]
 fn reports_missing_tools_with_their_packages() {
-    let git = which("git").expect("git is installed on test machines");
+    let git = kiln_host::find_in_path("git", None).expect("git is installed on test machines");
     let dir = tempfile::tempdir().expect("tempdir");
     symlink(&git, dir.path().join("git")).expect("symlink");
     let r = run(kiln().arg("doctor").env("PATH", dir.path()));
