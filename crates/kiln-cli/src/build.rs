@@ -51,6 +51,22 @@ pub struct BuildArgs {
     /// Show every line of the build's output.
     #[arg(short, long)]
     verbose: bool,
+
+    /// Compressor threads for the outputs (default: every CPU). The images
+    /// do not depend on it.
+    #[arg(short = 'j', long, value_name = "N")]
+    jobs: Option<u32>,
+
+    /// Progress as text (a display on a terminal, timestamped lines
+    /// otherwise) or as JSON lines on stderr, one event per line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The sandbox as the engine's way to run commands inside an image.
@@ -168,6 +184,46 @@ impl Reporter for Plain {
     }
 }
 
+/// Progress as JSON lines (`--log-format json`): one object per event with
+/// `event`, `elapsed` (seconds) and the event's fields.
+struct Json {
+    start: Instant,
+    verbose: bool,
+}
+
+impl Json {
+    fn emit(&self, event: &str, fields: serde_json::Value) {
+        let mut obj = serde_json::json!({
+            "event": event,
+            "elapsed": (self.start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        });
+        if let (Some(o), serde_json::Value::Object(f)) = (obj.as_object_mut(), fields) {
+            o.extend(f);
+        }
+        eprintln!("{obj}");
+    }
+}
+
+impl Reporter for Json {
+    fn stage(&self, name: &str) {
+        self.emit("stage", serde_json::json!({ "stage": name }));
+    }
+    fn stage_done(&self, name: &str, status: &str, seconds: f64) {
+        self.emit(
+            "stage_done",
+            serde_json::json!({ "stage": name, "status": status, "seconds": seconds }),
+        );
+    }
+    fn step(&self, name: &str) {
+        self.emit("step", serde_json::json!({ "step": name }));
+    }
+    fn line(&self, line: &str) {
+        if self.verbose {
+            self.emit("output", serde_json::json!({ "line": line }));
+        }
+    }
+}
+
 pub fn run(args: &BuildArgs, printer: Printer) -> Result<ExitCode> {
     let session = args.resolve.load()?;
     crate::report_outside(&session, printer)?;
@@ -177,19 +233,18 @@ pub fn run(args: &BuildArgs, printer: Printer) -> Result<ExitCode> {
         eprintln!("error: cannot resolve `{}`", args.image);
         return Ok(ExitCode::from(1));
     };
-    let epoch = match std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-    {
-        Some(v) => v,
-        None if args.reproducible => 0,
-        None => kiln_engine::default_source_date_epoch(&args.resolve.repo),
+    let epoch = kiln_engine::default_source_date_epoch(&args.resolve.repo, args.reproducible);
+    let jobs = match args.jobs {
+        Some(0) => anyhow::bail!("--jobs must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1)),
     };
+    let json = args.log_format == LogFormat::Json;
     // Ctrl-C: the engine kills the running step, removes partial outputs and
     // the work tree, and returns.
     ctrlc::set_handler(|| kiln_engine::run::INTERRUPTED.store(true, Ordering::SeqCst))
         .context("cannot install the interrupt handler")?;
-    let fancy = std::io::stderr().is_terminal() && !args.quiet;
+    let fancy = std::io::stderr().is_terminal() && !args.quiet && !json;
     let bar = fancy.then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(
@@ -202,6 +257,10 @@ pub fn run(args: &BuildArgs, printer: Printer) -> Result<ExitCode> {
     let reporter: Arc<dyn Reporter> = match &bar {
         Some(bar) => Arc::new(Fancy {
             bar: bar.clone(),
+            verbose: args.verbose,
+        }),
+        None if json => Arc::new(Json {
+            start: Instant::now(),
             verbose: args.verbose,
         }),
         None => Arc::new(Plain {
@@ -221,6 +280,7 @@ pub fn run(args: &BuildArgs, printer: Printer) -> Result<ExitCode> {
         outdir: args.outdir.clone(),
         workdir: args.workdir.clone(),
         source_date_epoch: epoch,
+        jobs,
         keep_workdir: args.keep_workdir,
         shell_on_failure: args.shell_on_failure,
         reporter,
@@ -230,6 +290,9 @@ pub fn run(args: &BuildArgs, printer: Printer) -> Result<ExitCode> {
     let result = kiln_engine::build(&req, &sandbox);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
+    }
+    if json {
+        return Ok(json_result(&result, args));
     }
     match result {
         Ok(built) => {
@@ -280,5 +343,44 @@ pub fn run(args: &BuildArgs, printer: Printer) -> Result<ExitCode> {
             }
             Ok(ExitCode::from(if e.interrupted { 130 } else { 1 }))
         }
+    }
+}
+
+/// The end of a `--log-format json` build: one `built` or `failed` event.
+fn json_result(result: &Result<kiln_engine::Built, kiln_engine::BuildError>, args: &BuildArgs) -> ExitCode {
+    let event = match result {
+        Ok(built) => serde_json::json!({
+            "event": "built",
+            "nvr": built.manifest.nvr,
+            "arch": built.manifest.arch,
+            "manifest": built.manifest_path,
+            "log": built.log_path,
+            "workdir": built.workdir,
+            "outputs": built.manifest.outputs.iter().map(|o| serde_json::json!({
+                "file": args.outdir.join(&o.file),
+                "format": o.format,
+                "size": o.size,
+                "sha256": o.sha256,
+            })).collect::<Vec<_>>(),
+        }),
+        Err(e) => serde_json::json!({
+            "event": "failed",
+            "image": args.image,
+            "stage": e.stage,
+            "step": e.step,
+            "command": e.command,
+            "message": e.message,
+            "log_tail": e.log_tail,
+            "log": e.log_path,
+            "missing_packages": e.missing_packages,
+            "interrupted": e.interrupted,
+            "workdir": e.workdir,
+        }),
+    };
+    eprintln!("{event}");
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) if e.interrupted => ExitCode::from(130),
+        Err(_) => ExitCode::from(1),
     }
 }

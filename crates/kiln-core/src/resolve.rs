@@ -173,7 +173,10 @@ impl PkgSet {
         v
     }
 
-    /// Removes `key`; returns false when it was not in the set.
+    /// Removes `key`; returns false when it was not in the set. The removal
+    /// is recorded either way: a package the set never had may still come
+    /// with the base (the bootstrap variant, a dependency, a source image),
+    /// and the build's packages stage purges it there.
     fn remove(&mut self, key: &str, origin: Origin) -> bool {
         match self.items.remove_entry(key) {
             Some((key, old)) => {
@@ -183,7 +186,13 @@ impl PkgSet {
                 self.removed.insert(key, (origin, vec![old.origin]));
                 true
             }
-            None => false,
+            None => {
+                self.removed
+                    .entry(Arc::from(key))
+                    .and_modify(|e| e.0 = origin.clone())
+                    .or_insert((origin, Vec::new()));
+                false
+            }
         }
     }
 }

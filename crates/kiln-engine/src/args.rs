@@ -103,8 +103,9 @@ pub fn uuid_for(seed: &str) -> String {
 }
 
 /// `mksquashfs` for a tree (SPEC §3.4): compression, level and block size
-/// from the options, xattrs kept, the filesystem time fixed to `epoch`.
-pub fn mksquashfs(o: &Output, root: &Path, dest: &Path, epoch: u64) -> Cmd {
+/// from the options, xattrs kept, the filesystem time fixed to `epoch`,
+/// `jobs` compressor threads (mksquashfs's output does not depend on them).
+pub fn mksquashfs(o: &Output, root: &Path, dest: &Path, epoch: Option<u64>, jobs: u32) -> Cmd {
     let mut cmd = Cmd::new("mksquashfs")
         .arg(root.as_os_str())
         .arg(dest.as_os_str())
@@ -125,28 +126,31 @@ pub fn mksquashfs(o: &Output, root: &Path, dest: &Path, epoch: u64) -> Cmd {
     // squashfs-tools take the filesystem time from SOURCE_DATE_EPOCH (and
     // refuse -mkfs-time alongside it).
     cmd = cmd.arg("-xattrs");
-    cmd.env.push(("SOURCE_DATE_EPOCH".into(), epoch.to_string()));
+    if jobs > 0 {
+        cmd = cmd.arg("-processors").arg(jobs.to_string());
+    }
+    if let Some(epoch) = epoch {
+        cmd.env.push(("SOURCE_DATE_EPOCH".into(), epoch.to_string()));
+    }
     cmd
 }
 
 /// `mkfs.erofs` (lz4hc by default), timestamps fixed to `epoch`.
-pub fn mkfs_erofs(o: &Output, root: &Path, dest: &Path, epoch: u64, uuid: &str) -> Cmd {
+pub fn mkfs_erofs(o: &Output, root: &Path, dest: &Path, epoch: Option<u64>, uuid: &str) -> Cmd {
     let comp = opt_str(o, "compression").unwrap_or("lz4hc");
     let z = match opt_int(o, "level") {
         Some(l) => format!("-z{comp},{l}"),
         None => format!("-z{comp}"),
     };
-    Cmd::new("mkfs.erofs")
-        .arg("--quiet")
-        .arg(z)
-        .arg(format!("-T{epoch}"))
-        .arg(format!("-U{uuid}"))
-        .arg(dest.as_os_str())
-        .arg(root.as_os_str())
+    let mut cmd = Cmd::new("mkfs.erofs").arg("--quiet").arg(z);
+    if let Some(epoch) = epoch {
+        cmd = cmd.arg(format!("-T{epoch}"));
+    }
+    cmd.arg(format!("-U{uuid}")).arg(dest.as_os_str()).arg(root.as_os_str())
 }
 
 /// `mkfs.ext4 -d` of `size` bytes, reproducible for a given epoch and UUID.
-pub fn mkfs_ext4(o: &Output, root: &Path, dest: &Path, size: u64, epoch: u64, uuid: &str) -> Cmd {
+pub fn mkfs_ext4(o: &Output, root: &Path, dest: &Path, size: u64, epoch: Option<u64>, uuid: &str) -> Cmd {
     let mut cmd = Cmd::new("mkfs.ext4").arg("-q").arg("-F").arg("-t").arg("ext4");
     cmd = cmd.arg("-d").arg(root.as_os_str());
     if let Some(l) = opt_str(o, "label") {
@@ -158,7 +162,9 @@ pub fn mkfs_ext4(o: &Output, root: &Path, dest: &Path, size: u64, epoch: u64, uu
         .arg("-E")
         .arg(format!("root_owner=0:0,hash_seed={uuid}"));
     cmd = cmd.arg(dest.as_os_str()).arg(format!("{}k", size.div_ceil(1024)));
-    cmd.env.push(("E2FSPROGS_FAKE_TIME".into(), epoch.to_string()));
+    if let Some(epoch) = epoch {
+        cmd.env.push(("E2FSPROGS_FAKE_TIME".into(), epoch.to_string()));
+    }
     cmd
 }
 
@@ -235,13 +241,22 @@ mod tests {
             "ve/x",
             "outputs = [\"squashfs\", \"ext4\"]\n[output.squashfs]\ncompression = \"zstd\"\nlevel = 15\nblock_size = \"1M\"\n[output.ext4]\nlabel = \"root\"\n",
         );
-        let sq = mksquashfs(&p.outputs[0], Path::new("/r"), Path::new("/o.sqfs"), 7);
+        let sq = mksquashfs(&p.outputs[0], Path::new("/r"), Path::new("/o.sqfs"), Some(7), 2);
         assert_eq!(
             sq.display(),
-            "SOURCE_DATE_EPOCH=7 mksquashfs /r /o.sqfs -noappend -quiet -comp zstd -Xcompression-level 15 -b 1M -xattrs"
+            "SOURCE_DATE_EPOCH=7 mksquashfs /r /o.sqfs -noappend -quiet -comp zstd -Xcompression-level 15 -b 1M -xattrs -processors 2"
         );
+        let unpinned = mksquashfs(&p.outputs[0], Path::new("/r"), Path::new("/o.sqfs"), None, 0);
+        assert!(unpinned.env.is_empty() && !unpinned.display().contains("-processors"));
         assert_eq!(ext4_size(&p.outputs[1], 100 << 20), 184 << 20);
-        let e = mkfs_ext4(&p.outputs[1], Path::new("/r"), Path::new("/o.img"), 184 << 20, 7, "u");
+        let e = mkfs_ext4(
+            &p.outputs[1],
+            Path::new("/r"),
+            Path::new("/o.img"),
+            184 << 20,
+            Some(7),
+            "u",
+        );
         assert_eq!(
             e.display(),
             "E2FSPROGS_FAKE_TIME=7 mkfs.ext4 -q -F -t ext4 -d /r -L root -U u -E root_owner=0:0,hash_seed=u /o.img 188416k"

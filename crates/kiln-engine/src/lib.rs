@@ -67,7 +67,10 @@ pub struct Request {
     pub outdir: PathBuf,
     /// Where the work tree is made (a directory of its own is created inside).
     pub workdir: PathBuf,
-    pub source_date_epoch: u64,
+    /// `SOURCE_DATE_EPOCH` (SPEC §3.5); `None` leaves times unpinned.
+    pub source_date_epoch: Option<u64>,
+    /// Compressor threads (`--jobs`); outputs do not depend on it.
+    pub jobs: u32,
     pub keep_workdir: bool,
     pub shell_on_failure: bool,
     pub reporter: Arc<dyn Reporter>,
@@ -140,7 +143,7 @@ pub fn required_tools(plan: &Plan) -> Vec<&'static str> {
 
 /// Environment of every script (SPEC §3.2): clean, with `KILN_*` and the
 /// macros as `KILN_MACRO_<name>`.
-pub fn script_env(plan: &Plan, epoch: u64, extra: &[(&str, String)]) -> Vec<(String, String)> {
+pub fn script_env(plan: &Plan, epoch: Option<u64>, extra: &[(&str, String)]) -> Vec<(String, String)> {
     let mut env = vec![
         (
             "PATH".to_string(),
@@ -148,13 +151,15 @@ pub fn script_env(plan: &Plan, epoch: u64, extra: &[(&str, String)]) -> Vec<(Str
         ),
         ("HOME".to_string(), "/root".to_string()),
         ("LANG".to_string(), "C.UTF-8".to_string()),
-        ("SOURCE_DATE_EPOCH".to_string(), epoch.to_string()),
         ("DEBIAN_FRONTEND".to_string(), "noninteractive".to_string()),
         ("KILN_IMAGE".to_string(), plan.image.clone()),
         ("KILN_NVR".to_string(), plan.nvr.clone()),
         ("KILN_ARCH".to_string(), plan.arch.clone()),
         ("KILN_KIND".to_string(), plan.kind.value.clone()),
     ];
+    if let Some(epoch) = epoch {
+        env.push(("SOURCE_DATE_EPOCH".to_string(), epoch.to_string()));
+    }
     env.extend(extra.iter().map(|(k, v)| ((*k).to_string(), v.clone())));
     env.extend(
         plan.macros
@@ -308,8 +313,11 @@ impl Engine<'_> {
         self.log.reporter().step(step);
         self.log.note(&format!("$ {}", cmd.display()));
         let mut c = Command::new(cmd.program);
-        c.args(&cmd.args)
-            .env("SOURCE_DATE_EPOCH", self.req.source_date_epoch.to_string());
+        c.args(&cmd.args);
+        match self.req.source_date_epoch {
+            Some(epoch) => c.env("SOURCE_DATE_EPOCH", epoch.to_string()),
+            None => c.env_remove("SOURCE_DATE_EPOCH"),
+        };
         for (k, v) in &cmd.env {
             c.env(k, v);
         }
@@ -344,10 +352,14 @@ impl Engine<'_> {
         fs::create_dir_all(&self.partial)
             .map_err(self.io("preflight", format!("cannot create {}", self.partial.display())))?;
         self.stage("base", Self::base)?;
+        if self.packages_to_purge().is_some() {
+            self.stage("packages", Self::packages)?;
+        }
         self.stage("files", |e| {
             let root = e.root.clone();
             let files = e.plan().files.clone();
-            e.install_files(&root, &files)
+            e.install_files(&root, &files)?;
+            e.write_macros_file(&root)
         })?;
         self.stage("image-scripts", |e| {
             let root = e.root.clone();
@@ -425,6 +437,119 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// The removals (`remove`, `!pkg`) that the base still has installed:
+    /// brought in by the variant or as a dependency, not by the package set.
+    fn packages_to_purge(&self) -> Option<Vec<String>> {
+        if self.plan().removed.is_empty() {
+            return None;
+        }
+        let status = fs::read_to_string(self.root.join("var/lib/dpkg/status")).unwrap_or_default();
+        let installed: std::collections::HashSet<String> =
+            dpkg::parse_status(&status).into_iter().map(|p| p.name).collect();
+        let purge: Vec<String> = self
+            .plan()
+            .removed
+            .iter()
+            .filter(|r| installed.contains(&r.name))
+            .map(|r| r.name.clone())
+            .collect();
+        (!purge.is_empty()).then_some(purge)
+    }
+
+    /// The packages stage (SPEC §3.1): purge what the image removes but the
+    /// base installed. apt's simulation runs first, so a removal that would
+    /// take a package of the image with it fails before anything changes.
+    fn packages(&mut self) -> Result<(), BuildError> {
+        let Some(purge) = self.packages_to_purge() else {
+            return Ok(());
+        };
+        let plan = self.plan().clone();
+        let simdir = self.work.join("packages");
+        fs::create_dir_all(&simdir).map_err(self.io("packages", "cannot create the work directory".into()))?;
+        let run = |engine: &mut Self, step: &str, script: &str| -> Result<(), BuildError> {
+            let mut argv = vec![
+                "/bin/sh".to_string(),
+                "-c".to_string(),
+                script.to_string(),
+                "kiln-packages".to_string(),
+            ];
+            argv.extend(purge.iter().cloned());
+            let req = InsideRun {
+                root: engine.root.clone(),
+                argv,
+                env: script_env(&plan, engine.req.source_date_epoch, &[]),
+                network: false,
+                binds: vec![(simdir.clone(), "/run/kiln/packages".into(), false)],
+                timeout: Some(Duration::from_secs(
+                    u64::try_from(plan.build.timeout.value).unwrap_or(1800),
+                )),
+                interactive: false,
+            };
+            engine.log.reset_tail();
+            engine.log.reporter().step(step);
+            engine.log.note(&format!("$ [inside] {step} {}", purge.join(" ")));
+            let ended = engine
+                .inside
+                .run(&req, &engine.log)
+                .map_err(|m| engine.fail("packages", Some(step), None, m))?;
+            if ended.success() {
+                Ok(())
+            } else {
+                Err(engine.fail(
+                    "packages",
+                    Some(step),
+                    Some(format!("{step} {} (inside the image)", purge.join(" "))),
+                    format!("removing {} {}", purge.join(", "), ended.describe()),
+                ))
+            }
+        };
+        run(
+            self,
+            "apt-get -s purge",
+            "apt-get -s -q purge \"$@\" > /run/kiln/packages/simulation",
+        )?;
+        let sim = fs::read_to_string(simdir.join("simulation"))
+            .map_err(self.io("packages", "cannot read apt's simulation".into()))?;
+        self.log.output(sim.as_bytes());
+        if sim.contains("essential packages will be removed") {
+            return Err(self.fail(
+                "packages",
+                Some("apt-get -s purge"),
+                None,
+                format!(
+                    "removing {} would remove packages Debian marks essential; apt refuses that",
+                    purge.join(", ")
+                ),
+            ));
+        }
+        let wanted: std::collections::HashSet<&str> = plan.packages.iter().map(|p| p.name.as_str()).collect();
+        let mut taken: Vec<&str> = sim
+            .lines()
+            .filter_map(|l| l.strip_prefix("Purg ").or_else(|| l.strip_prefix("Remv ")))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(|n| n.split(':').next().unwrap_or(n))
+            .filter(|n| wanted.contains(n))
+            .collect();
+        taken.sort_unstable();
+        taken.dedup();
+        if !taken.is_empty() {
+            return Err(self.fail(
+                "packages",
+                Some("apt-get -s purge"),
+                None,
+                format!(
+                    "removing {} would also remove {}, which the image installs; \
+                     drop the removal or the package",
+                    purge.join(", "),
+                    taken.join(", ")
+                ),
+            ));
+        }
+        run(self, "apt-get purge", "apt-get purge -y -q \"$@\"")?;
+        let _ = fs::remove_dir_all(&simdir);
+        Ok(())
+    }
+
     fn install_files(&mut self, root: &Path, files: &[kiln_core::plan::FileEntry]) -> Result<(), BuildError> {
         for f in files {
             let source = self.req.repo.join(&f.source);
@@ -450,6 +575,23 @@ impl Engine<'_> {
                 f.source
             ));
         }
+        Ok(())
+    }
+
+    /// `macros_file`: the resolved macros, in RPM macro syntax, for tools
+    /// inside the image.
+    fn write_macros_file(&mut self, root: &Path) -> Result<(), BuildError> {
+        let Some(file) = self.plan().macros_file.clone() else {
+            return Ok(());
+        };
+        let dest = fsutil::in_root(root, &file.value).map_err(self.io("files", file.value.clone()))?;
+        fsutil::make_parents(root, &dest)
+            .map_err(self.io("files", format!("cannot create the parents of {}", file.value)))?;
+        let text = rpm_macros(self.plan());
+        fs::write(&dest, text).map_err(self.io("files", format!("cannot write {}", file.value)))?;
+        fs::set_permissions(&dest, fs::Permissions::from_mode(0o644))
+            .map_err(self.io("files", format!("cannot set the mode of {}", file.value)))?;
+        self.log.note(&format!("wrote the macros to {}", file.value));
         Ok(())
     }
 
@@ -631,7 +773,9 @@ impl Engine<'_> {
         let plan = self.plan().clone();
         let epoch = self.req.source_date_epoch;
         let root = self.root.clone();
-        fsutil::clamp_mtimes(&root, epoch).map_err(self.io("outputs", "cannot clamp mtimes".into()))?;
+        if let Some(epoch) = epoch {
+            fsutil::clamp_mtimes(&root, epoch).map_err(self.io("outputs", "cannot clamp mtimes".into()))?;
+        }
         for o in &plan.outputs {
             let dest = self.partial.join(&o.file);
             self.output(o, &root, &dest)?;
@@ -651,7 +795,7 @@ impl Engine<'_> {
                     file: sub.file.clone(),
                     options: Default::default(),
                 });
-            let cmd = args::mksquashfs(&sq, &tree, &dest, epoch);
+            let cmd = args::mksquashfs(&sq, &tree, &dest, epoch, self.req.jobs);
             self.host(
                 "outputs",
                 &format!("{} (subprofile {})", sub.file, sub.name),
@@ -668,7 +812,12 @@ impl Engine<'_> {
         let epoch = self.req.source_date_epoch;
         let uuid = args::uuid_for(&format!("{}.{}", self.plan().nvr, self.plan().arch));
         match o.format.as_str() {
-            "squashfs" => self.host("outputs", &o.file, &args::mksquashfs(o, root, dest, epoch), None),
+            "squashfs" => self.host(
+                "outputs",
+                &o.file,
+                &args::mksquashfs(o, root, dest, epoch, self.req.jobs),
+                None,
+            ),
             "erofs" => self.host("outputs", &o.file, &args::mkfs_erofs(o, root, dest, epoch, &uuid), None),
             "ext4" | "qcow2" => {
                 let used = fsutil::tree_size(root).map_err(self.io("outputs", "cannot measure the tree".into()))?;
@@ -727,9 +876,10 @@ impl Engine<'_> {
         self.log.reporter().step(&o.file);
         self.log.note(&format!("writing {} (kiln's tar writer)", o.file));
         let opts = kiln_tar::Options {
-            mtime_clamp: Some(self.req.source_date_epoch),
+            mtime_clamp: self.req.source_date_epoch,
             compression,
             xattrs: true,
+            threads: self.req.jobs.max(1),
         };
         let stats = kiln_tar::write_tree_to_file(root, dest, &opts)
             .map_err(|e| self.fail("outputs", Some(&o.file), None, format!("cannot write {}: {e}", o.file)))?;
@@ -824,7 +974,10 @@ impl Engine<'_> {
         if self.plan().build.cleanup.value {
             cleanup(tree).map_err(self.io("outputs", "cannot clean the subprofile tree".into()))?;
         }
-        fsutil::clamp_mtimes(tree, self.req.source_date_epoch).map_err(self.io("outputs", "cannot clamp mtimes".into()))
+        if let Some(epoch) = self.req.source_date_epoch {
+            fsutil::clamp_mtimes(tree, epoch).map_err(self.io("outputs", "cannot clamp mtimes".into()))?;
+        }
+        Ok(())
     }
 
     fn finish(&mut self, tools: Vec<ToolRecord>, log_path: &Path) -> Result<Built, BuildError> {
@@ -900,6 +1053,18 @@ impl Engine<'_> {
     }
 }
 
+/// The plan's macros in RPM macro-file syntax (`%name value`), by name; a
+/// newline in a value continues it with a trailing backslash.
+pub fn rpm_macros(plan: &Plan) -> String {
+    let mut macros: Vec<&kiln_core::plan::Macro> = plan.macros.iter().collect();
+    macros.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = format!("# The macros of {} ({}), written by kiln.\n", plan.image, plan.nvr);
+    for m in macros {
+        out += &format!("%{} {}\n", m.name, m.value.replace('\n', "\\\n"));
+    }
+    out
+}
+
 /// Scripts with an execute bit run directly; others through `/bin/sh`.
 fn is_executable(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
@@ -972,21 +1137,46 @@ fn repo_info(repo: &Path) -> RepoInfo {
 }
 
 /// The default `SOURCE_DATE_EPOCH` (SPEC §3.5): the environment's, else the
-/// profile repository's last commit time, else 0.
-pub fn default_source_date_epoch(repo: &Path) -> u64 {
+/// profile repository's last commit time, else 0 when `reproducible`, else
+/// none (times are not pinned).
+pub fn default_source_date_epoch(repo: &Path, reproducible: bool) -> Option<u64> {
     if let Some(v) = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|v| v.trim().parse().ok())
     {
-        return v;
+        return Some(v);
     }
-    Command::new("git")
+    let committed = Command::new("git")
         .arg("-C")
         .arg(repo)
         .args(["log", "-1", "--format=%ct"])
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(0)
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok());
+    committed.or(reproducible.then_some(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpm_macros_are_sorted_and_continued() {
+        let mut snap = kiln_core::Snapshot::new();
+        snap.add_file(
+            "kiln.toml",
+            "[defaults.base]\nsuite = \"bookworm\"\n[macros]\nzeta = \"z\"\nalpha = \"a %{zeta}\"\n",
+        )
+        .add_file("images/ve/x.toml", "kind = \"ve\"\n[macros]\nmulti = \"one\\ntwo\"\n");
+        let repo = kiln_core::Repo::load(snap);
+        let opts = kiln_core::ResolveOptions {
+            arch: "amd64".into(),
+            external_macros: vec![],
+        };
+        let plan = kiln_core::resolve(&repo, "ve/x", &opts).plan.expect("resolves");
+        let text = rpm_macros(&plan);
+        let body: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(body, ["%alpha a z", "%multi one\\", "two", "%zeta z"]);
+    }
 }

@@ -20,7 +20,7 @@ pub struct Manifest {
     pub kind: String,
     pub arch: String,
     pub repo: RepoInfo,
-    pub source_date_epoch: u64,
+    pub source_date_epoch: Option<u64>,
     pub base: BaseRecord,
     pub scripts: Vec<ScriptRecord>,
     pub packages: Vec<Installed>,

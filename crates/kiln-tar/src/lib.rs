@@ -56,10 +56,13 @@
 //!   non-`user.` ones. Hardlink entries carry no attributes (they share the
 //!   first path's inode).
 //! * **End.** Two zero blocks; no padding to a record size beyond them.
-//! * **Compression** is deterministic: zstd single-threaded at the given
-//!   level with a content checksum (like the `zstd` CLI); xz single-threaded
-//!   with the given preset and a CRC64 check (like `xz`); gzip with mtime 0,
-//!   no file name and OS byte 3 (like `gzip -n`).
+//! * **Compression** is deterministic: zstd at the given level with a
+//!   content checksum (like the `zstd` CLI); xz with the given preset and a
+//!   CRC64 check (like `xz`); gzip with mtime 0, no file name and OS byte 3
+//!   (like `gzip -n`). With [`Options::threads`] 0 the zstd and xz encoders
+//!   are single-threaded; with 1 or more they are the multi-threaded ones,
+//!   whose output depends on the level only, not on the number of threads
+//!   (zstd's and liblzma's guarantee): `--jobs` never changes an image.
 //!
 //! # Consistency
 //!
@@ -118,6 +121,9 @@ pub struct Options {
     pub compression: Compression,
     /// Store extended attributes (default true).
     pub xattrs: bool,
+    /// Compressor threads: 0 for the single-threaded encoders, N ≥ 1 for
+    /// the multi-threaded ones with N workers (same output for every N).
+    pub threads: u32,
 }
 
 impl Default for Options {
@@ -126,6 +132,7 @@ impl Default for Options {
             mtime_clamp: None,
             compression: Compression::None,
             xattrs: true,
+            threads: 0,
         }
     }
 }
@@ -285,17 +292,28 @@ enum Sink<W: Write> {
 }
 
 impl<W: Write> Sink<W> {
-    fn new(out: W, compression: Compression) -> Result<Self, TarError> {
+    fn new(out: W, compression: Compression, threads: u32) -> Result<Self, TarError> {
         Ok(match compression {
             Compression::None => Sink::Plain(out),
             Compression::Zstd { level } => {
                 let mut enc = zstd::stream::write::Encoder::new(out, level).map_err(write_err)?;
                 enc.include_checksum(true).map_err(write_err)?;
+                if threads > 0 {
+                    enc.multithread(threads).map_err(write_err)?;
+                }
                 Sink::Zstd(enc)
             }
             Compression::Xz { level } => {
-                let stream = liblzma::stream::Stream::new_easy_encoder(level, liblzma::stream::Check::Crc64)
-                    .map_err(|_| TarError::InvalidLevel { format: "xz", level })?;
+                let stream = if threads > 0 {
+                    liblzma::stream::MtStreamBuilder::new()
+                        .preset(level)
+                        .threads(threads)
+                        .check(liblzma::stream::Check::Crc64)
+                        .encoder()
+                } else {
+                    liblzma::stream::Stream::new_easy_encoder(level, liblzma::stream::Check::Crc64)
+                }
+                .map_err(|_| TarError::InvalidLevel { format: "xz", level })?;
                 Sink::Xz(liblzma::write::XzEncoder::new_stream(out, stream))
             }
             Compression::Gzip { level } => {
@@ -354,7 +372,7 @@ fn write_inner<W: Write>(
         inner: BufWriter::with_capacity(64 * 1024, out),
         count: 0,
     };
-    let sink = Sink::new(counting, opts.compression)?;
+    let sink = Sink::new(counting, opts.compression, opts.threads)?;
     let mut walker = Walker {
         out: BufWriter::with_capacity(1024 * 1024, sink),
         opts,

@@ -23,6 +23,7 @@ fn opts(compression: Compression) -> Options {
         mtime_clamp: Some(SDE),
         compression,
         xattrs: true,
+        threads: 0,
     }
 }
 
@@ -392,6 +393,52 @@ fn output_is_deterministic() {
     set_mtime(&root.join("old/past"), PAST + 1);
     let (after, _) = archive(&root, &o);
     assert!(before != after);
+}
+
+#[test]
+fn thread_count_does_not_change_the_output() {
+    if !needs_root("thread_count_does_not_change_the_output") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = build(tmp.path());
+    // Enough incompressible data for several zstd jobs and xz blocks.
+    let mut noise = Vec::with_capacity(24 << 20);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while noise.len() < 24 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        noise.extend_from_slice(&x.to_le_bytes()[..if x.is_multiple_of(3) { 8 } else { 2 }]);
+    }
+    fs::write(root.join("noise"), &noise).unwrap();
+    for c in [Compression::Zstd { level: 3 }, Compression::Xz { level: 0 }] {
+        let with = |threads| archive(&root, &Options { threads, ..opts(c) }).0;
+        let one = with(1);
+        assert!(one == with(4), "{c:?}: 1 and 4 threads differ");
+        // The multi-threaded stream is a valid stream of the same archive.
+        let single = with(0);
+        assert_eq!(decompress(c, &one), decompress(c, &single), "{c:?}");
+    }
+}
+
+fn decompress(c: Compression, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    match c {
+        Compression::Zstd { .. } => {
+            zstd::stream::read::Decoder::new(data)
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        Compression::Xz { .. } => {
+            liblzma::read::XzDecoder::new_multi_decoder(data)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        _ => out.extend_from_slice(data),
+    }
+    out
 }
 
 #[test]

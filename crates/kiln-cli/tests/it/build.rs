@@ -85,7 +85,7 @@ fn fixture() -> &'static Fixture {
         write(
             &repo,
             "images/ve/formats.toml",
-            "extends = [\"ve/minimal\"]\nuse = [\"probe\"]\n\
+            "extends = [\"ve/minimal\"]\nuse = [\"probe\"]\nremove = [\"tzdata\"]\n\
              outputs = [\"squashfs\", \"erofs\", \"tar\", \"tar.zst\", \"tar.xz\", \"tar.gz\", \"ext4\", \"qcow2\", \"dir\"]\n\
              [output.\"tar.zst\"]\nlevel = 3\n[output.\"tar.xz\"]\nlevel = 1\n[output.\"tar.gz\"]\nlevel = 1\n",
         );
@@ -198,6 +198,8 @@ fn manifest_packages_match_dpkg_in_the_tree() {
         .collect();
     assert_eq!(got, expected);
     assert!(got.iter().any(|p| p.starts_with("libcap2-bin\t")));
+    // Installed by the bootstrap variant, removed by the image: purged.
+    assert!(!got.iter().any(|p| p.starts_with("tzdata\t")), "{got:?}");
     assert_eq!(m["source_date_epoch"], 1_700_000_000u64);
     assert_eq!(m["base"]["mode"], "bootstrap");
     assert!(
@@ -225,7 +227,15 @@ fn manifest_packages_match_dpkg_in_the_tree() {
         .collect();
     assert_eq!(
         stages,
-        ["base", "files", "image-scripts", "scripts", "cleanup", "outputs"]
+        [
+            "base",
+            "packages",
+            "files",
+            "image-scripts",
+            "scripts",
+            "cleanup",
+            "outputs"
+        ]
     );
     assert_eq!(m["plan"]["image"], "ve/formats");
     // Macros reached the script's environment.
@@ -233,6 +243,9 @@ fn manifest_packages_match_dpkg_in_the_tree() {
     assert_eq!(env, "Example ve/formats\n");
     let side = std::fs::read_to_string(f.out.join(&f.nvr).join("etc/kiln-probe/build-side")).expect("build side");
     assert_eq!(side, "ve/formats\n");
+    // macros_file: the resolved macros in RPM syntax.
+    let macros = std::fs::read_to_string(f.out.join(&f.nvr).join("etc/kiln/macros")).expect("macros file");
+    assert!(macros.lines().any(|l| l == "%vendor Example"), "{macros}");
 }
 
 #[test]
@@ -426,7 +439,7 @@ fn two_builds_with_one_epoch_are_identical() {
     write(
         repo.path(),
         "images/ve/formats.toml",
-        "extends = [\"ve/minimal\"]\nuse = [\"probe\"]\noutputs = [\"squashfs\", \"tar\"]\n",
+        "extends = [\"ve/minimal\"]\nuse = [\"probe\"]\nremove = [\"tzdata\"]\noutputs = [\"squashfs\", \"tar\"]\n",
     );
     let out = repo.path().join("out");
     let r = build(repo.path(), "ve/formats", &out);
@@ -501,5 +514,201 @@ fn ctrl_c_during_a_script_cleans_up() {
         std::fs::read_dir(&work).expect("workdir").count(),
         0,
         "work tree left behind"
+    );
+}
+
+/// Files of a directory, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_removal_that_takes_an_image_package_fails_before_purging() {
+    let repo = examples_copy();
+    edit(
+        repo.path(),
+        "images/ve/minimal.toml",
+        "kind = \"ve\"",
+        "kind = \"ve\"\npackages = [\"ca-certificates\"]\nremove = [\"openssl\"]",
+    );
+    let out = repo.path().join("out");
+    let r = build(repo.path(), "ve/minimal", &out);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("failed in stage `packages`"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("removing openssl would also remove ca-certificates, which the image installs"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(listing(&out), ["ve-minimal-1.0-1.kiln1.amd64.build.log"]);
+}
+
+#[test]
+fn shell_on_failure_opens_a_shell_where_the_script_failed() {
+    let repo = examples_copy();
+    write(
+        repo.path(),
+        "scripts/half.sh",
+        "#!/bin/sh\necho half-done > /etc/kiln-half\nexit 4\n",
+    );
+    chmod_x(&repo.path().join("scripts/half.sh"));
+    edit(
+        repo.path(),
+        "images/ve/minimal.toml",
+        "kind = \"ve\"",
+        "kind = \"ve\"\nscripts = [\"scripts/half.sh\"]",
+    );
+    let out = repo.path().join("out");
+    let mut child = kiln()
+        .args(["build", "--arch", "amd64", "ve/minimal", "--shell-on-failure"])
+        .arg("-C")
+        .arg(repo.path())
+        .arg("-o")
+        .arg(&out)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kiln starts");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        // Read by the shell once the script has failed.
+        stdin
+            .write_all(b"echo \"seen: $(cat /etc/kiln-half) as $KILN_SCRIPT in $(hostname)\"\nexit\n")
+            .expect("write");
+    }
+    let done = child.wait_with_output().expect("kiln ends");
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(1), "{stderr}");
+    assert!(
+        stdout.contains("seen: half-done as half.sh in kiln"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stderr.contains("opening a shell in the image"), "{stderr}");
+    assert!(stderr.contains("script `half.sh` exited with status 4"), "{stderr}");
+    assert_eq!(listing(&out), ["ve-minimal-1.0-1.kiln1.amd64.build.log"]);
+    assert!(mounts_mentioning("/var/tmp/kiln").is_empty());
+}
+
+#[test]
+fn subprofiles_are_the_image_tree_plus_their_additions() {
+    let repo = examples_copy();
+    write(
+        repo.path(),
+        "features/tiny/feature.toml",
+        "description = \"adds to the sub subprofile\"\n",
+    );
+    write(repo.path(), "features/tiny/sub/files/etc/kiln-sub", "only in sub\n");
+    write(
+        repo.path(),
+        "features/tiny/sub/image-scripts.d/10-mark",
+        "#!/bin/sh\nset -eu\necho \"$KILN_SUBPROFILE\" > /etc/kiln-sub-script\n",
+    );
+    chmod_x(&repo.path().join("features/tiny/sub/image-scripts.d/10-mark"));
+    write(
+        repo.path(),
+        "images/distro/tiny.toml",
+        "kind = \"distro\"\nextends = [\"ve/minimal\"]\nuse = [\"tiny\"]\nsubprofiles = [\"sub\"]\n\
+         outputs = [\"squashfs\"]\n[subprofile.sub]\npackages = [\"hello\"]\n",
+    );
+    let out = repo.path().join("out");
+    let r = build(repo.path(), "distro/tiny", &out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("distro-tiny-1.0-1.kiln1.amd64.manifest.json")).expect("manifest"),
+    )
+    .expect("JSON");
+    let outputs = m["outputs"].as_array().expect("outputs");
+    let sub = outputs
+        .iter()
+        .find(|o| o["subprofile"] == "sub")
+        .expect("a subprofile output");
+    let sub_file = out.join(sub["file"].as_str().expect("file"));
+    let main_file = out.join("distro-tiny-1.0-1.kiln1.amd64.squashfs");
+    let sub_list = output(&["unsquashfs", "-lln", sub_file.to_str().expect("utf8")]);
+    let main_list = output(&["unsquashfs", "-lln", main_file.to_str().expect("utf8")]);
+    for path in ["/etc/kiln-sub", "/etc/kiln-sub-script", "/usr/bin/hello"] {
+        assert!(
+            sub_list.lines().any(|l| l.ends_with(path)),
+            "{path} not in the subprofile"
+        );
+        assert!(
+            !main_list.lines().any(|l| l.ends_with(path)),
+            "{path} leaked into the image"
+        );
+    }
+    // Everything of the image is in the subprofile too.
+    assert!(sub_list.lines().any(|l| l.ends_with("/etc/kiln/macros")));
+    let sums = Command::new("sha256sum")
+        .arg("-c")
+        .arg("distro-tiny-1.0-1.kiln1.amd64.SHA256SUMS")
+        .current_dir(&out)
+        .output()
+        .expect("sha256sum");
+    let checked = String::from_utf8_lossy(&sums.stdout);
+    assert!(
+        sums.status.success() && checked.contains(sub["file"].as_str().expect("file")),
+        "{checked}"
+    );
+}
+
+#[test]
+fn json_progress_ends_with_a_result_event() {
+    let repo = examples_copy();
+    write(repo.path(), "scripts/fail.sh", "#!/bin/sh\necho json-visible\nexit 5\n");
+    chmod_x(&repo.path().join("scripts/fail.sh"));
+    edit(
+        repo.path(),
+        "images/ve/minimal.toml",
+        "kind = \"ve\"",
+        "kind = \"ve\"\nscripts = [\"scripts/fail.sh\"]",
+    );
+    let r = run(kiln()
+        .args([
+            "build",
+            "--arch",
+            "amd64",
+            "ve/minimal",
+            "--log-format",
+            "json",
+            "--jobs",
+            "1",
+        ])
+        .arg("-C")
+        .arg(repo.path())
+        .arg("-o")
+        .arg(repo.path().join("out"))
+        .env("SOURCE_DATE_EPOCH", EPOCH));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let events: Vec<serde_json::Value> = r
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let stages: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "stage_done")
+        .map(|e| e["stage"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(stages, ["base", "files"]);
+    let last = events.last().expect("events");
+    assert_eq!(last["event"], "failed");
+    assert_eq!(last["stage"], "image-scripts");
+    assert_eq!(last["step"], "fail.sh (image)");
+    assert!(
+        last["log_tail"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|l| l == "json-visible")),
+        "{last}"
     );
 }

@@ -480,6 +480,29 @@ fn removing_what_a_default_added_and_a_version_pin_counts_as_the_package() {
 }
 
 #[test]
+fn a_removal_of_what_the_set_never_had_is_kept_for_the_base() {
+    // e2fsprogs comes with the bootstrap variant, not from a list: the
+    // removal stays in the plan (nothing undone) so the build purges it.
+    let files = [
+        KILN,
+        (
+            "images/img.toml",
+            "kind = \"ve\"\npackages = [\"nano\", \"!e2fsprogs\"]\nremove = [\"e2fsprogs\"]\n",
+        ),
+    ];
+    let p = plan(&files);
+    assert_eq!(p.package_names(), ["nano"]);
+    assert_eq!(p.removed.len(), 1);
+    assert_eq!(p.removed[0].name, "e2fsprogs");
+    assert!(p.removed[0].removed.is_empty());
+    assert!(
+        p.removed[0].origin.to_string().starts_with("images/img.toml:3:"),
+        "{}",
+        p.removed[0].origin
+    );
+}
+
+#[test]
 fn architecture_filters_select_per_resolved_arch() {
     let files = [
         KILN,
