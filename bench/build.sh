@@ -63,7 +63,7 @@ baseline() {
 
 kiln_build() {
     rm -rf "$tmp/out"
-    "$kiln" build -q -C "$tmp/repo" ve/bench -o "$tmp/out" --workdir "$tmp/work"
+    "$kiln" build -q --no-cache -C "$tmp/repo" ve/bench -o "$tmp/out" --workdir "$tmp/work"
 }
 
 now() { date +%s.%N; }

@@ -57,6 +57,19 @@ pub struct BuildArgs {
     #[arg(short = 'j', long, value_name = "N")]
     jobs: Option<u32>,
 
+    /// Build every stage, using and storing nothing in the stage cache.
+    #[arg(long)]
+    no_cache: bool,
+
+    /// Build this stage (`base`, `packages`, `files`, `image-scripts`,
+    /// `scripts`, `cleanup`, `outputs`) or script, and every later one, even
+    /// when cached.
+    #[arg(long, value_name = "STAGE")]
+    rebuild_from: Option<String>,
+
+    #[command(flatten)]
+    cache: crate::cache::CacheDirArg,
+
     /// Progress as text (a display on a terminal, timestamped lines
     /// otherwise) or as JSON lines on stderr, one event per line.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -225,6 +238,20 @@ impl Reporter for Json {
 }
 
 pub fn run(args: &BuildArgs, printer: Printer) -> Result<ExitCode> {
+    // Before any thread starts: every mount of this build (overlays of
+    // cached layers, subprofile trees) lives in a namespace of its own and
+    // ends with the build's last process, however it ends.
+    kiln_store::overlay::enter_private_mount_namespace()
+        .context("cannot make a private mount namespace for the build (kiln build runs as root)")?;
+    const STAGES: [&str; 7] = [
+        "base",
+        "packages",
+        "files",
+        "image-scripts",
+        "scripts",
+        "cleanup",
+        "outputs",
+    ];
     let session = args.resolve.load()?;
     crate::report_outside(&session, printer)?;
     let res = kiln_core::resolve(&session.repo, &args.image, &session.opts);
@@ -240,6 +267,18 @@ pub fn run(args: &BuildArgs, printer: Printer) -> Result<ExitCode> {
         None => std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1)),
     };
     let json = args.log_format == LogFormat::Json;
+    let cache = if args.no_cache { None } else { Some(args.cache.open()?) };
+    if let Some(r) = &args.rebuild_from {
+        let known =
+            STAGES.contains(&r.as_str()) || plan.image_scripts.iter().chain(&plan.scripts).any(|s| &s.name == r);
+        if !known {
+            anyhow::bail!(
+                "--rebuild-from {r}: not a stage ({}) or a script of `{}`",
+                STAGES.join(", "),
+                args.image
+            );
+        }
+    }
     // Ctrl-C: the engine kills the running step, removes partial outputs and
     // the work tree, and returns.
     ctrlc::set_handler(|| kiln_engine::run::INTERRUPTED.store(true, Ordering::SeqCst))
@@ -281,6 +320,8 @@ pub fn run(args: &BuildArgs, printer: Printer) -> Result<ExitCode> {
         workdir: args.workdir.clone(),
         source_date_epoch: epoch,
         jobs,
+        cache,
+        rebuild_from: args.rebuild_from.clone(),
         keep_workdir: args.keep_workdir,
         shell_on_failure: args.shell_on_failure,
         reporter,

@@ -15,6 +15,7 @@ use kiln_core::snapshot::Snapshot;
 use kiln_core::{Repo, ResolveOptions};
 
 mod build;
+mod cache;
 mod doctor;
 
 // Resolution allocates many small strings and maps; mimalloc is measurably
@@ -52,6 +53,9 @@ enum Command {
     Check(CheckArgs),
     /// List the host tools kiln uses, found or missing, and install the missing ones.
     Doctor(doctor::DoctorArgs),
+    /// The stage cache: list entries, prune to a size, clear.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
 }
 
 /// Options shared by the commands that resolve profiles.
@@ -288,6 +292,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Show(a) => show(a, printer),
         Command::Check(a) => check(a, printer),
         Command::Doctor(a) => doctor::run(a),
+        Command::Cache(c) => cache::run(c),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod render;
 pub mod repo;
 pub mod resolve;
 pub mod snapshot;
+pub mod stagekey;
 pub mod tags;
 
 pub use diag::{Diagnostic, Severity};

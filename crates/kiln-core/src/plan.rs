@@ -126,7 +126,7 @@ pub struct ListUse {
     pub via: Provenance,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct GitRef {
     pub url: String,
     #[serde(rename = "ref")]

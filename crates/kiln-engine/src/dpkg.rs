@@ -1,9 +1,9 @@
 //! The installed packages of a Debian tree, read from `var/lib/dpkg/status`
 //! (the same data `dpkg-query -W` prints).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Installed {
     pub name: String,
     pub version: String,

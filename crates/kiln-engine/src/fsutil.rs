@@ -29,6 +29,25 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
     Ok(hex(&h.finalize()))
 }
 
+/// Copies `from` to `to`, returning the sha256 of what was written.
+pub fn copy_hashed(from: &Path, to: &Path) -> io::Result<String> {
+    use std::io::Write as _;
+    let mut f = fs::File::open(from)?;
+    let mut out = fs::File::create(to)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+    }
+    out.sync_all()?;
+    Ok(hex(&h.finalize()))
+}
+
 pub fn sha256_bytes(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
 }
@@ -125,6 +144,7 @@ pub fn tree_size(root: &Path) -> io::Result<u64> {
 /// followed), so outputs do not depend on when the build ran.
 pub fn clamp_mtimes(root: &Path, epoch: u64) -> io::Result<()> {
     let t = TimeSpec::new(i64::try_from(epoch).unwrap_or(i64::MAX), 0);
+    keep_hardlinks_while_clamping(root, epoch, &t)?;
     let mut stack = vec![root.to_path_buf()];
     let clamp = |p: &Path, m: &fs::Metadata| -> io::Result<()> {
         if u64::try_from(m.mtime()).unwrap_or(0) > epoch {
@@ -145,6 +165,55 @@ pub fn clamp_mtimes(root: &Path, epoch: u64) -> io::Result<()> {
         // but creating entries above did.
         let m = dir.symlink_metadata()?;
         clamp(&dir, &m)?;
+    }
+    Ok(())
+}
+
+/// On an overlay, changing a lower file's times copies it up as a new inode,
+/// which splits a hard-link group. Clamp each group once, through its first
+/// path, and link the other paths to that inode again (a no-op outside an
+/// overlay, where they already share it). Runs before directory times are
+/// clamped, since relinking touches directories.
+fn keep_hardlinks_while_clamping(root: &Path, epoch: u64, t: &TimeSpec) -> io::Result<()> {
+    let mut groups: std::collections::BTreeMap<(u64, u64), Vec<PathBuf>> = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir)? {
+            let p = e?.path();
+            let m = p.symlink_metadata()?;
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.is_file() && m.nlink() > 1 && u64::try_from(m.mtime()).unwrap_or(0) > epoch {
+                groups.entry((m.dev(), m.ino())).or_default().push(p);
+            }
+        }
+    }
+    for mut paths in groups.into_values() {
+        paths.sort();
+        let first = &paths[0];
+        utimensat(
+            nix::fcntl::AT_FDCWD,
+            first.as_path(),
+            t,
+            t,
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(io::Error::from)?;
+        let ino = first.symlink_metadata()?.ino();
+        for other in &paths[1..] {
+            if other.symlink_metadata()?.ino() == ino {
+                continue;
+            }
+            let tmp = other.with_file_name(format!(
+                ".kiln-link-{}",
+                other
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ));
+            fs::hard_link(first, &tmp)?;
+            fs::rename(&tmp, other)?;
+        }
     }
     Ok(())
 }

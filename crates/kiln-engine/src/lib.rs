@@ -19,6 +19,7 @@
 pub mod args;
 pub mod dpkg;
 pub mod fsutil;
+pub mod keys;
 pub mod log;
 pub mod manifest;
 pub mod run;
@@ -32,10 +33,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kiln_core::plan::{Plan, Script};
+use kiln_core::stagekey::{StageId, StageKey};
+use kiln_store::{Cache, Lookup};
 
 use crate::args::Cmd;
 use crate::log::{BuildLog, Reporter};
-use crate::manifest::{BaseRecord, Manifest, OutputRecord, RepoInfo, ScriptRecord, StageRecord, ToolRecord};
+use crate::manifest::{
+    BaseRecord, Manifest, OutputRecord, RepoInfo, ScriptRecord, StageRecord, StepRecord, ToolRecord,
+};
 use crate::run::{Ended, interrupted, run_logged};
 
 /// A command to run inside the image tree, in the sandbox (SPEC §3.2).
@@ -74,6 +79,13 @@ pub struct Request {
     pub keep_workdir: bool,
     pub shell_on_failure: bool,
     pub reporter: Arc<dyn Reporter>,
+    /// The stage cache (SPEC §3.3); `None` with `--no-cache`. The process
+    /// must be in a private mount namespace of its own (the cache mounts
+    /// overlays; so do subprofiles).
+    pub cache: Option<Cache>,
+    /// `--rebuild-from`: a stage kind or a script name; that step and every
+    /// later one are built even when cached.
+    pub rebuild_from: Option<String>,
 }
 
 /// A finished build.
@@ -182,6 +194,19 @@ struct Engine<'a> {
     scripts: Vec<ScriptRecord>,
     outputs: Vec<OutputRecord>,
     base: Option<BaseRecord>,
+    keys: Vec<StageKey>,
+    /// The tree so far: cached layers bottom first (or the work tree).
+    layers: Vec<PathBuf>,
+    /// Entries in use, shared-locked until the build ends.
+    held: Vec<kiln_store::Entry>,
+    /// The read-only overlay of the finished tree, for the outputs.
+    tree_mount: Option<kiln_store::overlay::Mount>,
+    /// Installed packages, when they come from a cached output's record.
+    packages: Option<Vec<dpkg::Installed>>,
+    /// Steps of the running stage.
+    steps: Vec<StepRecord>,
+    /// `--rebuild-from` was reached.
+    forced: bool,
 }
 
 /// Builds the plan. On failure nothing is left in `OUTDIR` but the log.
@@ -239,7 +264,20 @@ pub fn build(req: &Request, inside: &dyn Inside) -> Result<Built, BuildError> {
         scripts: Vec::new(),
         outputs: Vec::new(),
         base: None,
+        keys: Vec::new(),
+        layers: Vec::new(),
+        held: Vec::new(),
+        tree_mount: None,
+        packages: None,
+        steps: Vec::new(),
+        forced: false,
     };
+    let versions: std::collections::BTreeMap<String, String> = statuses
+        .iter()
+        .filter(|s| s.is_found())
+        .map(|s| (s.tool.name.to_string(), s.version.clone().unwrap_or_default()))
+        .collect();
+    engine.keys = keys::compute(req, versions, &engine.log);
     let tools: Vec<ToolRecord> = statuses
         .iter()
         .filter(|s| needed.contains(&s.tool.name))
@@ -250,6 +288,8 @@ pub fn build(req: &Request, inside: &dyn Inside) -> Result<Built, BuildError> {
         })
         .collect();
     let result = engine.stages().and_then(|()| engine.finish(tools, &log_path));
+    engine.tree_mount = None;
+    engine.held.clear();
     let keep = req.keep_workdir;
     match result {
         Ok(mut built) => {
@@ -295,15 +335,24 @@ impl Engine<'_> {
         }
         self.log.note(&format!("==> stage {name}"));
         self.log.reporter().stage(name);
+        self.steps.clear();
         let start = Instant::now();
         let r = f(self)?;
         let seconds = start.elapsed().as_secs_f64();
-        self.log.reporter().stage_done(name, "built", seconds);
-        self.log.note(&format!("<== stage {name} built in {seconds:.1}s"));
+        let steps = std::mem::take(&mut self.steps);
+        let cached = steps.iter().filter(|s| s.status == "cached").count();
+        let status = match cached {
+            0 => "built",
+            n if n == steps.len() => "cached",
+            _ => "partly cached",
+        };
+        self.log.reporter().stage_done(name, status, seconds);
+        self.log.note(&format!("<== stage {name} {status} in {seconds:.1}s"));
         self.stages.push(StageRecord {
             stage: name.to_string(),
-            status: "built",
+            status,
             seconds,
+            steps,
         });
         Ok(r)
     }
@@ -351,33 +400,351 @@ impl Engine<'_> {
             .map_err(self.io("preflight", format!("cannot create {}", self.work.display())))?;
         fs::create_dir_all(&self.partial)
             .map_err(self.io("preflight", format!("cannot create {}", self.partial.display())))?;
-        self.stage("base", Self::base)?;
-        if self.packages_to_purge().is_some() {
-            self.stage("packages", Self::packages)?;
+        if self.fast_outputs()? {
+            return Ok(());
         }
-        self.stage("files", |e| {
-            let root = e.root.clone();
-            let files = e.plan().files.clone();
-            e.install_files(&root, &files)?;
-            e.write_macros_file(&root)
-        })?;
-        self.stage("image-scripts", |e| {
-            let root = e.root.clone();
-            let scripts = e.plan().image_scripts.clone();
-            e.image_scripts(&root, &scripts, None)
-        })?;
-        self.stage("scripts", |e| {
-            let root = e.root.clone();
-            let scripts = e.plan().scripts.clone();
-            e.build_scripts(&root, &scripts, None)
-        })?;
-        if self.plan().build.cleanup.value {
-            self.stage("cleanup", |e| {
-                let root = e.root.clone();
-                cleanup(&root).map_err(e.io("cleanup", "cannot clean the tree".into()))
+        let tree: Vec<StageKey> = self.keys.iter().filter(|k| k.id.is_tree()).cloned().collect();
+        let mut at = 0;
+        while at < tree.len() {
+            let kind = tree[at].id.kind();
+            let group: Vec<StageKey> = tree[at..].iter().take_while(|k| k.id.kind() == kind).cloned().collect();
+            at += group.len();
+            self.stage(kind, |e| group.iter().try_for_each(|k| e.tree_step(k)))?;
+        }
+        self.mount_tree()?;
+        self.stage("outputs", Self::outputs)?;
+        Ok(())
+    }
+
+    fn cache_err(&self, k: &StageKey) -> impl Fn(kiln_store::StoreError) -> BuildError + '_ {
+        let (stage, step) = (k.id.kind(), k.step.clone());
+        move |e| self.fail(stage, step.as_deref(), None, format!("stage cache: {e}"))
+    }
+
+    fn note_rebuild_from(&mut self, k: &StageKey) {
+        if let Some(r) = self.req.rebuild_from.as_deref()
+            && (r == k.id.kind() || k.step.as_deref() == Some(r))
+        {
+            self.forced = true;
+        }
+    }
+
+    fn step_done(&mut self, k: &StageKey, status: &'static str, start: Instant) {
+        let label = k.step.clone().unwrap_or_else(|| k.id.kind().to_string());
+        if status == "cached" {
+            self.log.reporter().step(&format!("{label} (cached)"));
+        }
+        self.log.note(&format!("{label}: {status} (key {})", &k.key[..16]));
+        self.steps.push(StepRecord {
+            step: k.step.clone(),
+            key: k.key.clone(),
+            status,
+            seconds: start.elapsed().as_secs_f64(),
+        });
+    }
+
+    /// Brings back what a cached stage contributed to the manifest.
+    fn restore(&mut self, record: &serde_json::Value) {
+        if let Some(b) = record.get("base").and_then(|b| serde_json::from_value(b.clone()).ok()) {
+            self.base = Some(b);
+        }
+        if let Some(s) = record
+            .get("scripts")
+            .and_then(|s| serde_json::from_value::<Vec<ScriptRecord>>(s.clone()).ok())
+        {
+            self.scripts.extend(s);
+        }
+    }
+
+    /// One tree step: from the cache when its entry is there and intact,
+    /// else run on an overlay of the layers so far with a new upper layer
+    /// (the base: into a new directory), then stored.
+    fn tree_step(&mut self, k: &StageKey) -> Result<(), BuildError> {
+        let start = Instant::now();
+        self.note_rebuild_from(k);
+        let Some(cache) = self.req.cache.clone() else {
+            self.root = self.work.join("root");
+            self.run_step(&k.id)?;
+            if self.layers.is_empty() {
+                self.layers.push(self.root.clone());
+            }
+            self.step_done(k, "built", start);
+            return Ok(());
+        };
+        if !self.forced {
+            match cache.lookup(&k.key, true).map_err(self.cache_err(k))? {
+                Lookup::Hit(e) => {
+                    self.restore(&e.meta.record);
+                    self.layers.push(e.layer());
+                    self.held.push(*e);
+                    self.step_done(k, "cached", start);
+                    return Ok(());
+                }
+                Lookup::Corrupt(why) => self
+                    .log
+                    .note(&format!("cache entry {} discarded ({why}); rebuilding", &k.key[..16])),
+                Lookup::Miss => {}
+            }
+        }
+        let pending = cache.begin(&k.key).map_err(self.cache_err(k))?;
+        let scripts_before = self.scripts.len();
+        if k.id == StageId::Base {
+            self.root = pending.layer();
+            self.run_step(&k.id)?;
+        } else {
+            let merged = self.work.join("merged");
+            fs::create_dir_all(&merged).map_err(self.io(k.id.kind(), format!("cannot create {}", merged.display())))?;
+            let upper = pending.layer();
+            let ovl_work = pending.overlay_work();
+            let mount = kiln_store::overlay::mount_layers(&self.layers, Some((&upper, &ovl_work)), &merged)
+                .map_err(|e| self.fail(k.id.kind(), k.step.as_deref(), None, e.to_string()))?;
+            self.root = merged.clone();
+            let r = self.run_step(&k.id);
+            if r.is_err() && self.req.keep_workdir {
+                // The merged tree ends with the mount: keep a copy.
+                let _ = Command::new("cp")
+                    .arg("-a")
+                    .arg(format!("{}/.", merged.display()))
+                    .arg(self.work.join("root"))
+                    .status();
+            }
+            drop(mount);
+            r?;
+        }
+        let record = serde_json::json!({
+            "scripts": &self.scripts[scripts_before..],
+            "base": if k.id == StageId::Base { serde_json::to_value(&self.base).unwrap_or_default() } else { serde_json::Value::Null },
+        });
+        let meta = self.new_meta("layer", k, record, Vec::new());
+        let entry = cache.publish(pending, meta).map_err(self.cache_err(k))?;
+        self.layers.push(entry.layer());
+        self.held.push(entry);
+        self.step_done(k, "built", start);
+        Ok(())
+    }
+
+    fn new_meta(
+        &self,
+        kind: &str,
+        k: &StageKey,
+        record: serde_json::Value,
+        files: Vec<kiln_store::FileMeta>,
+    ) -> kiln_store::Meta {
+        kiln_store::Meta {
+            key: String::new(),
+            kind: kind.to_string(),
+            stage: k.id.kind().to_string(),
+            step: k.step.clone(),
+            image: self.plan().image.clone(),
+            created: 0,
+            size: 0,
+            digest: String::new(),
+            record,
+            files,
+        }
+    }
+
+    fn run_step(&mut self, id: &StageId) -> Result<(), BuildError> {
+        let root = self.root.clone();
+        let plan = self.plan().clone();
+        match id {
+            StageId::Base => self.base(),
+            StageId::Packages => self.packages(),
+            StageId::Files => {
+                self.install_files(&root, &plan.files)?;
+                self.write_macros_file(&root)
+            }
+            StageId::ImageScript(i) => self.image_scripts(&root, &plan.image_scripts[*i..=*i], None),
+            StageId::Script(i) => self.build_scripts(&root, &plan.scripts[*i..=*i], None),
+            StageId::Cleanup => {
+                if plan.build.cleanup.value {
+                    cleanup(&root).map_err(self.io("cleanup", "cannot clean the tree".into()))?;
+                }
+                if let Some(epoch) = self.req.source_date_epoch {
+                    fsutil::clamp_mtimes(&root, epoch).map_err(self.io("cleanup", "cannot clamp mtimes".into()))?;
+                }
+                Ok(())
+            }
+            StageId::Output(_) | StageId::Subprofile(_) => Ok(()),
+        }
+    }
+
+    /// The finished tree, read-only, for the outputs.
+    fn mount_tree(&mut self) -> Result<(), BuildError> {
+        if self.req.cache.is_none() {
+            self.root = self.work.join("root");
+            return Ok(());
+        }
+        let merged = self.work.join("merged");
+        fs::create_dir_all(&merged).map_err(self.io("outputs", format!("cannot create {}", merged.display())))?;
+        let m = kiln_store::overlay::mount_layers(&self.layers, None, &merged)
+            .map_err(|e| self.fail("outputs", None, None, e.to_string()))?;
+        self.tree_mount = Some(m);
+        self.root = merged;
+        Ok(())
+    }
+
+    fn output_key(&self, id: &StageId) -> Option<StageKey> {
+        self.keys.iter().find(|k| &k.id == id).cloned()
+    }
+
+    /// An unchanged rebuild: every output is in the cache, so no stage
+    /// runs; the files are copied out and verified against their sha256.
+    fn fast_outputs(&mut self) -> Result<bool, BuildError> {
+        let Some(cache) = self.req.cache.clone() else {
+            return Ok(false);
+        };
+        if self.req.rebuild_from.is_some() || self.plan().outputs.iter().any(|o| o.format == "dir") {
+            return Ok(false);
+        }
+        let wanted: Vec<StageKey> = self.keys.iter().filter(|k| !k.id.is_tree()).cloned().collect();
+        let mut hits = Vec::new();
+        for k in &wanted {
+            match cache.lookup(&k.key, false).map_err(self.cache_err(k))? {
+                Lookup::Hit(e) => hits.push(*e),
+                _ => return Ok(false),
+            }
+        }
+        // Copy and verify every output before reporting anything.
+        let mut steps = Vec::new();
+        for (k, entry) in wanted.iter().zip(&hits) {
+            let start = Instant::now();
+            if !self.copy_cached(k, entry)? {
+                // A cached output was damaged (and is discarded now): build.
+                self.log.note("a cached output did not verify; building the stages");
+                for o in std::mem::take(&mut self.outputs) {
+                    let _ = fs::remove_file(self.partial.join(&o.file));
+                }
+                return Ok(false);
+            }
+            steps.push((k.clone(), start));
+        }
+        let tree: Vec<StageKey> = self.keys.iter().filter(|k| k.id.is_tree()).cloned().collect();
+        let mut at = 0;
+        while at < tree.len() {
+            let kind = tree[at].id.kind();
+            let group: Vec<StageKey> = tree[at..].iter().take_while(|k| k.id.kind() == kind).cloned().collect();
+            at += group.len();
+            self.stage(kind, |e| {
+                for k in &group {
+                    e.step_done(k, "cached", Instant::now());
+                }
+                Ok(())
             })?;
         }
-        self.stage("outputs", Self::outputs)?;
+        self.stage("outputs", |e| {
+            for (k, start) in &steps {
+                e.step_done(k, "cached", *start);
+            }
+            Ok(())
+        })?;
+        if let Some(first) = hits.first() {
+            let rec = first.meta.record.clone();
+            self.restore(&rec);
+            self.packages = rec.get("packages").and_then(|p| serde_json::from_value(p.clone()).ok());
+        }
+        self.held.extend(hits);
+        Ok(true)
+    }
+
+    /// Copies a cached output into the partial directory, hashing as it
+    /// goes; false (and the entry discarded) when it does not verify.
+    fn copy_cached(&mut self, k: &StageKey, entry: &kiln_store::Entry) -> Result<bool, BuildError> {
+        let Some(fm) = entry.meta.files.first().cloned() else {
+            return Ok(false);
+        };
+        let dest = self.partial.join(&fm.name);
+        let sha = fsutil::copy_hashed(&entry.file(&fm.name), &dest)
+            .map_err(self.io("outputs", format!("cannot copy {} from the cache", fm.name)))?;
+        if sha != fm.sha256 {
+            let _ = fs::remove_file(&dest);
+            self.log
+                .note(&format!("cached {} does not match its sha256; discarding it", fm.name));
+            if let Some(cache) = &self.req.cache {
+                // Re-check with a full verification, which discards it.
+                let _ = cache.lookup(&k.key, true);
+            }
+            return Ok(false);
+        }
+        let (format, sub) = self.output_identity(&k.id);
+        self.outputs.push(OutputRecord {
+            file: fm.name.clone(),
+            format,
+            subprofile: sub,
+            size: fm.size,
+            sha256: sha,
+        });
+        Ok(true)
+    }
+
+    fn output_identity(&self, id: &StageId) -> (String, Option<String>) {
+        match id {
+            StageId::Output(i) => (self.plan().outputs[*i].format.clone(), None),
+            StageId::Subprofile(i) => ("squashfs".into(), Some(self.plan().subprofiles[*i].name.clone())),
+            _ => (String::new(), None),
+        }
+    }
+
+    /// What every output entry records, so an unchanged rebuild can write
+    /// the manifest without the tree.
+    fn tree_record(&self) -> serde_json::Value {
+        let status = fs::read_to_string(self.root.join("var/lib/dpkg/status")).unwrap_or_default();
+        serde_json::json!({
+            "base": self.base,
+            "scripts": self.scripts.iter().filter(|s| s.subprofile.is_none()).collect::<Vec<_>>(),
+            "packages": dpkg::parse_status(&status),
+        })
+    }
+
+    /// An output from the cache when there (verified while copied), else
+    /// `make` writes it and it is stored.
+    fn cached_output(
+        &mut self,
+        id: StageId,
+        file: &str,
+        make: impl FnOnce(&mut Self) -> Result<(), BuildError>,
+    ) -> Result<(), BuildError> {
+        let start = Instant::now();
+        let key = self.output_key(&id);
+        let cacheable =
+            self.req.cache.is_some() && !(matches!(id, StageId::Output(i) if self.plan().outputs[i].format == "dir"));
+        if let (Some(k), true) = (&key, cacheable) {
+            self.note_rebuild_from(k);
+            if !self.forced
+                && let Some(cache) = self.req.cache.clone()
+                && let Lookup::Hit(e) = cache.lookup(&k.key, false).map_err(self.cache_err(k))?
+                && self.copy_cached(k, &e)?
+            {
+                self.step_done(k, "cached", start);
+                return Ok(());
+            }
+        }
+        make(self)?;
+        let (format, sub) = self.output_identity(&id);
+        let dest = self.partial.join(file);
+        self.record_output(file, &format, sub.as_deref(), &dest)?;
+        if let (Some(k), true, Some(cache)) = (&key, cacheable, self.req.cache.clone()) {
+            let pending = cache.begin(&k.key).map_err(self.cache_err(k))?;
+            // A copy (a reflink where the file system shares extents), never
+            // a hard link: the user's file and the cache must not change
+            // together.
+            let stored = pending.files().join(file);
+            fs::copy(&dest, &stored).map_err(self.io("outputs", format!("cannot store {file} in the cache")))?;
+            let rec = self.outputs.last().cloned();
+            let files = rec
+                .map(|r| kiln_store::FileMeta {
+                    name: r.file,
+                    size: r.size,
+                    sha256: r.sha256,
+                })
+                .into_iter()
+                .collect();
+            let meta = self.new_meta("files", k, self.tree_record(), files);
+            cache.publish(pending, meta).map_err(self.cache_err(k))?;
+        }
+        if let Some(k) = &key {
+            self.step_done(k, "built", start);
+        }
         Ok(())
     }
 
@@ -587,7 +954,7 @@ impl Engine<'_> {
         let dest = fsutil::in_root(root, &file.value).map_err(self.io("files", file.value.clone()))?;
         fsutil::make_parents(root, &dest)
             .map_err(self.io("files", format!("cannot create the parents of {}", file.value)))?;
-        let text = rpm_macros(self.plan());
+        let text = kiln_core::stagekey::rpm_macros(self.plan());
         fs::write(&dest, text).map_err(self.io("files", format!("cannot write {}", file.value)))?;
         fs::set_permissions(&dest, fs::Permissions::from_mode(0o644))
             .map_err(self.io("files", format!("cannot set the mode of {}", file.value)))?;
@@ -613,7 +980,7 @@ impl Engine<'_> {
 
     fn record_script(&mut self, stage: &'static str, s: &Script, source: &Path, sub: Option<&str>, seconds: f64) {
         self.scripts.push(ScriptRecord {
-            stage,
+            stage: stage.to_string(),
             name: s.name.clone(),
             path: s.path.clone(),
             feature: s.feature.clone(),
@@ -773,17 +1140,11 @@ impl Engine<'_> {
         let plan = self.plan().clone();
         let epoch = self.req.source_date_epoch;
         let root = self.root.clone();
-        if let Some(epoch) = epoch {
-            fsutil::clamp_mtimes(&root, epoch).map_err(self.io("outputs", "cannot clamp mtimes".into()))?;
-        }
-        for o in &plan.outputs {
+        for (i, o) in plan.outputs.iter().enumerate() {
             let dest = self.partial.join(&o.file);
-            self.output(o, &root, &dest)?;
-            self.record_output(&o.file, &o.format, None, &dest)?;
+            self.cached_output(StageId::Output(i), &o.file, |e| e.output(o, &root, &dest))?;
         }
-        for sub in &plan.subprofiles {
-            let tree = self.work.join(format!("sub-{}", sub.name));
-            self.subprofile_tree(&root, &tree, sub)?;
+        for (i, sub) in plan.subprofiles.iter().enumerate() {
             let dest = self.partial.join(&sub.file);
             let sq = plan
                 .outputs
@@ -795,15 +1156,29 @@ impl Engine<'_> {
                     file: sub.file.clone(),
                     options: Default::default(),
                 });
-            let cmd = args::mksquashfs(&sq, &tree, &dest, epoch, self.req.jobs);
-            self.host(
-                "outputs",
-                &format!("{} (subprofile {})", sub.file, sub.name),
-                &cmd,
-                None,
-            )?;
-            self.record_output(&sub.file, "squashfs", Some(&sub.name), &dest)?;
-            let _ = fs::remove_dir_all(&tree);
+            self.cached_output(StageId::Subprofile(i), &sub.file, |e| {
+                let dir = e.work.join(format!("sub-{}", sub.name));
+                let (upper, ovl_work, tree) = (dir.join("upper"), dir.join("work"), dir.join("tree"));
+                for d in [&upper, &ovl_work, &tree] {
+                    fs::create_dir_all(d).map_err(e.io("outputs", format!("cannot create {}", d.display())))?;
+                }
+                // The image tree plus the subprofile's additions, in an
+                // overlay: nothing of the image is copied.
+                let mount = kiln_store::overlay::mount_layers(&e.layers, Some((&upper, &ovl_work)), &tree)
+                    .map_err(|m| e.fail("outputs", Some(&sub.name), None, m.to_string()))?;
+                let r = e.subprofile_tree(&tree, sub).and_then(|()| {
+                    let cmd = args::mksquashfs(&sq, &tree, &dest, epoch, e.req.jobs);
+                    e.host(
+                        "outputs",
+                        &format!("{} (subprofile {})", sub.file, sub.name),
+                        &cmd,
+                        None,
+                    )
+                });
+                drop(mount);
+                let _ = fs::remove_dir_all(&dir);
+                r
+            })?;
         }
         Ok(())
     }
@@ -910,19 +1285,8 @@ impl Engine<'_> {
         Ok(())
     }
 
-    fn subprofile_tree(
-        &mut self,
-        root: &Path,
-        tree: &Path,
-        sub: &kiln_core::plan::Subprofile,
-    ) -> Result<(), BuildError> {
+    fn subprofile_tree(&mut self, tree: &Path, sub: &kiln_core::plan::Subprofile) -> Result<(), BuildError> {
         let step = format!("subprofile {}", sub.name);
-        let cp = Cmd {
-            program: "cp",
-            args: vec!["-a".into(), "--reflink=auto".into(), root.into(), tree.into()],
-            env: Vec::new(),
-        };
-        self.host("outputs", &step, &cp, None)?;
         if !sub.packages.is_empty() || !sub.removed.is_empty() {
             let plan = self.plan().clone();
             let install: Vec<String> = sub.packages.iter().map(|p| p.name.clone()).collect();
@@ -982,7 +1346,10 @@ impl Engine<'_> {
 
     fn finish(&mut self, tools: Vec<ToolRecord>, log_path: &Path) -> Result<Built, BuildError> {
         let plan = self.plan().clone();
-        let status = fs::read_to_string(self.root.join("var/lib/dpkg/status")).unwrap_or_default();
+        let packages = match self.packages.take() {
+            Some(p) => p,
+            None => dpkg::parse_status(&fs::read_to_string(self.root.join("var/lib/dpkg/status")).unwrap_or_default()),
+        };
         let manifest = Manifest {
             schema: manifest::MANIFEST_SCHEMA,
             kiln_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -997,7 +1364,7 @@ impl Engine<'_> {
             source_date_epoch: self.req.source_date_epoch,
             base: self.base.clone().unwrap_or(BaseRecord::Source { from: String::new() }),
             scripts: self.scripts.clone(),
-            packages: dpkg::parse_status(&status),
+            packages,
             outputs: self.outputs.clone(),
             stages: self.stages.clone(),
             tools,
@@ -1051,18 +1418,6 @@ impl Engine<'_> {
             workdir: None,
         })
     }
-}
-
-/// The plan's macros in RPM macro-file syntax (`%name value`), by name; a
-/// newline in a value continues it with a trailing backslash.
-pub fn rpm_macros(plan: &Plan) -> String {
-    let mut macros: Vec<&kiln_core::plan::Macro> = plan.macros.iter().collect();
-    macros.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut out = format!("# The macros of {} ({}), written by kiln.\n", plan.image, plan.nvr);
-    for m in macros {
-        out += &format!("%{} {}\n", m.name, m.value.replace('\n', "\\\n"));
-    }
-    out
 }
 
 /// Scripts with an execute bit run directly; others through `/bin/sh`.
@@ -1155,28 +1510,4 @@ pub fn default_source_date_epoch(repo: &Path, reproducible: bool) -> Option<u64>
         .filter(|o| o.status.success())
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok());
     committed.or(reproducible.then_some(0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rpm_macros_are_sorted_and_continued() {
-        let mut snap = kiln_core::Snapshot::new();
-        snap.add_file(
-            "kiln.toml",
-            "[defaults.base]\nsuite = \"bookworm\"\n[macros]\nzeta = \"z\"\nalpha = \"a %{zeta}\"\n",
-        )
-        .add_file("images/ve/x.toml", "kind = \"ve\"\n[macros]\nmulti = \"one\\ntwo\"\n");
-        let repo = kiln_core::Repo::load(snap);
-        let opts = kiln_core::ResolveOptions {
-            arch: "amd64".into(),
-            external_macros: vec![],
-        };
-        let plan = kiln_core::resolve(&repo, "ve/x", &opts).plan.expect("resolves");
-        let text = rpm_macros(&plan);
-        let body: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(body, ["%alpha a z", "%multi one\\", "two", "%zeta z"]);
-    }
 }

@@ -1,6 +1,6 @@
 //! The build manifest, `<nvr>.manifest.json` (SPEC §3.5; docs/manifest-json.md).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use kiln_core::plan::{GitRef, Plan};
 
@@ -40,7 +40,7 @@ pub struct RepoInfo {
     pub dirty: Option<bool>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "lowercase")]
 pub enum BaseRecord {
     Bootstrap {
@@ -56,10 +56,10 @@ pub enum BaseRecord {
     },
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ScriptRecord {
     /// `image-scripts` (inside the image) or `scripts` (build side).
-    pub stage: &'static str,
+    pub stage: String,
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -86,7 +86,20 @@ pub struct OutputRecord {
 #[derive(Clone, Debug, Serialize)]
 pub struct StageRecord {
     pub stage: String,
-    /// `built` (or, with the stage cache, `cached`).
+    /// `built`, `cached`, or `partly cached` (some steps came from the cache).
+    pub status: &'static str,
+    pub seconds: f64,
+    /// Each cached step of the stage: its key and whether it was a hit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepRecord>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StepRecord {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    pub key: String,
+    /// `built` or `cached`.
     pub status: &'static str,
     pub seconds: f64,
 }

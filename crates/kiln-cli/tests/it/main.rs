@@ -4,6 +4,7 @@
 mod support;
 
 mod build;
+mod cache;
 mod check;
 mod cli;
 mod doctor;

@@ -14,8 +14,17 @@ pub fn kiln() -> Command {
         .env("NO_COLOR", "1")
         .env("COLUMNS", "100")
         .env_remove("KILN_REPO")
-        .env_remove("KILN_COLOR");
+        .env_remove("KILN_COLOR")
+        .env("KILN_CACHE_DIR", shared_cache());
     cmd
+}
+
+/// One stage cache for the whole test run, shared by every test process
+/// (nextest runs each test in a process of its own): the base is
+/// bootstrapped once per run, not per test.
+pub fn shared_cache() -> PathBuf {
+    let run_id = std::env::var("NEXTEST_RUN_ID").unwrap_or_else(|_| format!("pid-{}", std::process::id()));
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cache-{run_id}"))
 }
 
 pub struct Run {

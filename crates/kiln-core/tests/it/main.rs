@@ -5,4 +5,5 @@
 mod compose;
 mod diagnostics;
 mod props;
+mod stagekeys;
 mod support;

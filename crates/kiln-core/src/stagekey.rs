@@ -1,0 +1,327 @@
+//! Stage keys (SPEC §3.3): a content hash per build stage, chained like
+//! osbuild's. A key covers the stage's kind, its canonical options, the
+//! content of every input it reads, the host tools it calls (by version),
+//! kiln's cache format and the previous stage's key, so changing any input
+//! changes the key of the stage that reads it and of every stage after it,
+//! and of no stage before it.
+//!
+//! Pure: file contents, tool versions and the mirror's release digest are
+//! handed in as [`KeyInputs`]; nothing here reads a file.
+
+use std::collections::BTreeMap;
+
+use crate::plan::{Base, FileEntry, Output, Plan, Script};
+
+/// Bumped whenever what a stage stores or how keys are computed changes:
+/// every earlier cache entry then misses.
+pub const CACHE_FORMAT: u32 = 1;
+
+/// What the keys need besides the plan.
+#[derive(Clone, Debug, Default)]
+pub struct KeyInputs {
+    /// Content hash of each repository file the plan reads (feature files,
+    /// scripts), by repository path, including the execute bit.
+    pub files: BTreeMap<String, String>,
+    /// Host tool versions by tool name (`mmdebstrap`, `mksquashfs`, …).
+    pub tools: BTreeMap<String, String>,
+    /// Digest of the mirror's `InRelease`/`Release` for the suite.
+    pub mirror_digest: Option<String>,
+    /// `SOURCE_DATE_EPOCH`, when set.
+    pub epoch: Option<u64>,
+    /// kiln's version: its tar writer and cleanup are part of some stages.
+    pub kiln_version: String,
+}
+
+/// Which stage a key is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StageId {
+    Base,
+    Packages,
+    Files,
+    /// Index into `plan.image_scripts`.
+    ImageScript(usize),
+    /// Index into `plan.scripts`.
+    Script(usize),
+    Cleanup,
+    /// Index into `plan.outputs`.
+    Output(usize),
+    /// Index into `plan.subprofiles`.
+    Subprofile(usize),
+}
+
+impl StageId {
+    /// The stage's kind, as progress and the manifest name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StageId::Base => "base",
+            StageId::Packages => "packages",
+            StageId::Files => "files",
+            StageId::ImageScript(_) => "image-scripts",
+            StageId::Script(_) => "scripts",
+            StageId::Cleanup => "cleanup",
+            StageId::Output(_) | StageId::Subprofile(_) => "outputs",
+        }
+    }
+
+    /// Whether the stage produces a tree layer (else output files).
+    pub fn is_tree(&self) -> bool {
+        !matches!(self, StageId::Output(_) | StageId::Subprofile(_))
+    }
+}
+
+/// One stage's key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StageKey {
+    pub id: StageId,
+    /// The step within the stage (a script's name, an output's file name).
+    pub step: Option<String>,
+    /// Lowercase hex of a 256-bit BLAKE3 hash.
+    pub key: String,
+}
+
+/// A canonical, length-prefixed encoding fed to BLAKE3: field names and
+/// values can never run into each other.
+struct KeyHasher(blake3::Hasher);
+
+impl KeyHasher {
+    fn new(kind: &str, prev: Option<&str>) -> Self {
+        let mut h = KeyHasher(blake3::Hasher::new());
+        h.field("kiln-stage", &CACHE_FORMAT.to_string());
+        h.field("kind", kind);
+        h.field("prev", prev.unwrap_or(""));
+        h
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        self.0.update(&(b.len() as u64).to_le_bytes());
+        self.0.update(b);
+    }
+
+    fn field(&mut self, name: &str, value: &str) {
+        self.bytes(name.as_bytes());
+        self.bytes(value.as_bytes());
+    }
+
+    fn list<'a>(&mut self, name: &str, values: impl IntoIterator<Item = &'a str>) {
+        self.bytes(name.as_bytes());
+        let values: Vec<&str> = values.into_iter().collect();
+        self.0.update(&(values.len() as u64).to_le_bytes());
+        for v in values {
+            self.bytes(v.as_bytes());
+        }
+    }
+
+    fn finish(self) -> String {
+        self.0.finalize().to_hex().to_string()
+    }
+}
+
+fn tool(inputs: &KeyInputs, name: &str) -> String {
+    inputs.tools.get(name).cloned().unwrap_or_default()
+}
+
+fn file_hash(inputs: &KeyInputs, path: &str) -> String {
+    inputs.files.get(path).cloned().unwrap_or_default()
+}
+
+/// What every script sees: the environment kiln gives it.
+fn script_context(h: &mut KeyHasher, plan: &Plan, inputs: &KeyInputs) {
+    h.field("image", &plan.image);
+    h.field("nvr", &plan.nvr);
+    h.field("arch", &plan.arch);
+    h.field("kind", &plan.kind.value);
+    h.field("epoch", &inputs.epoch.map(|e| e.to_string()).unwrap_or_default());
+    h.list(
+        "macros",
+        plan.macros.iter().flat_map(|m| [m.name.as_str(), m.value.as_str()]),
+    );
+    h.field("network", &plan.build.network.value.to_string());
+}
+
+fn script(h: &mut KeyHasher, s: &Script, inputs: &KeyInputs) {
+    h.field("name", &s.name);
+    h.field("feature", s.feature.as_deref().unwrap_or(""));
+    match (&s.path, &s.git) {
+        (Some(p), _) => {
+            h.field("path", p);
+            h.field("content", &file_hash(inputs, p));
+        }
+        (None, Some(g)) => {
+            h.field("git", &format!("{}@{}:{}", g.url, g.rev, g.path));
+            h.field(
+                "content",
+                &file_hash(inputs, &format!("git+{}@{}:{}", g.url, g.rev, g.path)),
+            );
+        }
+        (None, None) => {}
+    }
+}
+
+fn files(h: &mut KeyHasher, files: &[FileEntry], inputs: &KeyInputs) {
+    h.field("count", &files.len().to_string());
+    for f in files {
+        h.field("path", &f.path);
+        h.field("type", f.kind);
+        h.field("source", &f.source);
+        h.field("content", &file_hash(inputs, &f.source));
+        h.field("target", f.target.as_deref().unwrap_or(""));
+        h.field("mode", f.mode.as_deref().unwrap_or(""));
+        h.field("owner", &f.owner);
+    }
+}
+
+fn output_options(h: &mut KeyHasher, o: &Output) {
+    h.field("format", &o.format);
+    for (k, v) in &o.options {
+        h.field(k, &v.value.to_string());
+    }
+}
+
+/// The tools an output format calls.
+pub fn output_tools(format: &str) -> &'static [&'static str] {
+    match format {
+        "squashfs" => &["mksquashfs"],
+        "erofs" => &["mkfs.erofs"],
+        "ext4" => &["mkfs.ext4"],
+        "qcow2" => &["mkfs.ext4", "qemu-img"],
+        _ => &[],
+    }
+}
+
+/// The keys of every stage of `plan`, in build order: the tree stages
+/// (base, packages when the image removes packages, files, each
+/// image-script, each build-side script, cleanup), then each output and
+/// each subprofile, both chained to the cleanup key.
+pub fn stage_keys(plan: &Plan, inputs: &KeyInputs) -> Vec<StageKey> {
+    let mut keys = Vec::new();
+    let push = |keys: &mut Vec<StageKey>, id, step: Option<String>, h: KeyHasher| -> String {
+        let key = h.finish();
+        keys.push(StageKey {
+            id,
+            step,
+            key: key.clone(),
+        });
+        key
+    };
+
+    let mut h = KeyHasher::new("base", None);
+    match &plan.base {
+        Base::Bootstrap {
+            distribution,
+            suite,
+            variant,
+            mirror,
+            components,
+        } => {
+            h.field("distribution", &distribution.value);
+            h.field("suite", &suite.value);
+            h.field("variant", variant.as_ref().map_or("", |v| v.value.as_str()));
+            h.field("mirror", mirror.as_ref().map_or("", |m| m.value.as_str()));
+            h.list("components", components.value.iter().map(String::as_str));
+            h.field("release-digest", inputs.mirror_digest.as_deref().unwrap_or(""));
+            h.field("mmdebstrap", &tool(inputs, "mmdebstrap"));
+        }
+        Base::Source { from, .. } => {
+            h.field("from", &from.value);
+            h.field("source-digest", inputs.mirror_digest.as_deref().unwrap_or(""));
+        }
+    }
+    h.field("arch", &plan.arch);
+    h.list("packages", plan.packages.iter().map(|p| p.name.as_str()));
+    let mut prev = push(&mut keys, StageId::Base, None, h);
+
+    if !plan.removed.is_empty() {
+        let mut h = KeyHasher::new("packages", Some(&prev));
+        h.list("purge", plan.removed.iter().map(|r| r.name.as_str()));
+        h.list("keep", plan.packages.iter().map(|p| p.name.as_str()));
+        prev = push(&mut keys, StageId::Packages, None, h);
+    }
+
+    let mut h = KeyHasher::new("files", Some(&prev));
+    files(&mut h, &plan.files, inputs);
+    if let Some(m) = &plan.macros_file {
+        h.field("macros-file", &m.value);
+        h.field("macros", &rpm_macros(plan));
+    }
+    prev = push(&mut keys, StageId::Files, None, h);
+
+    for (i, s) in plan.image_scripts.iter().enumerate() {
+        let mut h = KeyHasher::new("image-script", Some(&prev));
+        script_context(&mut h, plan, inputs);
+        script(&mut h, s, inputs);
+        prev = push(&mut keys, StageId::ImageScript(i), Some(s.name.clone()), h);
+    }
+    for (i, s) in plan.scripts.iter().enumerate() {
+        let mut h = KeyHasher::new("script", Some(&prev));
+        script_context(&mut h, plan, inputs);
+        script(&mut h, s, inputs);
+        prev = push(&mut keys, StageId::Script(i), Some(s.name.clone()), h);
+    }
+
+    let mut h = KeyHasher::new("cleanup", Some(&prev));
+    h.field("cleanup", &plan.build.cleanup.value.to_string());
+    h.field("epoch", &inputs.epoch.map(|e| e.to_string()).unwrap_or_default());
+    h.field("kiln", &inputs.kiln_version);
+    let tree = push(&mut keys, StageId::Cleanup, None, h);
+
+    for (i, o) in plan.outputs.iter().enumerate() {
+        let mut h = KeyHasher::new("output", Some(&tree));
+        output_options(&mut h, o);
+        h.field("file", &o.file);
+        h.field("epoch", &inputs.epoch.map(|e| e.to_string()).unwrap_or_default());
+        h.field("kiln", &inputs.kiln_version);
+        for t in output_tools(&o.format) {
+            h.field(t, &tool(inputs, t));
+        }
+        push(&mut keys, StageId::Output(i), Some(o.file.clone()), h);
+    }
+    let squashfs = plan.outputs.iter().find(|o| o.format == "squashfs");
+    for (i, sub) in plan.subprofiles.iter().enumerate() {
+        let mut h = KeyHasher::new("subprofile", Some(&tree));
+        h.field("name", &sub.name);
+        h.field("file", &sub.file);
+        h.list("packages", sub.packages.iter().map(|p| p.name.as_str()));
+        h.list("removed", sub.removed.iter().map(|r| r.name.as_str()));
+        files(&mut h, &sub.files, inputs);
+        script_context(&mut h, plan, inputs);
+        for s in sub.image_scripts.iter().chain(&sub.scripts) {
+            script(&mut h, s, inputs);
+        }
+        if let Some(o) = squashfs {
+            output_options(&mut h, o);
+        }
+        h.field("mksquashfs", &tool(inputs, "mksquashfs"));
+        h.field("kiln", &inputs.kiln_version);
+        push(&mut keys, StageId::Subprofile(i), Some(sub.file.clone()), h);
+    }
+    keys
+}
+
+/// The repository files whose content the keys cover: feature files and
+/// local scripts, of the image and its subprofiles.
+pub fn key_files(plan: &Plan) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let scripts = plan.image_scripts.iter().chain(&plan.scripts).chain(
+        plan.subprofiles
+            .iter()
+            .flat_map(|s| s.image_scripts.iter().chain(&s.scripts)),
+    );
+    out.extend(scripts.filter_map(|s| s.path.clone()));
+    let files = plan.files.iter().chain(plan.subprofiles.iter().flat_map(|s| &s.files));
+    out.extend(files.filter(|f| !f.source.is_empty()).map(|f| f.source.clone()));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The plan's macros in RPM macro-file syntax (`%name value`), by name; a
+/// newline in a value continues it with a trailing backslash.
+pub fn rpm_macros(plan: &Plan) -> String {
+    let mut macros: Vec<&crate::plan::Macro> = plan.macros.iter().collect();
+    macros.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = format!("# The macros of {} ({}), written by kiln.\n", plan.image, plan.nvr);
+    for m in macros {
+        out += &format!("%{} {}\n", m.name, m.value.replace('\n', "\\\n"));
+    }
+    out
+}
