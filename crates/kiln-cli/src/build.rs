@@ -166,13 +166,21 @@ impl Reporter for Fancy {
 }
 
 /// Progress without a terminal: timestamped plain lines.
-struct Plain {
+pub(crate) struct Plain {
     start: Instant,
     quiet: bool,
     verbose: bool,
 }
 
 impl Plain {
+    pub(crate) fn new(quiet: bool, verbose: bool) -> Self {
+        Plain {
+            start: Instant::now(),
+            quiet,
+            verbose,
+        }
+    }
+
     fn say(&self, text: &str) {
         if !self.quiet {
             eprintln!("[{:7.1}s] {text}", self.start.elapsed().as_secs_f64());
@@ -326,8 +334,7 @@ pub fn run(args: &BuildArgs, printer: Printer) -> Result<ExitCode> {
         shell_on_failure: args.shell_on_failure,
         reporter,
     };
-    let sandbox =
-        Sandboxed(kiln_sandbox::Sandbox::current_exe().context("cannot locate the kiln binary for the sandbox")?);
+    let sandbox = sandbox()?;
     let result = kiln_engine::build(&req, &sandbox);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
@@ -353,38 +360,48 @@ pub fn run(args: &BuildArgs, printer: Printer) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            eprintln!(
-                "error: build of `{}` failed in stage `{}`{}",
-                args.image,
-                e.stage,
-                e.step.as_ref().map(|s| format!(", step `{s}`")).unwrap_or_default()
-            );
-            eprintln!("  {}", e.message);
-            if let Some(c) = &e.command {
-                eprintln!("  command: {c}");
-            }
-            if !e.log_tail.is_empty() {
-                eprintln!("  last {} lines of output:", e.log_tail.len());
-                for l in &e.log_tail {
-                    eprintln!("  | {l}");
-                }
-            }
-            if !e.missing_packages.is_empty() {
-                eprintln!(
-                    "hint: apt-get install {}   (or: kiln doctor --fix)",
-                    e.missing_packages.join(" ")
-                );
-            }
-            if let Some(p) = &e.log_path {
-                eprintln!("  full log: {}", p.display());
-            }
-            if let Some(w) = &e.workdir {
-                eprintln!("  work tree kept at {}", w.display());
-            }
-            Ok(ExitCode::from(if e.interrupted { 130 } else { 1 }))
+        Err(e) => Ok(report_failure(&format!("build of `{}`", args.image), &e)),
+    }
+}
+
+/// Prints a failed build or update: stage, step, command, the log's tail,
+/// hints; returns the exit code (130 when interrupted).
+pub(crate) fn report_failure(what: &str, e: &kiln_engine::BuildError) -> ExitCode {
+    eprintln!(
+        "error: {what} failed in stage `{}`{}",
+        e.stage,
+        e.step.as_ref().map(|s| format!(", step `{s}`")).unwrap_or_default()
+    );
+    eprintln!("  {}", e.message);
+    if let Some(c) = &e.command {
+        eprintln!("  command: {c}");
+    }
+    if !e.log_tail.is_empty() {
+        eprintln!("  last {} lines of output:", e.log_tail.len());
+        for l in &e.log_tail {
+            eprintln!("  | {l}");
         }
     }
+    if !e.missing_packages.is_empty() {
+        eprintln!(
+            "hint: apt-get install {}   (or: kiln doctor --fix)",
+            e.missing_packages.join(" ")
+        );
+    }
+    if let Some(p) = &e.log_path {
+        eprintln!("  full log: {}", p.display());
+    }
+    if let Some(w) = &e.workdir {
+        eprintln!("  work tree kept at {}", w.display());
+    }
+    ExitCode::from(if e.interrupted { 130 } else { 1 })
+}
+
+/// The sandbox, through the re-executed kiln binary.
+pub(crate) fn sandbox() -> Result<impl Inside> {
+    Ok(Sandboxed(
+        kiln_sandbox::Sandbox::current_exe().context("cannot locate the kiln binary for the sandbox")?,
+    ))
 }
 
 /// The end of a `--log-format json` build: one `built` or `failed` event.

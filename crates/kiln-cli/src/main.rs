@@ -17,6 +17,7 @@ use kiln_core::{Repo, ResolveOptions};
 mod build;
 mod cache;
 mod doctor;
+mod image;
 
 // Resolution allocates many small strings and maps; mimalloc is measurably
 // faster than glibc's allocator here (bench/check.sh, ARCHITECTURE.md).
@@ -56,6 +57,11 @@ enum Command {
     /// The stage cache: list entries, prune to a size, clear.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// The local catalog of source images: import, ls, show, rm.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+    /// Run an update script inside a source image and write the result as a named target image.
+    Update(image::UpdateArgs),
 }
 
 /// Options shared by the commands that resolve profiles.
@@ -293,6 +299,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check(a) => check(a, printer),
         Command::Doctor(a) => doctor::run(a),
         Command::Cache(c) => cache::run(c),
+        Command::Image(c) => image::run_image(c),
+        Command::Update(a) => image::run_update(a),
     }
 }
 

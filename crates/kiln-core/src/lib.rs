@@ -21,6 +21,7 @@ pub mod resolve;
 pub mod snapshot;
 pub mod stagekey;
 pub mod tags;
+pub mod version;
 
 pub use diag::{Diagnostic, Severity};
 pub use plan::Plan;

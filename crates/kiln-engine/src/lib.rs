@@ -19,10 +19,12 @@
 pub mod args;
 pub mod dpkg;
 pub mod fsutil;
+pub mod gitfetch;
 pub mod keys;
 pub mod log;
 pub mod manifest;
 pub mod run;
+pub mod update;
 
 use std::fs;
 use std::io::Write as _;
@@ -403,17 +405,24 @@ impl Engine<'_> {
         if self.fast_outputs()? {
             return Ok(());
         }
-        let tree: Vec<StageKey> = self.keys.iter().filter(|k| k.id.is_tree()).cloned().collect();
-        let mut at = 0;
-        while at < tree.len() {
-            let kind = tree[at].id.kind();
-            let group: Vec<StageKey> = tree[at..].iter().take_while(|k| k.id.kind() == kind).cloned().collect();
-            at += group.len();
+        for (kind, group) in self.tree_groups() {
             self.stage(kind, |e| group.iter().try_for_each(|k| e.tree_step(k)))?;
         }
         self.mount_tree()?;
         self.stage("outputs", Self::outputs)?;
         Ok(())
+    }
+
+    /// The tree steps, grouped by stage kind in build order.
+    fn tree_groups(&self) -> Vec<(&'static str, Vec<StageKey>)> {
+        let mut groups: Vec<(&'static str, Vec<StageKey>)> = Vec::new();
+        for k in self.keys.iter().filter(|k| k.id.is_tree()) {
+            match groups.last_mut() {
+                Some((kind, g)) if *kind == k.id.kind() => g.push(k.clone()),
+                _ => groups.push((k.id.kind(), vec![k.clone()])),
+            }
+        }
+        groups
     }
 
     fn cache_err(&self, k: &StageKey) -> impl Fn(kiln_store::StoreError) -> BuildError + '_ {
@@ -619,12 +628,7 @@ impl Engine<'_> {
             }
             steps.push((k.clone(), start));
         }
-        let tree: Vec<StageKey> = self.keys.iter().filter(|k| k.id.is_tree()).cloned().collect();
-        let mut at = 0;
-        while at < tree.len() {
-            let kind = tree[at].id.kind();
-            let group: Vec<StageKey> = tree[at..].iter().take_while(|k| k.id.kind() == kind).cloned().collect();
-            at += group.len();
+        for (kind, group) in self.tree_groups() {
             self.stage(kind, |e| {
                 for k in &group {
                     e.step_done(k, "cached", Instant::now());

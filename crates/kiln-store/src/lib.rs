@@ -20,6 +20,7 @@
 //! then renamed atomically); it is verified against its digest before use, a
 //! mismatch discards it; prune never removes an entry a build holds.
 
+pub mod catalog;
 pub mod digest;
 pub mod overlay;
 

@@ -72,6 +72,7 @@
 //! does not match any state of the tree. Files are streamed, never read
 //! whole into memory.
 
+pub mod extract;
 mod header;
 
 use std::collections::HashMap;

@@ -7,11 +7,25 @@ fn version_and_help() {
     assert_eq!(r.stdout, format!("kiln {}\n", env!("CARGO_PKG_VERSION")));
     let r = run(kiln().arg("--help"));
     assert_eq!(r.code, 0);
-    for cmd in ["show", "check", "doctor"] {
+    for cmd in ["build", "show", "check", "doctor", "cache", "image", "update"] {
         assert!(r.stdout.contains(cmd), "--help lists {cmd}");
         let sub = run(kiln().args([cmd, "--help"]));
         assert_eq!(sub.code, 0, "{cmd} --help");
         assert!(sub.stdout.contains("Usage: kiln"), "{cmd} --help prints usage");
+    }
+    // Every subcommand's arguments are well-formed (clap checks them when
+    // the subcommand is built).
+    for sub in [
+        ["cache", "ls"],
+        ["cache", "prune"],
+        ["cache", "clear"],
+        ["image", "import"],
+        ["image", "ls"],
+        ["image", "show"],
+        ["image", "rm"],
+    ] {
+        let r = run(kiln().args(sub).arg("--help"));
+        assert_eq!(r.code, 0, "{sub:?} --help: {}", r.stderr);
     }
 }
 

@@ -9,3 +9,4 @@ mod check;
 mod cli;
 mod doctor;
 mod show;
+mod update;

@@ -1,0 +1,444 @@
+//! `kiln update` (SPEC §5): a source image from the catalog, an update script
+//! run inside it in the sandbox, the result compressed into a named target.
+//!
+//! squashfs and erofs sources are loop-mounted read-only under an overlayfs
+//! upper layer: nothing is unpacked and the source file is never written.
+//! tar sources are extracted with `kiln_tar::extract` (hostile entries are
+//! rejected). The target gets the source's format and, for squashfs, its
+//! compressor and block size unless `--format` says otherwise.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use kiln_core::plan::{Output, Provenance, Value};
+use kiln_store::catalog::{Format, Image};
+
+use crate::log::{BuildLog, Reporter};
+use crate::run::{interrupted, run_logged};
+use crate::{BuildError, Inside, InsideRun, args, fsutil};
+
+/// Where the update script comes from.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScriptOrigin {
+    /// As given: a local path or `git+URL@REF:PATH`.
+    pub origin: String,
+    /// The resolved commit, for a git script.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    pub sha256: String,
+}
+
+pub struct UpdateRequest {
+    pub source: Image,
+    /// The source image file (the catalog's blob).
+    pub blob: PathBuf,
+    /// The script on disk (fetched already for a git script).
+    pub script_path: PathBuf,
+    pub script: ScriptOrigin,
+    /// TARGET: the file name without extension.
+    pub name: String,
+    /// Output format; default the source's.
+    pub format: Option<String>,
+    pub macros: BTreeMap<String, String>,
+    pub network: bool,
+    pub outdir: PathBuf,
+    pub workdir: PathBuf,
+    pub source_date_epoch: Option<u64>,
+    pub jobs: u32,
+    pub force: bool,
+    pub timeout: Duration,
+    pub reporter: Arc<dyn Reporter>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct UpdateManifest {
+    pub schema: u32,
+    pub kind: &'static str,
+    pub kiln_version: String,
+    pub source: Image,
+    pub script: ScriptOrigin,
+    pub macros: BTreeMap<String, String>,
+    pub network: bool,
+    pub source_date_epoch: Option<u64>,
+    pub target: Target,
+    /// Seconds per step: `prepare`, `script`, `compress`.
+    pub timings: BTreeMap<&'static str, f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Target {
+    pub file: String,
+    pub format: String,
+    pub options: BTreeMap<String, serde_json::Value>,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// A finished update.
+#[derive(Debug)]
+pub struct Updated {
+    pub manifest: UpdateManifest,
+    pub target: PathBuf,
+    pub manifest_path: PathBuf,
+    pub log_path: PathBuf,
+}
+
+fn err(stage: &str, message: impl Into<String>) -> BuildError {
+    BuildError::new(stage, message)
+}
+
+/// A mount made by the `mount` command; unmounted (lazily if busy) on drop.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let ok = Command::new("umount").arg(&self.0).status().is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// Compressor and block size of a squashfs image (`unsquashfs -s`).
+pub fn squashfs_options(text: &str) -> BTreeMap<String, serde_json::Value> {
+    let mut o = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(c) = line.strip_prefix("Compression ") {
+            o.insert("compression".into(), serde_json::json!(c.trim()));
+        } else if let Some(b) = line.strip_prefix("Block size ") {
+            o.insert("block_size".into(), serde_json::json!(b.trim()));
+        } else if let Some(l) = line.strip_prefix("compression-level ")
+            && let Ok(l) = l.trim().parse::<i64>()
+        {
+            o.insert("level".into(), serde_json::json!(l));
+        }
+    }
+    o
+}
+
+fn output(format: &str, file: &str, options: &BTreeMap<String, serde_json::Value>) -> Output {
+    Output {
+        format: format.to_string(),
+        file: file.to_string(),
+        options: options
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    Value {
+                        value: v.clone(),
+                        origin: Provenance::External {
+                            external: "source image".into(),
+                        },
+                        overrode: Vec::new(),
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Runs the update. On failure nothing is left in `OUTDIR` but the log.
+pub fn update(req: &UpdateRequest, inside: &dyn Inside) -> Result<Updated, BuildError> {
+    let format = req
+        .format
+        .clone()
+        .unwrap_or_else(|| req.source.format.ext().to_string());
+    if !["squashfs", "erofs", "tar", "tar.zst", "tar.xz", "tar.gz"].contains(&format.as_str()) {
+        return Err(err(
+            "preflight",
+            format!("unknown target format `{format}` (squashfs, erofs, tar, tar.zst, tar.xz, tar.gz)"),
+        ));
+    }
+    let file = format!("{}.{format}", req.name);
+    let target = req.outdir.join(&file);
+    if target.exists() && !req.force {
+        return Err(err(
+            "preflight",
+            format!(
+                "{} already exists; choose another --name or pass --force",
+                target.display()
+            ),
+        ));
+    }
+    fs::create_dir_all(&req.outdir)
+        .map_err(|e| err("preflight", format!("cannot create {}: {e}", req.outdir.display())))?;
+    let log_path = req.outdir.join(format!("{}.build.log", req.name));
+    let log = BuildLog::create(&log_path, Arc::clone(&req.reporter))
+        .map_err(|e| err("preflight", format!("cannot create {}: {e}", log_path.display())))?;
+    let work = req.workdir.join(format!("update-{}.{}", req.name, std::process::id()));
+    let partial = req.outdir.join(format!(".kiln-partial-{}", std::process::id()));
+    let result = run(req, inside, &log, &work, &partial, &format, &file);
+    let _ = fs::remove_dir_all(&partial);
+    let _ = fs::remove_dir_all(&work);
+    match result {
+        Ok((manifest, manifest_path)) => Ok(Updated {
+            manifest,
+            target,
+            manifest_path,
+            log_path,
+        }),
+        Err(mut e) => {
+            log.note(&format!("FAILED in {}: {}", e.stage, e.message));
+            e.log_path = Some(log_path);
+            e.interrupted |= interrupted();
+            Err(e)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    req: &UpdateRequest,
+    inside: &dyn Inside,
+    log: &BuildLog,
+    work: &Path,
+    partial: &Path,
+    format: &str,
+    file: &str,
+) -> Result<(UpdateManifest, PathBuf), BuildError> {
+    let io = |stage: &'static str, what: String| {
+        move |e: std::io::Error| {
+            let mut b = err(stage, format!("{what}: {e}"));
+            b.log_tail = log.tail();
+            b
+        }
+    };
+    let mut timings = BTreeMap::new();
+    for d in [work, partial] {
+        fs::create_dir_all(d).map_err(io("preflight", format!("cannot create {}", d.display())))?;
+    }
+    // 1. The source as the sandbox's root.
+    let start = Instant::now();
+    log.reporter().stage("prepare");
+    let root = work.join("root");
+    fs::create_dir_all(&root).map_err(io("prepare", "cannot create the root".into()))?;
+    let mut mounts: Vec<Mounted> = Vec::new();
+    let mut overlay = None;
+    if req.source.format.is_tar() {
+        log.note(&format!(
+            "extracting {} ({})",
+            req.source.reference(),
+            req.source.format.ext()
+        ));
+        let f = fs::File::open(&req.blob).map_err(io("prepare", format!("cannot open {}", req.blob.display())))?;
+        let stream = kiln_tar::extract::decompressed(f).map_err(io("prepare", "cannot read the source".into()))?;
+        kiln_tar::extract::extract(stream, &root).map_err(|e| {
+            let mut b = err("prepare", format!("{}: {e}", req.source.reference()));
+            b.log_tail = log.tail();
+            b
+        })?;
+    } else {
+        let lower = work.join("lower");
+        let (upper, ovl) = (work.join("upper"), work.join("ovl-work"));
+        for d in [&lower, &upper, &ovl] {
+            fs::create_dir_all(d).map_err(io("prepare", format!("cannot create {}", d.display())))?;
+        }
+        let fstype = req.source.format.ext();
+        log.note(&format!("mounting {} ({fstype}) read-only", req.source.reference()));
+        let out = Command::new("mount")
+            .args(["-t", fstype, "-o", "loop,ro"])
+            .arg(&req.blob)
+            .arg(&lower)
+            .output()
+            .map_err(io("prepare", "cannot run mount".into()))?;
+        if !out.status.success() {
+            return Err(err(
+                "prepare",
+                format!(
+                    "cannot mount {} read-only: {}",
+                    req.source.reference(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            ));
+        }
+        mounts.push(Mounted(lower.clone()));
+        overlay = Some(
+            kiln_store::overlay::mount_layers(&[lower], Some((&upper, &ovl)), &root)
+                .map_err(|e| err("prepare", e.to_string()))?,
+        );
+    }
+    let t = start.elapsed().as_secs_f64();
+    timings.insert("prepare", t);
+    log.reporter().stage_done("prepare", "done", t);
+
+    // 2. The script, inside.
+    let start = Instant::now();
+    log.reporter().stage("script");
+    let script_name = req
+        .script_path
+        .file_name()
+        .map_or_else(|| "update".to_string(), |n| n.to_string_lossy().into_owned());
+    let inside_path = format!("/run/kiln/scripts/{script_name}");
+    let mut env = vec![
+        (
+            "PATH".to_string(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        ),
+        ("HOME".into(), "/root".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("DEBIAN_FRONTEND".into(), "noninteractive".into()),
+        ("KILN_SOURCE".into(), req.source.reference()),
+        ("KILN_SOURCE_SHA256".into(), req.source.sha256.clone()),
+        ("KILN_TARGET".into(), req.name.clone()),
+        ("KILN_SCRIPT".into(), script_name.clone()),
+    ];
+    if let Some(e) = req.source_date_epoch {
+        env.push(("SOURCE_DATE_EPOCH".into(), e.to_string()));
+    }
+    env.extend(req.macros.iter().map(|(k, v)| (format!("KILN_MACRO_{k}"), v.clone())));
+    let executable = {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(&req.script_path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+    };
+    let argv = if executable {
+        vec![inside_path.clone()]
+    } else {
+        vec!["/bin/sh".into(), inside_path.clone()]
+    };
+    let run = InsideRun {
+        root: root.clone(),
+        argv: argv.clone(),
+        env,
+        network: req.network,
+        binds: vec![(req.script_path.clone(), inside_path, true)],
+        timeout: Some(req.timeout),
+        interactive: false,
+    };
+    log.reporter().step(&req.script.origin);
+    log.note(&format!("$ [inside {}] {}", req.source.reference(), argv.join(" ")));
+    let ended = inside.run(&run, log).map_err(|m| err("script", m))?;
+    if !ended.success() {
+        let mut e = err(
+            "script",
+            format!("update script `{}` {}", req.script.origin, ended.describe()),
+        );
+        e.step = Some(script_name);
+        e.command = Some(format!("{} (inside {})", argv.join(" "), req.source.reference()));
+        e.log_tail = log.tail();
+        return Err(e);
+    }
+    let t = start.elapsed().as_secs_f64();
+    timings.insert("script", t);
+    log.reporter().stage_done("script", "done", t);
+
+    // 3. The target.
+    let start = Instant::now();
+    log.reporter().stage("compress");
+    log.reporter().step(file);
+    let dest = partial.join(file);
+    let mut options = BTreeMap::new();
+    if format == "squashfs" && req.source.format == Format::Squashfs {
+        let out = Command::new("unsquashfs")
+            .arg("-s")
+            .arg(&req.blob)
+            .output()
+            .map_err(io("compress", "cannot run unsquashfs".into()))?;
+        options = squashfs_options(&String::from_utf8_lossy(&out.stdout));
+    }
+    let o = output(format, file, &options);
+    let uuid = args::uuid_for(&req.name);
+    let cmd = match format {
+        "squashfs" => Some(args::mksquashfs(&o, &root, &dest, req.source_date_epoch, req.jobs)),
+        "erofs" => Some(args::mkfs_erofs(&o, &root, &dest, req.source_date_epoch, &uuid)),
+        _ => None,
+    };
+    if let Some(cmd) = cmd {
+        log.note(&format!("$ {}", cmd.display()));
+        let mut c = Command::new(cmd.program);
+        c.args(&cmd.args).env_remove("SOURCE_DATE_EPOCH");
+        for (k, v) in &cmd.env {
+            c.env(k, v);
+        }
+        let ended = run_logged(c, log, None).map_err(io("compress", format!("cannot run {}", cmd.program)))?;
+        if !ended.success() {
+            let mut e = err("compress", format!("`{}` {}", cmd.program, ended.describe()));
+            e.command = Some(cmd.display());
+            e.log_tail = log.tail();
+            return Err(e);
+        }
+    } else {
+        let compression = match format {
+            "tar.zst" => kiln_tar::Compression::Zstd { level: 3 },
+            "tar.xz" => kiln_tar::Compression::Xz { level: 6 },
+            "tar.gz" => kiln_tar::Compression::Gzip { level: 6 },
+            _ => kiln_tar::Compression::None,
+        };
+        let opts = kiln_tar::Options {
+            mtime_clamp: req.source_date_epoch,
+            compression,
+            xattrs: true,
+            threads: req.jobs.max(1),
+        };
+        kiln_tar::write_tree_to_file(&root, &dest, &opts)
+            .map_err(|e| err("compress", format!("cannot write {file}: {e}")))?;
+    }
+    drop(overlay);
+    drop(mounts);
+    let t = start.elapsed().as_secs_f64();
+    timings.insert("compress", t);
+    log.reporter().stage_done("compress", "done", t);
+
+    let sha256 = fsutil::sha256_file(&dest).map_err(io("compress", format!("cannot hash {file}")))?;
+    let size = fs::metadata(&dest)
+        .map_err(io("compress", format!("{file} was not written")))?
+        .len();
+    let manifest = UpdateManifest {
+        schema: 1,
+        kind: "update",
+        kiln_version: env!("CARGO_PKG_VERSION").to_string(),
+        source: req.source.clone(),
+        script: req.script.clone(),
+        macros: req.macros.clone(),
+        network: req.network,
+        source_date_epoch: req.source_date_epoch,
+        target: Target {
+            file: file.to_string(),
+            format: format.to_string(),
+            options,
+            size,
+            sha256: sha256.clone(),
+        },
+        timings,
+    };
+    let manifest_name = format!("{}.manifest.json", req.name);
+    let json = serde_json::to_string_pretty(&manifest).map_err(|e| err("compress", format!("manifest: {e}")))? + "\n";
+    fs::write(partial.join(&manifest_name), json).map_err(io("compress", "cannot write the manifest".into()))?;
+    let msha = fsutil::sha256_file(&partial.join(&manifest_name))
+        .map_err(io("compress", "cannot hash the manifest".into()))?;
+    let sums_name = format!("{}.SHA256SUMS", req.name);
+    let mut f = fs::File::create(partial.join(&sums_name)).map_err(io("compress", "cannot write SHA256SUMS".into()))?;
+    f.write_all(format!("{sha256}  {file}\n{msha}  {manifest_name}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(io("compress", "cannot write SHA256SUMS".into()))?;
+    for name in [file, manifest_name.as_str(), sums_name.as_str()] {
+        fs::rename(partial.join(name), req.outdir.join(name))
+            .map_err(io("compress", format!("cannot move {name} into place")))?;
+    }
+    log.note("update complete");
+    Ok((manifest, req.outdir.join(manifest_name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn squashfs_settings_from_unsquashfs() {
+        let o = squashfs_options(
+            "Found a valid SQUASHFS 4:0 superblock on x.\nCompression xz\nBlock size 262144\nXattrs are compressed\n",
+        );
+        assert_eq!(o["compression"], "xz");
+        assert_eq!(o["block_size"], "262144");
+        let o = squashfs_options("Compression zstd\n\tcompression-level 19\nBlock size 131072\n");
+        assert_eq!(o["level"], 19);
+    }
+}
