@@ -275,7 +275,10 @@ pub fn run(args: &BuildArgs, printer: Printer) -> Result<ExitCode> {
         None => std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1)),
     };
     let json = args.log_format == LogFormat::Json;
-    let cache = if args.no_cache { None } else { Some(args.cache.open()?) };
+    let store = args.cache.open()?;
+    let catalog = kiln_store::catalog::Catalog::open(&store)?;
+    let git_mirrors = store.dir().join("git");
+    let cache = (!args.no_cache).then_some(store);
     if let Some(r) = &args.rebuild_from {
         let known =
             STAGES.contains(&r.as_str()) || plan.image_scripts.iter().chain(&plan.scripts).any(|s| &s.name == r);
@@ -330,6 +333,8 @@ pub fn run(args: &BuildArgs, printer: Printer) -> Result<ExitCode> {
         jobs,
         cache,
         rebuild_from: args.rebuild_from.clone(),
+        catalog: Some(catalog),
+        git_mirrors,
         keep_workdir: args.keep_workdir,
         shell_on_failure: args.shell_on_failure,
         reporter,

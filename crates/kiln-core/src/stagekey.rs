@@ -148,10 +148,7 @@ fn script(h: &mut KeyHasher, s: &Script, inputs: &KeyInputs) {
         }
         (None, Some(g)) => {
             h.field("git", &format!("{}@{}:{}", g.url, g.rev, g.path));
-            h.field(
-                "content",
-                &file_hash(inputs, &format!("git+{}@{}:{}", g.url, g.rev, g.path)),
-            );
+            h.field("content", &file_hash(inputs, &remote_key(g)));
         }
         (None, None) => {}
     }
@@ -220,6 +217,8 @@ pub fn stage_keys(plan: &Plan, inputs: &KeyInputs) -> Vec<StageKey> {
             h.list("components", components.value.iter().map(String::as_str));
             h.field("release-digest", inputs.mirror_digest.as_deref().unwrap_or(""));
             h.field("mmdebstrap", &tool(inputs, "mmdebstrap"));
+            // The package set is installed by the bootstrap itself.
+            h.list("packages", plan.packages.iter().map(|p| p.name.as_str()));
         }
         Base::Source { from, .. } => {
             h.field("from", &from.value);
@@ -227,13 +226,14 @@ pub fn stage_keys(plan: &Plan, inputs: &KeyInputs) -> Vec<StageKey> {
         }
     }
     h.field("arch", &plan.arch);
-    h.list("packages", plan.packages.iter().map(|p| p.name.as_str()));
     let mut prev = push(&mut keys, StageId::Base, None, h);
 
-    if !plan.removed.is_empty() {
+    let source_base = matches!(plan.base, Base::Source { .. });
+    if !plan.removed.is_empty() || (source_base && !plan.packages.is_empty()) {
         let mut h = KeyHasher::new("packages", Some(&prev));
         h.list("purge", plan.removed.iter().map(|r| r.name.as_str()));
         h.list("keep", plan.packages.iter().map(|p| p.name.as_str()));
+        h.field("install", &source_base.to_string());
         prev = push(&mut keys, StageId::Packages, None, h);
     }
 
@@ -295,6 +295,29 @@ pub fn stage_keys(plan: &Plan, inputs: &KeyInputs) -> Vec<StageKey> {
         push(&mut keys, StageId::Subprofile(i), Some(sub.file.clone()), h);
     }
     keys
+}
+
+/// Every `git+` script of the plan (the image's and its subprofiles').
+pub fn remote_scripts(plan: &Plan) -> Vec<crate::plan::GitRef> {
+    let mut out: Vec<crate::plan::GitRef> = plan
+        .image_scripts
+        .iter()
+        .chain(&plan.scripts)
+        .chain(
+            plan.subprofiles
+                .iter()
+                .flat_map(|s| s.image_scripts.iter().chain(&s.scripts)),
+        )
+        .filter_map(|s| s.git.clone())
+        .collect();
+    out.sort_by(|a, b| (&a.url, &a.rev, &a.path).cmp(&(&b.url, &b.rev, &b.path)));
+    out.dedup();
+    out
+}
+
+/// The key name of a remote script's content in [`KeyInputs::files`].
+pub fn remote_key(g: &crate::plan::GitRef) -> String {
+    format!("git+{}@{}:{}", g.url, g.rev, g.path)
 }
 
 /// The repository files whose content the keys cover: feature files and

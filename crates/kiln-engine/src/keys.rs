@@ -126,19 +126,30 @@ fn tempfile_in(dir: &Path) -> std::path::PathBuf {
     dir.join(format!(".kiln-release-{}", std::process::id()))
 }
 
-/// Every stage key of the request's plan.
-pub fn compute(req: &Request, tools: BTreeMap<String, String>, log: &BuildLog) -> Vec<StageKey> {
-    let files = key_files(&req.plan)
+/// Every stage key of the request's plan. `extra` holds content hashes
+/// computed elsewhere (fetched remote scripts); `source_digest` is the
+/// source image's sha256 for a `[base] from` image.
+pub fn compute(
+    req: &Request,
+    tools: BTreeMap<String, String>,
+    log: &BuildLog,
+    extra: BTreeMap<String, String>,
+    source_digest: Option<String>,
+) -> Vec<StageKey> {
+    let mut files: BTreeMap<String, String> = key_files(&req.plan)
         .into_iter()
         .map(|p| {
             let h = file_hash(&req.repo.join(&p));
             (p, h)
         })
         .collect();
+    files.extend(extra);
     let inputs = KeyInputs {
         files,
         tools,
-        mirror_digest: if req.cache.is_some() {
+        mirror_digest: if source_digest.is_some() {
+            source_digest
+        } else if req.cache.is_some() {
             mirror_digest(req, log)
         } else {
             None

@@ -88,6 +88,10 @@ pub struct Request {
     /// `--rebuild-from`: a stage kind or a script name; that step and every
     /// later one are built even when cached.
     pub rebuild_from: Option<String>,
+    /// The catalog of source images, for `[base] from` (SPEC §5).
+    pub catalog: Option<kiln_store::catalog::Catalog>,
+    /// Where mirrors of the repositories of `git+` scripts are kept.
+    pub git_mirrors: PathBuf,
 }
 
 /// A finished build.
@@ -150,6 +154,9 @@ pub fn required_tools(plan: &Plan) -> Vec<&'static str> {
     if !plan.subprofiles.is_empty() {
         tools.push("mksquashfs");
     }
+    if !kiln_core::stagekey::remote_scripts(plan).is_empty() {
+        tools.push("git");
+    }
     tools.sort_unstable();
     tools.dedup();
     tools
@@ -173,6 +180,10 @@ pub fn script_env(plan: &Plan, epoch: Option<u64>, extra: &[(&str, String)]) -> 
     ];
     if let Some(epoch) = epoch {
         env.push(("SOURCE_DATE_EPOCH".to_string(), epoch.to_string()));
+    }
+    // As `kiln update` gives it, so one script serves both.
+    if let kiln_core::plan::Base::Source { from, .. } = &plan.base {
+        env.push(("KILN_SOURCE".to_string(), from.value.clone()));
     }
     env.extend(extra.iter().map(|(k, v)| ((*k).to_string(), v.clone())));
     env.extend(
@@ -209,6 +220,10 @@ struct Engine<'a> {
     steps: Vec<StepRecord>,
     /// `--rebuild-from` was reached.
     forced: bool,
+    /// `git+` scripts, fetched before the keys are computed.
+    remote: std::collections::BTreeMap<String, gitfetch::Fetched>,
+    /// The source image of a `[base] from` image and its file.
+    source: Option<(kiln_store::catalog::Image, PathBuf)>,
 }
 
 /// Builds the plan. On failure nothing is left in `OUTDIR` but the log.
@@ -273,13 +288,45 @@ pub fn build(req: &Request, inside: &dyn Inside) -> Result<Built, BuildError> {
         packages: None,
         steps: Vec::new(),
         forced: false,
+        remote: std::collections::BTreeMap::new(),
+        source: None,
     };
+    let mut extra = std::collections::BTreeMap::new();
+    for g in kiln_core::stagekey::remote_scripts(plan) {
+        let spec = kiln_core::stagekey::remote_key(&g);
+        let dest = engine.work.join("remote").join(extra.len().to_string());
+        let work_dir = engine.work.clone();
+        let fetched = gitfetch::fetch(&g, &req.git_mirrors, &dest).map_err(|m| {
+            let _ = fs::remove_dir_all(&work_dir);
+            let mut e = BuildError::new("preflight", format!("cannot get the script {spec}: {m}"));
+            e.log_path = Some(log_path.clone());
+            e
+        })?;
+        engine.log.note(&format!("fetched {spec} at {}", fetched.commit));
+        extra.insert(spec.clone(), keys::file_hash(&fetched.path));
+        engine.remote.insert(spec, fetched);
+    }
+    let mut source_digest = None;
+    if let kiln_core::plan::Base::Source { from, .. } = &plan.base {
+        let Some(catalog) = &req.catalog else {
+            return Err(BuildError::new("preflight", "no catalog of source images".to_string()));
+        };
+        let img = catalog.get(&from.value).map_err(|e| {
+            BuildError::new(
+                "preflight",
+                format!("[base] from = \"{}\" ({}): {e}", from.value, from.origin),
+            )
+        })?;
+        source_digest = Some(img.sha256.clone());
+        let blob = catalog.blob(&img);
+        engine.source = Some((img, blob));
+    }
     let versions: std::collections::BTreeMap<String, String> = statuses
         .iter()
         .filter(|s| s.is_found())
         .map(|s| (s.tool.name.to_string(), s.version.clone().unwrap_or_default()))
         .collect();
-    engine.keys = keys::compute(req, versions, &engine.log);
+    engine.keys = keys::compute(req, versions, &engine.log, extra, source_digest);
     let tools: Vec<ToolRecord> = statuses
         .iter()
         .filter(|s| needed.contains(&s.tool.name))
@@ -752,15 +799,67 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// A `[base] from` image: the source image's tree (SPEC §5).
+    fn source_base(&mut self) -> Result<(), BuildError> {
+        let Some((img, blob)) = self.source.clone() else {
+            return Err(self.fail("base", None, None, "the source image was not resolved".into()));
+        };
+        let root = self.root.clone();
+        fs::create_dir_all(&root).map_err(self.io("base", format!("cannot create {}", root.display())))?;
+        self.log.reporter().step(&img.reference());
+        match img.format {
+            kiln_store::catalog::Format::Squashfs => {
+                let cmd = Cmd {
+                    program: "unsquashfs",
+                    args: vec![
+                        "-f".into(),
+                        "-q".into(),
+                        "-n".into(),
+                        "-d".into(),
+                        root.clone().into(),
+                        blob.clone().into(),
+                    ],
+                    env: Vec::new(),
+                };
+                self.host("base", &img.reference(), &cmd, None)?;
+            }
+            kiln_store::catalog::Format::Erofs => {
+                let cmd = Cmd {
+                    program: "fsck.erofs",
+                    args: vec![
+                        format!("--extract={}", root.display()).into(),
+                        "--overwrite".into(),
+                        blob.clone().into(),
+                    ],
+                    env: Vec::new(),
+                };
+                self.host("base", &img.reference(), &cmd, None)?;
+            }
+            _ => {
+                let f = fs::File::open(&blob).map_err(self.io("base", format!("cannot open {}", blob.display())))?;
+                let stream =
+                    kiln_tar::extract::decompressed(f).map_err(self.io("base", "cannot read the source".into()))?;
+                kiln_tar::extract::extract(stream, &root)
+                    .map_err(|e| self.fail("base", Some(&img.reference()), None, e.to_string()))?;
+            }
+        }
+        self.log.note(&format!(
+            "base: {} ({}, sha256 {})",
+            img.reference(),
+            img.format.ext(),
+            img.sha256
+        ));
+        self.base = Some(BaseRecord::Source {
+            from: img.reference(),
+            sha256: img.sha256.clone(),
+        });
+        Ok(())
+    }
+
     fn base(&mut self) -> Result<(), BuildError> {
         let plan = self.plan().clone();
         let Some(cmd) = args::mmdebstrap(&plan, &self.root) else {
-            return Err(self.fail(
-                "base",
-                None,
-                None,
-                "source-image bases (`[base] from`) are built by `kiln update`'s pipeline, which this build does not have yet".into(),
-            ));
+            return self.source_base();
         };
         // Keep the apt lists so the mirror's Release digests can be recorded.
         let mut cmd = cmd;
@@ -831,6 +930,9 @@ impl Engine<'_> {
     /// base installed. apt's simulation runs first, so a removal that would
     /// take a package of the image with it fails before anything changes.
     fn packages(&mut self) -> Result<(), BuildError> {
+        if self.source.is_some() && !self.plan().packages.is_empty() {
+            self.install_packages()?;
+        }
         let Some(purge) = self.packages_to_purge() else {
             return Ok(());
         };
@@ -966,18 +1068,56 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// A source image's packages: the image's package set, installed with
+    /// apt inside (with the network, which the package manager needs).
+    fn install_packages(&mut self) -> Result<(), BuildError> {
+        let plan = self.plan().clone();
+        let names: Vec<String> = plan.packages.iter().map(|p| p.name.clone()).collect();
+        let mut argv = vec![
+            "/bin/sh".to_string(),
+            "-c".to_string(),
+            "set -e\napt-get update -q\napt-get install -y -q --no-install-recommends \"$@\"\n".to_string(),
+            "kiln-packages".to_string(),
+        ];
+        argv.extend(names.iter().cloned());
+        let req = InsideRun {
+            root: self.root.clone(),
+            argv,
+            env: script_env(&plan, self.req.source_date_epoch, &[]),
+            network: true,
+            binds: Vec::new(),
+            timeout: Some(Duration::from_secs(
+                u64::try_from(plan.build.timeout.value).unwrap_or(1800),
+            )),
+            interactive: false,
+        };
+        self.log.reset_tail();
+        self.log.reporter().step("apt-get install");
+        self.log
+            .note(&format!("$ [inside] apt-get install {}", names.join(" ")));
+        let ended = self
+            .inside
+            .run(&req, &self.log)
+            .map_err(|m| self.fail("packages", Some("apt-get install"), None, m))?;
+        if ended.success() {
+            Ok(())
+        } else {
+            Err(self.fail(
+                "packages",
+                Some("apt-get install"),
+                Some(format!("apt-get install {} (inside the image)", names.join(" "))),
+                format!("installing the image's packages {}", ended.describe()),
+            ))
+        }
+    }
+
     fn script_source(&self, s: &Script, stage: &str) -> Result<PathBuf, BuildError> {
         match (&s.path, &s.git) {
             (Some(p), _) => Ok(self.req.repo.join(p)),
-            (None, Some(g)) => Err(self.fail(
-                stage,
-                Some(&s.name),
-                None,
-                format!(
-                    "remote script git+{}@{}:{}: fetching scripts from git arrives with `kiln update`",
-                    g.url, g.rev, g.path
-                ),
-            )),
+            (None, Some(g)) => match self.remote.get(&kiln_core::stagekey::remote_key(g)) {
+                Some(f) => Ok(f.path.clone()),
+                None => Err(self.fail(stage, Some(&s.name), None, "remote script was not fetched".into())),
+            },
             (None, None) => Err(self.fail(stage, Some(&s.name), None, "script without a source".into())),
         }
     }
@@ -990,6 +1130,11 @@ impl Engine<'_> {
             feature: s.feature.clone(),
             git: s.git.clone(),
             subprofile: sub.map(str::to_string),
+            commit: s
+                .git
+                .as_ref()
+                .and_then(|g| self.remote.get(&kiln_core::stagekey::remote_key(g)))
+                .map(|f| f.commit.clone()),
             sha256: fsutil::sha256_file(source).unwrap_or_default(),
             seconds,
         });
@@ -1366,7 +1511,10 @@ impl Engine<'_> {
             arch: plan.arch.clone(),
             repo: repo_info(&self.req.repo),
             source_date_epoch: self.req.source_date_epoch,
-            base: self.base.clone().unwrap_or(BaseRecord::Source { from: String::new() }),
+            base: self.base.clone().unwrap_or(BaseRecord::Source {
+                from: String::new(),
+                sha256: String::new(),
+            }),
             scripts: self.scripts.clone(),
             packages,
             outputs: self.outputs.clone(),

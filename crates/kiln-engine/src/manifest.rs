@@ -53,6 +53,9 @@ pub enum BaseRecord {
     },
     Source {
         from: String,
+        /// sha256 of the source image.
+        #[serde(default)]
+        sha256: String,
     },
 }
 
@@ -69,6 +72,9 @@ pub struct ScriptRecord {
     pub git: Option<GitRef>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subprofile: Option<String>,
+    /// The commit a `git+` script was read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
     pub sha256: String,
     pub seconds: f64,
 }

@@ -370,3 +370,71 @@ fn hostile_source_archives_are_rejected() {
     );
     assert!(!Path::new("/tmp/kiln-escaped").exists());
 }
+
+#[test]
+fn profiles_build_from_a_source_image_with_remote_scripts() {
+    let (squashfs, _) = sources();
+    let env = Env::new();
+    let r = env.kiln(&["image", "import", "edge", "2.0", &squashfs.display().to_string()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let g = script_repo(env.dir.path());
+    let repo = examples_copy();
+    write(
+        repo.path(),
+        "images/ve/edge.toml",
+        &format!(
+            "kind = \"ve\"\npackages = [\"hello\"]\nscripts = [\"git+file://{}@v1:cam/update.sh\"]\n\
+             outputs = [\"tar\"]\n[base]\nfrom = \"edge@2.0\"\n[macros]\nrelease = \"profile\"\n",
+            g.display()
+        ),
+    );
+    let out = env.dir.path().join("built");
+    let build = || {
+        run(kiln()
+            .args(["build", "--arch", "amd64", "ve/edge", "-C"])
+            .arg(repo.path())
+            .arg("-o")
+            .arg(&out)
+            .env("KILN_CACHE_DIR", &env.cache)
+            .env("SOURCE_DATE_EPOCH", "1700000000"))
+    };
+    let r = build();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let tar = out.join("ve-edge-1.0-1.kiln1.amd64.tar");
+    let file = Command::new("tar")
+        .arg("-xOf")
+        .arg(&tar)
+        .arg("etc/kiln-update")
+        .output()
+        .expect("tar");
+    assert_eq!(String::from_utf8_lossy(&file.stdout), "v1 profile from edge@2.0\n");
+    let list = Command::new("tar").arg("-tf").arg(&tar).output().expect("tar");
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("usr/bin/hello"),
+        "the package set is installed"
+    );
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("ve-edge-1.0-1.kiln1.amd64.manifest.json")).expect("manifest"),
+    )
+    .expect("JSON");
+    assert_eq!(m["base"]["mode"], "source");
+    assert_eq!(m["base"]["from"], "edge@2.0");
+    assert_eq!(m["base"]["sha256"], sha256(squashfs).as_str());
+    assert_eq!(m["scripts"][0]["commit"].as_str().map(str::len), Some(40));
+    // Unchanged: everything from the cache.
+    let r = build();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("ve-edge-1.0-1.kiln1.amd64.manifest.json")).expect("manifest"),
+    )
+    .expect("JSON");
+    assert!(
+        m["stages"]
+            .as_array()
+            .expect("stages")
+            .iter()
+            .all(|s| s["status"] == "cached"),
+        "{}",
+        m["stages"]
+    );
+}
