@@ -16,7 +16,7 @@ if [ "$(id -u)" = 0 ]; then
     # What the tests use to inspect images: a static busybox for sandbox
     # trees, xattr/capability tools, and the compressors' CLIs.
     need=()
-    for p in busybox-static attr libcap2-bin zstd xz-utils gzip tar; do
+    for p in busybox-static attr libcap2-bin zstd xz-utils gzip tar python3; do
         dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
     done
     if [ ${#need[@]} -gt 0 ]; then

@@ -162,9 +162,9 @@ pub fn required_tools(plan: &Plan) -> Vec<&'static str> {
     tools
 }
 
-/// Environment of every script (SPEC §3.2): clean, with `KILN_*` and the
-/// macros as `KILN_MACRO_<name>`.
-pub fn script_env(plan: &Plan, epoch: Option<u64>, extra: &[(&str, String)]) -> Vec<(String, String)> {
+/// The clean base of every script's environment (SPEC §3.2), with
+/// `SOURCE_DATE_EPOCH` when set.
+pub fn base_env(epoch: Option<u64>) -> Vec<(String, String)> {
     let mut env = vec![
         (
             "PATH".to_string(),
@@ -173,14 +173,23 @@ pub fn script_env(plan: &Plan, epoch: Option<u64>, extra: &[(&str, String)]) -> 
         ("HOME".to_string(), "/root".to_string()),
         ("LANG".to_string(), "C.UTF-8".to_string()),
         ("DEBIAN_FRONTEND".to_string(), "noninteractive".to_string()),
-        ("KILN_IMAGE".to_string(), plan.image.clone()),
-        ("KILN_NVR".to_string(), plan.nvr.clone()),
-        ("KILN_ARCH".to_string(), plan.arch.clone()),
-        ("KILN_KIND".to_string(), plan.kind.value.clone()),
     ];
     if let Some(epoch) = epoch {
         env.push(("SOURCE_DATE_EPOCH".to_string(), epoch.to_string()));
     }
+    env
+}
+
+/// Environment of every script (SPEC §3.2): clean, with `KILN_*` and the
+/// macros as `KILN_MACRO_<name>`.
+pub fn script_env(plan: &Plan, epoch: Option<u64>, extra: &[(&str, String)]) -> Vec<(String, String)> {
+    let mut env = base_env(epoch);
+    env.extend([
+        ("KILN_IMAGE".to_string(), plan.image.clone()),
+        ("KILN_NVR".to_string(), plan.nvr.clone()),
+        ("KILN_ARCH".to_string(), plan.arch.clone()),
+        ("KILN_KIND".to_string(), plan.kind.value.clone()),
+    ]);
     // As `kiln update` gives it, so one script serves both.
     if let kiln_core::plan::Base::Source { from, .. } = &plan.base {
         env.push(("KILN_SOURCE".to_string(), from.value.clone()));

@@ -278,22 +278,13 @@ fn run(
         .file_name()
         .map_or_else(|| "update".to_string(), |n| n.to_string_lossy().into_owned());
     let inside_path = format!("/run/kiln/scripts/{script_name}");
-    let mut env = vec![
-        (
-            "PATH".to_string(),
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
-        ),
-        ("HOME".into(), "/root".into()),
-        ("LANG".into(), "C.UTF-8".into()),
-        ("DEBIAN_FRONTEND".into(), "noninteractive".into()),
+    let mut env = crate::base_env(req.source_date_epoch);
+    env.extend([
         ("KILN_SOURCE".into(), req.source.reference()),
         ("KILN_SOURCE_SHA256".into(), req.source.sha256.clone()),
         ("KILN_TARGET".into(), req.name.clone()),
         ("KILN_SCRIPT".into(), script_name.clone()),
-    ];
-    if let Some(e) = req.source_date_epoch {
-        env.push(("SOURCE_DATE_EPOCH".into(), e.to_string()));
-    }
+    ]);
     env.extend(req.macros.iter().map(|(k, v)| (format!("KILN_MACRO_{k}"), v.clone())));
     let executable = {
         use std::os::unix::fs::PermissionsExt;
