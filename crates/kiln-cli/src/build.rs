@@ -272,7 +272,7 @@ pub fn run(args: &BuildArgs, printer: Printer) -> Result<ExitCode> {
     let jobs = match args.jobs {
         Some(0) => anyhow::bail!("--jobs must be at least 1"),
         Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1)),
+        None => kiln_engine::default_jobs(),
     };
     let json = args.log_format == LogFormat::Json;
     let store = args.cache.open()?;

@@ -185,9 +185,7 @@ pub fn run_update(args: &UpdateArgs) -> Result<ExitCode> {
         (p.canonicalize()?, None)
     };
     let sha256 = kiln_engine::fsutil::sha256_file(&script_path).context("cannot read the script")?;
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1)));
+    let jobs = args.jobs.unwrap_or_else(kiln_engine::default_jobs);
     ctrlc::set_handler(|| kiln_engine::run::INTERRUPTED.store(true, Ordering::SeqCst))
         .context("cannot install the interrupt handler")?;
     let reporter: Arc<dyn kiln_engine::log::Reporter> = Arc::new(crate::build::Plain::new(args.quiet, false));

@@ -102,6 +102,23 @@ pub fn uuid_for(seed: &str) -> String {
     )
 }
 
+/// The compression of a `tar*` output format at `level` (zstd 3, xz and
+/// gzip 6 when unset or out of range).
+pub fn tar_compression(format: &str, level: Option<i64>) -> kiln_tar::Compression {
+    match format {
+        "tar.zst" => kiln_tar::Compression::Zstd {
+            level: level.and_then(|l| i32::try_from(l).ok()).unwrap_or(3),
+        },
+        "tar.xz" => kiln_tar::Compression::Xz {
+            level: level.and_then(|l| u32::try_from(l).ok()).unwrap_or(6),
+        },
+        "tar.gz" => kiln_tar::Compression::Gzip {
+            level: level.and_then(|l| u32::try_from(l).ok()).unwrap_or(6),
+        },
+        _ => kiln_tar::Compression::None,
+    }
+}
+
 /// `mksquashfs` for a tree (SPEC §3.4): compression, level and block size
 /// from the options, xattrs kept, the filesystem time fixed to `epoch`,
 /// `jobs` compressor threads (mksquashfs's output does not depend on them).

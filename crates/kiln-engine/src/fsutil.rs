@@ -2,7 +2,7 @@
 //! tree, measuring and clamping a tree.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
 
@@ -16,36 +16,12 @@ fn hex(bytes: &[u8]) -> String {
 
 /// sha256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut f = fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex(&h.finalize()))
+    kiln_store::sha256_copy(fs::File::open(path)?, None).map(|(h, _)| h)
 }
 
 /// Copies `from` to `to`, returning the sha256 of what was written.
 pub fn copy_hashed(from: &Path, to: &Path) -> io::Result<String> {
-    use std::io::Write as _;
-    let mut f = fs::File::open(from)?;
-    let mut out = fs::File::create(to)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        out.write_all(&buf[..n])?;
-    }
-    out.sync_all()?;
-    Ok(hex(&h.finalize()))
+    kiln_store::sha256_copy(fs::File::open(from)?, Some(to)).map(|(h, _)| h)
 }
 
 pub fn sha256_bytes(data: &[u8]) -> String {

@@ -136,6 +136,11 @@ impl BuildError {
     }
 }
 
+/// `--jobs` when not given: every CPU.
+pub fn default_jobs() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
+}
+
 /// Which host tools a plan needs, by tool name.
 pub fn required_tools(plan: &Plan) -> Vec<&'static str> {
     let mut tools = Vec::new();
@@ -718,12 +723,9 @@ impl Engine<'_> {
             .map_err(self.io("outputs", format!("cannot copy {} from the cache", fm.name)))?;
         if sha != fm.sha256 {
             let _ = fs::remove_file(&dest);
+            // Rebuilt, it replaces the damaged entry when published.
             self.log
                 .note(&format!("cached {} does not match its sha256; discarding it", fm.name));
-            if let Some(cache) = &self.req.cache {
-                // Re-check with a full verification, which discards it.
-                let _ = cache.lookup(&k.key, true);
-            }
             return Ok(false);
         }
         let (format, sub) = self.output_identity(&k.id);
@@ -1393,18 +1395,7 @@ impl Engine<'_> {
 
     fn tar(&mut self, o: &kiln_core::plan::Output, root: &Path, dest: &Path) -> Result<(), BuildError> {
         let level = o.options.get("level").and_then(|v| v.value.as_i64());
-        let compression = match o.format.as_str() {
-            "tar.zst" => kiln_tar::Compression::Zstd {
-                level: level.map_or(3, |l| i32::try_from(l).unwrap_or(3)),
-            },
-            "tar.xz" => kiln_tar::Compression::Xz {
-                level: level.map_or(6, |l| u32::try_from(l).unwrap_or(6)),
-            },
-            "tar.gz" => kiln_tar::Compression::Gzip {
-                level: level.map_or(6, |l| u32::try_from(l).unwrap_or(6)),
-            },
-            _ => kiln_tar::Compression::None,
-        };
+        let compression = args::tar_compression(&o.format, level);
         self.log.reset_tail();
         self.log.reporter().step(&o.file);
         self.log.note(&format!("writing {} (kiln's tar writer)", o.file));

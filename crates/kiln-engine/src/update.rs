@@ -94,18 +94,6 @@ fn err(stage: &str, message: impl Into<String>) -> BuildError {
     BuildError::new(stage, message)
 }
 
-/// A mount made by the `mount` command; unmounted (lazily if busy) on drop.
-struct Mounted(PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let ok = Command::new("umount").arg(&self.0).status().is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-}
-
 /// Compressor and block size of a squashfs image (`unsquashfs -s`).
 pub fn squashfs_options(text: &str) -> BTreeMap<String, serde_json::Value> {
     let mut o = BTreeMap::new();
@@ -221,7 +209,8 @@ fn run(
     log.reporter().stage("prepare");
     let root = work.join("root");
     fs::create_dir_all(&root).map_err(io("prepare", "cannot create the root".into()))?;
-    let mut mounts: Vec<Mounted> = Vec::new();
+    // Dropped in reverse order: the overlay, then the loop mount below it.
+    let mut loop_mount = None;
     let mut overlay = None;
     if req.source.format.is_tar() {
         log.note(&format!(
@@ -260,7 +249,7 @@ fn run(
                 ),
             ));
         }
-        mounts.push(Mounted(lower.clone()));
+        loop_mount = Some(kiln_store::overlay::Mount::adopt(&lower));
         overlay = Some(
             kiln_store::overlay::mount_layers(&[lower], Some((&upper, &ovl)), &root)
                 .map_err(|e| err("prepare", e.to_string()))?,
@@ -357,12 +346,7 @@ fn run(
             return Err(e);
         }
     } else {
-        let compression = match format {
-            "tar.zst" => kiln_tar::Compression::Zstd { level: 3 },
-            "tar.xz" => kiln_tar::Compression::Xz { level: 6 },
-            "tar.gz" => kiln_tar::Compression::Gzip { level: 6 },
-            _ => kiln_tar::Compression::None,
-        };
+        let compression = args::tar_compression(format, None);
         let opts = kiln_tar::Options {
             mtime_clamp: req.source_date_epoch,
             compression,
@@ -373,7 +357,7 @@ fn run(
             .map_err(|e| err("compress", format!("cannot write {file}: {e}")))?;
     }
     drop(overlay);
-    drop(mounts);
+    drop(loop_mount);
     let t = start.elapsed().as_secs_f64();
     timings.insert("compress", t);
     log.reporter().stage_done("compress", "done", t);

@@ -11,14 +11,13 @@
 //! renamed into place; a record is written the same way.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::{Cache, Result, StoreError, ctx, now, unique};
+use crate::{Cache, Result, StoreError, ctx, now, sha256_copy, unique};
 
 /// A source image's format, from its first bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,31 +135,6 @@ pub struct Catalog {
     dir: PathBuf,
 }
 
-/// Copies `from` into `to` (created) or only reads it (`None`), returning
-/// the sha256 and length of what was read.
-fn sha_copy(mut from: impl Read, to: Option<&Path>) -> io::Result<(String, u64)> {
-    let mut out = to.map(File::create).transpose()?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = from.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        if let Some(o) = &mut out {
-            o.write_all(&buf[..n])?;
-        }
-        total += n as u64;
-    }
-    if let Some(o) = out {
-        o.sync_all()?;
-    }
-    let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((hex, total))
-}
-
 impl Catalog {
     pub fn open(cache: &Cache) -> Result<Catalog> {
         let dir = cache.dir().join("images");
@@ -212,7 +186,7 @@ impl Catalog {
             };
             kiln_tar::write_tree_to_file(path, &tmp, &opts)
                 .map_err(|e| ctx(format!("cannot archive {}", path.display()))(io::Error::other(e)))?;
-            let (sha, size) = sha_copy(File::open(&tmp).map_err(ctx("cannot read the archive"))?, None)
+            let (sha, size) = sha256_copy(File::open(&tmp).map_err(ctx("cannot read the archive"))?, None)
                 .map_err(ctx("cannot hash the archive"))?;
             (sha, size, Format::Tar)
         } else {
@@ -236,7 +210,7 @@ impl Catalog {
                 source: io::Error::from(io::ErrorKind::InvalidData),
             })?;
             let f = File::open(path).map_err(ctx(format!("cannot read {}", path.display())))?;
-            let (sha, size) = sha_copy(f, Some(&tmp)).map_err(ctx(format!("cannot copy {}", path.display())))?;
+            let (sha, size) = sha256_copy(f, Some(&tmp)).map_err(ctx(format!("cannot copy {}", path.display())))?;
             (sha, size, format)
         };
         let blob = self.dir.join("blobs").join(&sha256);

@@ -343,34 +343,38 @@ impl Cache {
         fs::rename(&tmp_json, pending.dir.join("entry.json")).map_err(ctx("cannot write an index record"))?;
         let _ = File::create(pending.dir.join("used"));
         let target = self.entry_dir(&pending.key);
-        match fs::rename(&pending.dir, &target) {
-            Ok(()) => {
-                // Ours now: keep it shared-locked while this build uses it.
-                let mut pending = pending;
-                pending.kept = true;
-                let lock = pending.lock.try_clone().map_err(ctx("cannot keep the entry's lock"))?;
-                lock.lock_shared().map_err(ctx("cannot lock the entry"))?;
-                Ok(Entry {
-                    meta,
-                    dir: target,
-                    _lock: lock,
-                })
-            }
-            Err(_) if target.exists() => {
-                // Published concurrently by another build: use theirs.
-                match self.lookup(&meta.key, true)? {
-                    Lookup::Hit(e) => Ok(*e),
-                    // Theirs is broken and in use: keep ours private.
+        let mut retried = false;
+        loop {
+            match fs::rename(&pending.dir, &target) {
+                Ok(()) => {
+                    // Ours now: keep it shared-locked while this build uses it.
+                    let mut pending = pending;
+                    pending.kept = true;
+                    let lock = pending.lock.try_clone().map_err(ctx("cannot keep the entry's lock"))?;
+                    lock.lock_shared().map_err(ctx("cannot lock the entry"))?;
+                    return Ok(Entry {
+                        meta,
+                        dir: target,
+                        _lock: lock,
+                    });
+                }
+                Err(_) if target.exists() => match self.lookup(&meta.key, true)? {
+                    // Published concurrently by another build: use theirs.
+                    Lookup::Hit(e) => return Ok(*e),
+                    // A damaged entry, discarded now, or one pruned meanwhile:
+                    // publish ours in its place.
+                    _ if !retried && !target.exists() => retried = true,
+                    // Theirs is damaged and in use: keep ours private.
                     _ => {
                         let mut pending = pending;
                         pending.kept = true;
                         let dir = pending.dir.clone();
                         let lock = pending.lock.try_clone().map_err(ctx("cannot keep the entry's lock"))?;
-                        Ok(Entry { meta, dir, _lock: lock })
+                        return Ok(Entry { meta, dir, _lock: lock });
                     }
-                }
+                },
+                Err(e) => return Err(ctx(format!("cannot publish {}", target.display()))(e)),
             }
-            Err(e) => Err(ctx(format!("cannot publish {}", target.display()))(e)),
         }
     }
 
@@ -449,6 +453,32 @@ impl Cache {
             }
         }
     }
+}
+
+/// Streams `from` into `to` (created and synced) or only reads it
+/// (`None`), returning the sha256 (hex) and length of what was read.
+pub fn sha256_copy(mut from: impl io::Read, to: Option<&Path>) -> io::Result<(String, u64)> {
+    use sha2::{Digest, Sha256};
+    use std::io::Write as _;
+    let mut out = to.map(File::create).transpose()?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = from.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        if let Some(o) = &mut out {
+            o.write_all(&buf[..n])?;
+        }
+        total += n as u64;
+    }
+    if let Some(o) = out {
+        o.sync_all()?;
+    }
+    Ok((h.finalize().iter().map(|b| format!("{b:02x}")).collect(), total))
 }
 
 /// Parses a size such as `20G`, `512M`, `1.5T` or a number of bytes.
@@ -533,6 +563,18 @@ mod tests {
         drop((ea, eb));
         // Nothing left in tmp/.
         assert_eq!(fs::read_dir(cache.dir().join("tmp")).expect("tmp").count(), 0);
+    }
+
+    #[test]
+    fn a_publish_over_a_damaged_entry_replaces_it() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::open(d.path()).expect("open");
+        drop(put(&cache, "k", "good"));
+        fs::write(cache.entry_dir("k").join("layer/f"), "bad!").expect("damage");
+        let e = put(&cache, "k", "good");
+        assert_eq!(e.layer(), cache.entry_dir("k").join("layer"), "published, not private");
+        drop(e);
+        assert!(matches!(cache.lookup("k", true).expect("lookup"), Lookup::Hit(_)));
     }
 
     #[test]

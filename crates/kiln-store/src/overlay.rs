@@ -35,6 +35,15 @@ pub struct Mount {
 }
 
 impl Mount {
+    /// Takes charge of a mount made elsewhere (e.g. by `mount -o loop`), so
+    /// it is undone like the others.
+    pub fn adopt(target: &Path) -> Mount {
+        Mount {
+            target: target.to_path_buf(),
+            mounted: true,
+        }
+    }
+
     pub fn target(&self) -> &Path {
         &self.target
     }
