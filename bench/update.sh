@@ -64,6 +64,13 @@ for ((i = 1; i <= rounds; i++)); do
     printf 'round %d: baseline %.1fs, kiln %.1fs\n' "$i" "${tb[-1]}" "${tk[-1]}"
 done
 
+# Both methods give the same file list.
+if diff <(unsquashfs -l "$tmp/hand.squashfs" | sed 1,3d) <(unsquashfs -l "$tmp/out/bench-os-1.0.1.squashfs" | sed 1,3d) >/dev/null; then
+    echo "same paths in both targets: yes"
+else
+    echo "same paths in both targets: NO" >&2
+fi
+
 python3 - "${tb[*]}" "${tk[*]}" "$rounds" "$("$kiln" --version)" "$comp" "$block" <<'PY'
 import statistics, sys
 b = [float(x) for x in sys.argv[1].split()]

@@ -15,7 +15,7 @@ pub struct Cmd {
 }
 
 impl Cmd {
-    fn new(program: &'static str) -> Self {
+    pub fn new(program: &'static str) -> Self {
         Cmd {
             program,
             args: Vec::new(),
@@ -23,7 +23,7 @@ impl Cmd {
         }
     }
 
-    fn arg(mut self, a: impl Into<OsString>) -> Self {
+    pub fn arg(mut self, a: impl Into<OsString>) -> Self {
         self.args.push(a.into());
         self
     }

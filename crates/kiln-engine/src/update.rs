@@ -79,6 +79,13 @@ pub struct Target {
     pub options: BTreeMap<String, serde_json::Value>,
     pub size: u64,
     pub sha256: String,
+    /// How a squashfs target was written from a squashfs source:
+    /// `rewrite` (the source's compressed blocks reused) or `mksquashfs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<&'static str>,
+    /// Compressed bytes taken over from the source as they were stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reused_bytes: Option<u64>,
 }
 
 /// A finished update.
@@ -250,6 +257,15 @@ fn run(
             ));
         }
         loop_mount = Some(kiln_store::overlay::Mount::adopt(&lower));
+        // overlayfs shows the upper directory's owner and mode for the root:
+        // make them the source's.
+        {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            let md = fs::metadata(&lower).map_err(io("prepare", "cannot stat the source's root".into()))?;
+            std::os::unix::fs::chown(&upper, Some(md.uid()), Some(md.gid()))
+                .and_then(|()| fs::set_permissions(&upper, fs::Permissions::from_mode(md.mode() & 0o7777)))
+                .map_err(io("prepare", "cannot set the root's owner and mode".into()))?;
+        }
         overlay = Some(
             kiln_store::overlay::mount_layers(&[lower], Some((&upper, &ovl)), &root)
                 .map_err(|e| err("prepare", e.to_string()))?,
@@ -326,26 +342,32 @@ fn run(
     }
     let o = output(format, file, &options);
     let uuid = args::uuid_for(&req.name);
-    let cmd = match format {
+    let mut method = None;
+    let mut reused_bytes = None;
+    let mut cmd = match format {
         "squashfs" => Some(args::mksquashfs(&o, &root, &dest, req.source_date_epoch, req.jobs)),
         "erofs" => Some(args::mkfs_erofs(&o, &root, &dest, req.source_date_epoch, &uuid)),
         _ => None,
     };
+    if format == "squashfs" && req.source.format == Format::Squashfs {
+        match rewrite(req, log, work, &dest) {
+            Ok(stats) => {
+                log.note(&format!(
+                    "rewrote the source: {} compressed bytes reused, {} new",
+                    stats.reused_bytes, stats.new_bytes
+                ));
+                (method, reused_bytes, cmd) = (Some("rewrite"), Some(stats.reused_bytes), None);
+            }
+            Err(Rewrite::Unsupported(why)) => {
+                log.note(&format!("{why}; compressing the whole tree with mksquashfs"));
+                method = Some("mksquashfs");
+            }
+            Err(Rewrite::Failed(e)) => return Err(e),
+        }
+    }
     if let Some(cmd) = cmd {
-        log.note(&format!("$ {}", cmd.display()));
-        let mut c = Command::new(cmd.program);
-        c.args(&cmd.args).env_remove("SOURCE_DATE_EPOCH");
-        for (k, v) in &cmd.env {
-            c.env(k, v);
-        }
-        let ended = run_logged(c, log, None).map_err(io("compress", format!("cannot run {}", cmd.program)))?;
-        if !ended.success() {
-            let mut e = err("compress", format!("`{}` {}", cmd.program, ended.describe()));
-            e.command = Some(cmd.display());
-            e.log_tail = log.tail();
-            return Err(e);
-        }
-    } else {
+        run_tool(&cmd, log)?;
+    } else if method.is_none() {
         let compression = args::tar_compression(format, None);
         let opts = kiln_tar::Options {
             mtime_clamp: req.source_date_epoch,
@@ -381,6 +403,8 @@ fn run(
             options,
             size,
             sha256: sha256.clone(),
+            method,
+            reused_bytes,
         },
         timings,
     };
@@ -400,6 +424,80 @@ fn run(
     }
     log.note("update complete");
     Ok((manifest, req.outdir.join(manifest_name)))
+}
+
+/// Runs one compressor command of the compress stage, logged.
+fn run_tool(cmd: &args::Cmd, log: &BuildLog) -> Result<(), BuildError> {
+    log.note(&format!("$ {}", cmd.display()));
+    let mut c = Command::new(cmd.program);
+    c.args(&cmd.args).env_remove("SOURCE_DATE_EPOCH");
+    for (k, v) in &cmd.env {
+        c.env(k, v);
+    }
+    let ended = run_logged(c, log, None).map_err(|e| {
+        let mut b = err("compress", format!("cannot run {}: {e}", cmd.program));
+        b.log_tail = log.tail();
+        b
+    })?;
+    if !ended.success() {
+        let mut e = err("compress", format!("`{}` {}", cmd.program, ended.describe()));
+        e.command = Some(cmd.display());
+        e.log_tail = log.tail();
+        return Err(e);
+    }
+    Ok(())
+}
+
+enum Rewrite {
+    /// The source or the changes need a full mksquashfs (the reason).
+    Unsupported(String),
+    Failed(BuildError),
+}
+
+/// Writes the target from the source image and the overlay's upper layer,
+/// reusing the source's compressed blocks (see kiln-squashfs): mksquashfs
+/// compresses only the upper layer, with the source's settings.
+fn rewrite(req: &UpdateRequest, log: &BuildLog, work: &Path, dest: &Path) -> Result<kiln_squashfs::Stats, Rewrite> {
+    let settings = match kiln_squashfs::settings(&req.blob) {
+        Ok(s) => s,
+        Err(kiln_squashfs::Error::Unsupported(why)) => return Err(Rewrite::Unsupported(why)),
+        Err(e) => {
+            return Err(Rewrite::Failed(err(
+                "compress",
+                format!("{}: {e}", req.source.reference()),
+            )));
+        }
+    };
+    let changes = work.join("upper.squashfs");
+    let mut cmd = args::Cmd::new("mksquashfs")
+        .arg(work.join("upper").as_os_str())
+        .arg(changes.as_os_str())
+        .arg("-noappend")
+        .arg("-quiet")
+        .arg("-xattrs");
+    for a in &settings.mksquashfs_args {
+        cmd = cmd.arg(a);
+    }
+    if req.jobs > 0 {
+        cmd = cmd.arg("-processors").arg(req.jobs.to_string());
+    }
+    run_tool(&cmd, log).map_err(Rewrite::Failed)?;
+    let opts = kiln_squashfs::Options {
+        source_date_epoch: req.source_date_epoch,
+    };
+    let result = kiln_squashfs::overlay(&req.blob, &changes, dest, &opts);
+    let _ = fs::remove_file(&changes);
+    match result {
+        Ok(stats) => Ok(stats),
+        Err(kiln_squashfs::Error::Unsupported(why)) => {
+            let _ = fs::remove_file(dest);
+            Err(Rewrite::Unsupported(why))
+        }
+        Err(e) => Err(Rewrite::Failed(err(
+            "compress",
+            format!("rewriting {}: {e}", req.source.reference()),
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -111,7 +111,14 @@ pub fn mount_layers(lowers: &[PathBuf], upper: Option<(&Path, &Path)>, target: &
     }
     let mut options = format!("lowerdir={}", lower.join(":"));
     if let Some((u, w)) = upper {
-        options += &format!(",upperdir={},workdir={}", check_path(u)?, check_path(w)?);
+        // Every change lands in the upper layer as a whole: no redirects to
+        // lower directories, no metadata-only copies. A layer then stands
+        // on its own, as a cache entry and as the input of a squashfs rewrite.
+        options += &format!(
+            ",upperdir={},workdir={},redirect_dir=off,metacopy=off",
+            check_path(u)?,
+            check_path(w)?
+        );
     }
     if options.len() > MAX_OPTIONS {
         return Err(io::Error::other(format!(
