@@ -14,9 +14,10 @@ step "host tools (kiln doctor --fix) and test tools"
 if [ "$(id -u)" = 0 ]; then
     ./target/debug/kiln doctor --fix --yes
     # What the tests use to inspect images: a static busybox for sandbox
-    # trees, xattr/capability tools, and the compressors' CLIs.
+    # trees, xattr/capability tools, and the compressors' CLIs; and the
+    # PostgreSQL server the hub's tests start on a loopback port.
     need=()
-    for p in busybox-static attr libcap2-bin zstd xz-utils gzip tar python3; do
+    for p in busybox-static attr libcap2-bin zstd xz-utils gzip tar python3 postgresql postgresql-client; do
         dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
     done
     if [ ${#need[@]} -gt 0 ]; then

@@ -15,6 +15,32 @@ use kiln_store::catalog::Catalog;
 
 use crate::cache::CacheDirArg;
 
+/// `--hub [URL]`: work on the hub's catalog instead of the local one
+/// (without a URL: KILN_HUB or client.toml).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ImageHubArg {
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "URL")]
+    hub: Option<String>,
+    /// API token for the hub (default: KILN_TOKEN, else client.toml).
+    #[arg(long, env = "KILN_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    token: Option<String>,
+}
+
+impl ImageHubArg {
+    fn opts(&self) -> Option<crate::hub::HubOpts> {
+        let hub = self.hub.as_ref()?;
+        let hub = if hub.is_empty() {
+            std::env::var("KILN_HUB").ok()
+        } else {
+            Some(hub.clone())
+        };
+        Some(crate::hub::HubOpts {
+            hub,
+            token: self.token.clone(),
+        })
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
     /// Register a source image: a squashfs, erofs, tar[.zst|.xz|.gz] file or a directory.
@@ -28,6 +54,8 @@ pub enum ImageCommand {
         force: bool,
         #[command(flatten)]
         dir: CacheDirArg,
+        #[command(flatten)]
+        hub: ImageHubArg,
     },
     /// List source images (of NAME), versions in order.
     Ls {
@@ -36,6 +64,8 @@ pub enum ImageCommand {
         json: bool,
         #[command(flatten)]
         dir: CacheDirArg,
+        #[command(flatten)]
+        hub: ImageHubArg,
     },
     /// Show one source image's record.
     Show {
@@ -50,7 +80,25 @@ pub enum ImageCommand {
         reference: String,
         #[command(flatten)]
         dir: CacheDirArg,
+        #[command(flatten)]
+        hub: ImageHubArg,
     },
+    /// Download NAME@VERSION from the hub (verified) into the local catalog.
+    Pull {
+        /// NAME@VERSION
+        reference: String,
+        #[command(flatten)]
+        dir: CacheDirArg,
+        #[command(flatten)]
+        hub: ImageHubArg,
+    },
+}
+
+fn split_ref(reference: &str) -> Result<(&str, &str)> {
+    reference
+        .split_once('@')
+        .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+        .with_context(|| format!("`{reference}`: expected NAME@VERSION"))
 }
 
 fn catalog(dir: &CacheDirArg) -> Result<Catalog> {
@@ -65,7 +113,11 @@ pub fn run_image(cmd: &ImageCommand) -> Result<ExitCode> {
             file,
             force,
             dir,
+            hub,
         } => {
+            if let Some(h) = hub.opts() {
+                return crate::hub::image_import(&h, name, version, file);
+            }
             let (img, new) = catalog(dir)?.import(name, version, file, *force)?;
             println!(
                 "{} {} ({}, {} bytes, sha256 {}){}",
@@ -81,7 +133,10 @@ pub fn run_image(cmd: &ImageCommand) -> Result<ExitCode> {
                 }
             );
         }
-        ImageCommand::Ls { name, json, dir } => {
+        ImageCommand::Ls { name, json, dir, hub } => {
+            if let Some(h) = hub.opts() {
+                return crate::hub::image_ls(&h, name.as_deref(), *json);
+            }
             let list = catalog(dir)?.list(name.as_deref())?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -106,9 +161,25 @@ pub fn run_image(cmd: &ImageCommand) -> Result<ExitCode> {
             let img = catalog(dir)?.get(reference)?;
             println!("{}", serde_json::to_string_pretty(&img)?);
         }
-        ImageCommand::Rm { reference, dir } => {
+        ImageCommand::Rm { reference, dir, hub } => {
+            if let Some(h) = hub.opts() {
+                let (n, v) = split_ref(reference)?;
+                return crate::hub::image_rm(&h, n, v);
+            }
             let img = catalog(dir)?.remove(reference)?;
             println!("removed {}", img.reference());
+        }
+        ImageCommand::Pull { reference, dir, hub } => {
+            let (n, v) = split_ref(reference)?;
+            let h = hub.opts().unwrap_or(crate::hub::HubOpts {
+                hub: std::env::var("KILN_HUB").ok(),
+                token: hub.token.clone(),
+            });
+            let tmp = tempfile::tempdir().context("cannot make a temporary directory")?;
+            let file = tmp.path().join("image");
+            let sha = crate::hub::image_download(&h, n, v, &file)?;
+            let (img, _) = catalog(dir)?.import(n, v, &file, true)?;
+            println!("pulled {} ({}, sha256 {sha})", img.reference(), img.format.ext());
         }
     }
     Ok(ExitCode::SUCCESS)

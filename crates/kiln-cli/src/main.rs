@@ -17,6 +17,7 @@ use kiln_core::{Repo, ResolveOptions};
 mod build;
 mod cache;
 mod doctor;
+mod hub;
 mod image;
 
 // Resolution allocates many small strings and maps; mimalloc is measurably
@@ -62,6 +63,44 @@ enum Command {
     Image(image::ImageCommand),
     /// Run an update script inside a source image and write the result as a named target image.
     Update(image::UpdateArgs),
+    /// Run the hub: the database of builds, tags, targets and users, with its REST API.
+    Serve(hub::ServeArgs),
+    /// Log in to a hub; the token is kept in ~/.config/kiln/client.toml.
+    Login(hub::LoginArgs),
+    /// Users, permissions and API tokens on the hub.
+    User {
+        #[command(flatten)]
+        hub: hub::HubOpts,
+        #[command(subcommand)]
+        cmd: hub::UserCommand,
+    },
+    /// Tags: create, edit, info, ls, rm, history, inherit, config, pkg.
+    Tag {
+        #[command(flatten)]
+        hub: hub::HubOpts,
+        #[command(subcommand)]
+        cmd: hub::TagCommand,
+    },
+    /// Tag builds into a tag (koji tag-build).
+    TagBuild(hub::TagBuildArgs),
+    /// Remove builds from a tag (koji untag-build).
+    UntagBuild(hub::TagBuildArgs),
+    /// Builds in a tag (koji list-tagged).
+    ListTagged(hub::ListTaggedArgs),
+    /// Builds on the hub: ls, info, import, download.
+    Builds {
+        #[command(flatten)]
+        hub: hub::HubOpts,
+        #[command(subcommand)]
+        cmd: hub::BuildsCommand,
+    },
+    /// Build targets with their macros: create, edit, show, apply, ls, rm, macros.
+    Target {
+        #[command(flatten)]
+        hub: hub::HubOpts,
+        #[command(subcommand)]
+        cmd: hub::TargetCommand,
+    },
 }
 
 /// Options shared by the commands that resolve profiles.
@@ -301,6 +340,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cache(c) => cache::run(c),
         Command::Image(c) => image::run_image(c),
         Command::Update(a) => image::run_update(a),
+        Command::Serve(a) => hub::serve(a),
+        Command::Login(a) => hub::login(a),
+        Command::User { hub: h, cmd } => hub::user(h, cmd),
+        Command::Tag { hub: h, cmd } => hub::tag(h, cmd),
+        Command::TagBuild(a) => hub::tag_build(a, false),
+        Command::UntagBuild(a) => hub::tag_build(a, true),
+        Command::ListTagged(a) => hub::list_tagged(a),
+        Command::Builds { hub: h, cmd } => hub::builds(h, cmd),
+        Command::Target { hub: h, cmd } => hub::target(h, cmd),
     }
 }
 
@@ -318,5 +366,14 @@ fn main() -> ExitCode {
             }
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_command_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -7,7 +7,24 @@ fn version_and_help() {
     assert_eq!(r.stdout, format!("kiln {}\n", env!("CARGO_PKG_VERSION")));
     let r = run(kiln().arg("--help"));
     assert_eq!(r.code, 0);
-    for cmd in ["build", "show", "check", "doctor", "cache", "image", "update"] {
+    for cmd in [
+        "build",
+        "show",
+        "check",
+        "doctor",
+        "cache",
+        "image",
+        "update",
+        "serve",
+        "login",
+        "user",
+        "tag",
+        "tag-build",
+        "untag-build",
+        "list-tagged",
+        "builds",
+        "target",
+    ] {
         assert!(r.stdout.contains(cmd), "--help lists {cmd}");
         let sub = run(kiln().args([cmd, "--help"]));
         assert_eq!(sub.code, 0, "{cmd} --help");
@@ -23,6 +40,12 @@ fn version_and_help() {
         ["image", "ls"],
         ["image", "show"],
         ["image", "rm"],
+        ["image", "pull"],
+        ["tag", "inherit"],
+        ["tag", "pkg"],
+        ["user", "token"],
+        ["builds", "import"],
+        ["target", "apply"],
     ] {
         let r = run(kiln().args(sub).arg("--help"));
         assert_eq!(r.code, 0, "{sub:?} --help: {}", r.stderr);

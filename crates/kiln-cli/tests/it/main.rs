@@ -8,5 +8,6 @@ mod cache;
 mod check;
 mod cli;
 mod doctor;
+mod hub;
 mod show;
 mod update;

@@ -12,7 +12,7 @@ use crate::support::{examples_copy, kiln, run, write};
 /// The source images: ve/minimal with an lz4 squashfs (256 KiB blocks) and a
 /// tar.gz, built once per test run (under a lock shared by the test
 /// processes) through the run's shared stage cache.
-fn sources() -> &'static (PathBuf, PathBuf) {
+pub(crate) fn sources() -> &'static (PathBuf, PathBuf) {
     static S: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     S.get_or_init(|| {
         let run_id = std::env::var("NEXTEST_RUN_ID").unwrap_or_else(|_| format!("pid-{}", std::process::id()));

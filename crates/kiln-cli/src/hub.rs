@@ -1,0 +1,1466 @@
+//! The hub's commands: `kiln serve`, and the client commands (SPEC §6.7)
+//! that talk to a hub over its REST API. Option names follow koji's where a
+//! command mirrors one.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use kiln_hub::client::{Client, Method};
+use kiln_hub::model::*;
+use serde_json::{Value, json};
+
+/// Where the hub is and who we are: `--hub`/`KILN_HUB`, `--token`/`KILN_TOKEN`,
+/// else `~/.config/kiln/client.toml`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct HubOpts {
+    /// The hub's URL (default: KILN_HUB, else `hub` in ~/.config/kiln/client.toml).
+    #[arg(long, global = true, env = "KILN_HUB", value_name = "URL")]
+    pub hub: Option<String>,
+    /// API token (default: KILN_TOKEN, else `token` in client.toml).
+    #[arg(
+        long,
+        global = true,
+        env = "KILN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct ClientConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hub: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+}
+
+fn config_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("kiln/client.toml"))
+}
+
+fn read_config() -> Result<ClientConfig> {
+    let Some(p) = config_path() else {
+        return Ok(ClientConfig::default());
+    };
+    match std::fs::read_to_string(&p) {
+        Ok(s) => toml::from_str(&s).with_context(|| format!("reading {}", p.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ClientConfig::default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+    }
+}
+
+impl HubOpts {
+    pub fn client(&self) -> Result<Client> {
+        let cfg = read_config()?;
+        let hub = self
+            .hub
+            .clone()
+            .or(cfg.hub)
+            .context("no hub given: pass --hub URL, set KILN_HUB, or run `kiln login --hub URL`")?;
+        let token = self.token.clone().or(cfg.token);
+        Ok(Client::new(&hub, token)?)
+    }
+}
+
+/// A listing command's `--json`.
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct JsonOpt {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut w: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < w.len() {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<width$}  ", width = w[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+fn ev(event: Option<i64>) -> Vec<(&'static str, String)> {
+    event.map(|e| ("event", e.to_string())).into_iter().collect()
+}
+
+fn define(d: &str) -> Result<(String, String)> {
+    let (k, v) = d
+        .split_once('=')
+        .filter(|(k, _)| kiln_core::macros::is_macro_name(k))
+        .with_context(|| format!("--define {d}: expected NAME=VALUE"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn extra(x: &str) -> Result<(String, Value)> {
+    let (k, v) = x
+        .split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .with_context(|| format!("-x {x}: expected KEY=VALUE"))?;
+    // koji parses extra values as Python literals; kiln takes JSON, else a string.
+    let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
+    Ok((k.to_string(), value))
+}
+
+// ---- kiln serve ------------------------------------------------------------
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Database: sqlite://PATH or postgres://USER@HOST/DB.
+    #[arg(
+        long,
+        env = "KILN_DB",
+        default_value = "sqlite://./kiln-data/hub.db",
+        value_name = "URL"
+    )]
+    db: String,
+    /// Blob store for artifacts and source images: file://PATH.
+    #[arg(
+        long,
+        env = "KILN_STORE",
+        default_value = "file://./kiln-data/store",
+        value_name = "URL"
+    )]
+    store: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8700", value_name = "ADDR")]
+    listen: String,
+    /// Require a token for reading too.
+    #[arg(long)]
+    no_anonymous_read: bool,
+}
+
+pub fn serve(a: &ServeArgs) -> Result<ExitCode> {
+    let opts = kiln_hub::ServeOptions {
+        db: a.db.clone(),
+        store: a.store.clone(),
+        listen: a.listen.clone(),
+        anonymous_read: !a.no_anonymous_read,
+    };
+    let db_shown = if a.db.starts_with("postgres") {
+        "postgres://…"
+    } else {
+        a.db.as_str()
+    };
+    kiln_hub::serve_blocking(&opts, |addr| {
+        eprintln!(
+            "kiln hub listening on http://{addr} (database {db_shown}, store {})",
+            opts.store
+        );
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---- login and users -------------------------------------------------------
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    hub: HubOpts,
+    /// User name.
+    #[arg(long, short = 'u')]
+    user: String,
+    /// Token lifetime in days (default: no expiry).
+    #[arg(long)]
+    expires_days: Option<i64>,
+}
+
+fn read_password() -> Result<String> {
+    let mut s = String::new();
+    std::io::stdin()
+        .read_line(&mut s)
+        .context("reading the password from stdin")?;
+    let s = s.trim_end_matches(['\n', '\r']).to_string();
+    if s.is_empty() {
+        bail!("no password on stdin");
+    }
+    Ok(s)
+}
+
+/// `kiln login`: exchanges a password (read from stdin) for a token and
+/// keeps hub and token in client.toml (mode 0600).
+pub fn login(a: &LoginArgs) -> Result<ExitCode> {
+    let client = HubOpts {
+        hub: a.hub.hub.clone(),
+        token: None,
+    }
+    .client()?;
+    eprintln!("password for {} (from stdin):", a.user);
+    let password = read_password()?;
+    let t: NewToken = client.call(
+        Method::Post,
+        &["login"],
+        &[],
+        Some(
+            &json!({"user": a.user, "password": password, "token_name": "kiln login", "expires_days": a.expires_days}),
+        ),
+    )?;
+    let path = config_path().context("no HOME to keep the token in")?;
+    let mut cfg = read_config()?;
+    cfg.hub = a.hub.hub.clone().or(cfg.hub);
+    cfg.token = Some(t.token);
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let text = toml::to_string(&cfg)?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        f.write_all(text.as_bytes())?;
+    }
+    println!("logged in as {}; token stored in {}", a.user, path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user. With --db, directly in the database (the bootstrap, before any admin exists); prints a new token once.
+    Create {
+        name: String,
+        /// Give the user the admin permission.
+        #[arg(long)]
+        admin: bool,
+        /// Give a permission; repeatable.
+        #[arg(long = "perm", value_name = "PERM")]
+        perms: Vec<String>,
+        /// Read a password for `kiln login` from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Work on this database directly instead of through a hub.
+        #[arg(long, value_name = "URL")]
+        db: Option<String>,
+    },
+    /// Grant a permission.
+    Grant { name: String, perm: String },
+    /// Revoke a permission.
+    Revoke { name: String, perm: String },
+    /// List users.
+    Ls(JsonOpt),
+    /// Create an API token for a user (yourself unless admin), shown once; or list or revoke tokens.
+    Token {
+        name: String,
+        /// A label for the token.
+        #[arg(long = "name", value_name = "LABEL")]
+        label: Option<String>,
+        /// Lifetime in days.
+        #[arg(long)]
+        expires_days: Option<i64>,
+        /// List the user's tokens instead.
+        #[arg(long, conflicts_with_all = ["revoke", "label", "expires_days"])]
+        list: bool,
+        /// Revoke the token with this id instead.
+        #[arg(long, value_name = "ID")]
+        revoke: Option<i64>,
+        #[command(flatten)]
+        json: JsonOpt,
+    },
+}
+
+pub fn user(hub: &HubOpts, cmd: &UserCommand) -> Result<ExitCode> {
+    match cmd {
+        UserCommand::Create {
+            name,
+            admin,
+            perms,
+            password_stdin,
+            db,
+        } => {
+            let mut perms = perms.clone();
+            if *admin {
+                perms.push("admin".into());
+            }
+            let password = if *password_stdin { Some(read_password()?) } else { None };
+            if let Some(db) = db {
+                let token = kiln_hub::bootstrap_user_blocking(db, name, password.as_deref(), &perms)?;
+                eprintln!("created user {name}; its API token (shown once):");
+                println!("{token}");
+            } else {
+                let c = hub.client()?;
+                let _: Value = c.call(
+                    Method::Post,
+                    &["users"],
+                    &[],
+                    Some(&json!({"name": name, "password": password, "perms": perms})),
+                )?;
+                println!("created user {name}");
+            }
+        }
+        UserCommand::Grant { name, perm } => {
+            let _: Value = hub.client()?.call(
+                Method::Post,
+                &["users", name, "perms"],
+                &[],
+                Some(&json!({"perm": perm})),
+            )?;
+            println!("granted {perm} to {name}");
+        }
+        UserCommand::Revoke { name, perm } => {
+            let _: Value = hub
+                .client()?
+                .call::<(), _>(Method::Delete, &["users", name, "perms", perm], &[], None)?;
+            println!("revoked {perm} from {name}");
+        }
+        UserCommand::Ls(j) => {
+            let users: Vec<User> = hub.client()?.get(&["users"], &[])?;
+            if j.json {
+                print_json(&users)?;
+            } else {
+                table(
+                    &["USER", "KIND", "PERMISSIONS"],
+                    users
+                        .into_iter()
+                        .map(|u| vec![u.name, u.kind, u.perms.join(",")])
+                        .collect(),
+                );
+            }
+        }
+        UserCommand::Token {
+            name,
+            label,
+            expires_days,
+            list,
+            revoke,
+            json,
+        } => {
+            let c = hub.client()?;
+            if *list {
+                let t: Vec<TokenInfo> = c.get(&["users", name, "tokens"], &[])?;
+                if json.json {
+                    print_json(&t)?;
+                } else {
+                    table(
+                        &["ID", "NAME", "CREATED", "EXPIRES", "REVOKED"],
+                        t.into_iter()
+                            .map(|t| {
+                                vec![
+                                    t.id.to_string(),
+                                    t.name,
+                                    t.created.to_string(),
+                                    t.expires.map_or("-".into(), |e| e.to_string()),
+                                    t.revoked.map_or("-".into(), |e| e.to_string()),
+                                ]
+                            })
+                            .collect(),
+                    );
+                }
+            } else if let Some(id) = revoke {
+                let _: Value = c.call::<(), _>(Method::Delete, &["tokens", &id.to_string()], &[], None)?;
+                println!("revoked token {id}");
+            } else {
+                let t: NewToken = c.call(
+                    Method::Post,
+                    &["users", name, "tokens"],
+                    &[],
+                    Some(&json!({"name": label, "expires_days": expires_days})),
+                )?;
+                eprintln!("token {} for {name} (shown once):", t.id);
+                println!("{}", t.token);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---- tags ------------------------------------------------------------------
+
+#[derive(Subcommand, Debug)]
+pub enum TagCommand {
+    /// Create a tag.
+    Create {
+        name: String,
+        /// A parent tag (linked at priority 0).
+        #[arg(long)]
+        parent: Option<String>,
+        /// Architectures, space- or comma-separated.
+        #[arg(long)]
+        arches: Option<String>,
+        /// Permission required to change the tag's content.
+        #[arg(long)]
+        perm: Option<String>,
+        /// Create it locked.
+        #[arg(long)]
+        locked: bool,
+        /// Extra: KEY=VALUE (JSON value, else string); repeatable.
+        #[arg(short = 'x', long = "extra", value_name = "KEY=VALUE")]
+        extra: Vec<String>,
+    },
+    /// Edit a tag.
+    Edit {
+        name: String,
+        #[arg(long)]
+        rename: Option<String>,
+        #[arg(long)]
+        arches: Option<String>,
+        #[arg(long, conflicts_with = "unlock")]
+        lock: bool,
+        #[arg(long)]
+        unlock: bool,
+        /// Permission required to change the tag's content.
+        #[arg(long, conflicts_with = "no_perm")]
+        perm: Option<String>,
+        /// Remove the tag's permission requirement.
+        #[arg(long)]
+        no_perm: bool,
+        #[arg(short = 'x', long = "extra", value_name = "KEY=VALUE")]
+        extra: Vec<String>,
+        #[arg(short = 'r', long = "remove-extra", value_name = "KEY")]
+        remove_extra: Vec<String>,
+        /// Block a key so it is not inherited.
+        #[arg(short = 'b', long = "block-extra", value_name = "KEY")]
+        block_extra: Vec<String>,
+    },
+    /// A tag's configuration and extra.
+    Info {
+        name: String,
+        #[arg(long)]
+        event: Option<i64>,
+        #[command(flatten)]
+        json: JsonOpt,
+    },
+    /// List tags.
+    Ls {
+        #[arg(long)]
+        event: Option<i64>,
+        #[command(flatten)]
+        json: JsonOpt,
+    },
+    /// Delete a tag.
+    Rm { name: String },
+    /// Every change to a tag: who, when, what.
+    History {
+        name: String,
+        #[command(flatten)]
+        json: JsonOpt,
+    },
+    /// Inheritance links.
+    #[command(subcommand)]
+    Inherit(InheritCommand),
+    /// The build config: arches and extra through the inheritance, with where each came from.
+    Config {
+        name: String,
+        #[arg(long)]
+        event: Option<i64>,
+        #[command(flatten)]
+        json: JsonOpt,
+    },
+    /// Package lists.
+    #[command(subcommand)]
+    Pkg(PkgCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InheritCommand {
+    /// Add a parent (koji add-tag-inheritance).
+    Add {
+        child: String,
+        parent: String,
+        #[arg(long, default_value_t = 0)]
+        priority: i64,
+        #[arg(long)]
+        maxdepth: Option<i64>,
+        #[arg(long)]
+        intransitive: bool,
+        #[arg(long)]
+        noconfig: bool,
+        #[arg(long = "pkg-filter", value_name = "REGEX")]
+        pkg_filter: Option<String>,
+    },
+    /// Edit a link (koji edit-tag-inheritance).
+    Edit {
+        child: String,
+        parent: String,
+        #[arg(long)]
+        priority: Option<i64>,
+        /// Maximum depth; `none` for unlimited.
+        #[arg(long)]
+        maxdepth: Option<String>,
+        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+        intransitive: Option<bool>,
+        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+        noconfig: Option<bool>,
+        #[arg(long = "pkg-filter", value_name = "REGEX")]
+        pkg_filter: Option<String>,
+    },
+    /// Remove a link.
+    Rm { child: String, parent: String },
+    /// List the parents; --full prints the whole walk with depths (koji list-tag-inheritance).
+    Ls {
+        tag: String,
+        #[arg(long)]
+        full: bool,
+        #[arg(long)]
+        reverse: bool,
+        #[arg(long)]
+        event: Option<i64>,
+        #[command(flatten)]
+        json: JsonOpt,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PkgCommand {
+    /// Add packages to a tag's list (koji add-pkg).
+    Add {
+        tag: String,
+        #[arg(required = true)]
+        packages: Vec<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        /// Change a locked tag (admins).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Block packages on a tag (koji block-pkg).
+    Block {
+        tag: String,
+        #[arg(required = true)]
+        packages: Vec<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove packages from a tag's own list (koji remove-pkg).
+    Rm {
+        tag: String,
+        #[arg(required = true)]
+        packages: Vec<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// List a tag's packages (koji list-pkgs).
+    Ls {
+        tag: String,
+        /// Include inherited entries.
+        #[arg(long)]
+        inherit: bool,
+        #[arg(long)]
+        event: Option<i64>,
+        #[command(flatten)]
+        json: JsonOpt,
+    },
+}
+
+fn link_rows(links: &[LinkOut]) -> Vec<Vec<String>> {
+    links
+        .iter()
+        .map(|l| {
+            let mut flags = String::new();
+            if l.intransitive {
+                flags.push('I');
+            }
+            if l.noconfig {
+                flags.push('N');
+            }
+            vec![
+                l.priority.to_string(),
+                l.parent.clone(),
+                l.maxdepth.map_or("-".into(), |d| d.to_string()),
+                if flags.is_empty() { "-".into() } else { flags },
+                if l.pkg_filter.is_empty() {
+                    "-".into()
+                } else {
+                    l.pkg_filter.clone()
+                },
+            ]
+        })
+        .collect()
+}
+
+pub fn tag(hub: &HubOpts, cmd: &TagCommand) -> Result<ExitCode> {
+    let c = hub.client()?;
+    match cmd {
+        TagCommand::Create {
+            name,
+            parent,
+            arches,
+            perm,
+            locked,
+            extra: x,
+        } => {
+            let extra: BTreeMap<String, Value> = x.iter().map(|x| extra(x)).collect::<Result<_>>()?;
+            let t: TagInfo = c.call(
+                Method::Post,
+                &["tags"],
+                &[],
+                Some(&NewTag {
+                    name: name.clone(),
+                    arches: arches.clone(),
+                    perm: perm.clone(),
+                    locked: *locked,
+                    extra,
+                    parent: parent.clone(),
+                }),
+            )?;
+            println!("created tag {} (id {})", t.name, t.id);
+        }
+        TagCommand::Edit {
+            name,
+            rename,
+            arches,
+            lock,
+            unlock,
+            perm,
+            no_perm,
+            extra: x,
+            remove_extra,
+            block_extra,
+        } => {
+            let e = TagEdit {
+                rename: rename.clone(),
+                arches: arches.clone().map(Some),
+                perm: if *no_perm { Some(None) } else { perm.clone().map(Some) },
+                locked: if *lock {
+                    Some(true)
+                } else if *unlock {
+                    Some(false)
+                } else {
+                    None
+                },
+                extra: x.iter().map(|x| extra(x)).collect::<Result<_>>()?,
+                remove_extra: remove_extra.clone(),
+                block_extra: block_extra.clone(),
+            };
+            let t: TagInfo = c.call(Method::Patch, &["tags", name], &[], Some(&e))?;
+            println!("edited tag {}", t.name);
+        }
+        TagCommand::Info { name, event, json } => {
+            let t: TagInfo = c.get(&["tags", name], &ev(*event))?;
+            if json.json {
+                return print_json(&t).map(|()| ExitCode::SUCCESS);
+            }
+            println!("Tag: {} [{}]", t.name, t.id);
+            println!("Arches: {}", t.arches.as_deref().unwrap_or("-"));
+            println!("Locked: {}", if t.locked { "yes" } else { "no" });
+            println!("Required permission: {}", t.perm.as_deref().unwrap_or("-"));
+            if !t.extra.is_empty() {
+                println!("Tag options:");
+                for (k, v) in &t.extra {
+                    match (&v.value, v.blocked) {
+                        (_, true) => println!("  {k} : (blocked)"),
+                        (Some(v), false) => println!("  {k} : {v}"),
+                        (None, false) => println!("  {k}"),
+                    }
+                }
+            }
+        }
+        TagCommand::Ls { event, json } => {
+            let mut all = Vec::new();
+            let mut offset = 0;
+            loop {
+                let p: Page<TagInfo> = c.get(
+                    &["tags"],
+                    &[
+                        [("offset", offset.to_string()), ("limit", "1000".into())].as_slice(),
+                        &ev(*event),
+                    ]
+                    .concat(),
+                )?;
+                let n = p.items.len() as i64;
+                all.extend(p.items);
+                offset += n;
+                if n == 0 || offset >= p.total {
+                    break;
+                }
+            }
+            if json.json {
+                print_json(&all)?;
+            } else {
+                table(
+                    &["TAG", "ARCHES", "LOCKED", "PERM"],
+                    all.into_iter()
+                        .map(|t| {
+                            vec![
+                                t.name,
+                                t.arches.unwrap_or_else(|| "-".into()),
+                                if t.locked { "yes".into() } else { "no".into() },
+                                t.perm.unwrap_or_else(|| "-".into()),
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+        }
+        TagCommand::Rm { name } => {
+            let _: Value = c.call::<(), _>(Method::Delete, &["tags", name], &[], None)?;
+            println!("deleted tag {name}");
+        }
+        TagCommand::History { name, json } => {
+            let h: Vec<HistoryEntry> = c.get(&["tags", name, "history"], &[])?;
+            if json.json {
+                print_json(&h)?;
+            } else {
+                table(
+                    &["EVENT", "TIME", "USER", "CHANGE", "WHAT", "DETAIL"],
+                    h.into_iter()
+                        .map(|e| {
+                            vec![
+                                e.event.to_string(),
+                                e.time.to_string(),
+                                e.user.unwrap_or_else(|| "-".into()),
+                                e.change,
+                                e.table,
+                                e.detail.to_string(),
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+        }
+        TagCommand::Config { name, event, json } => {
+            let b: BuildConfigOut = c.get(&["tags", name, "config"], &ev(*event))?;
+            if json.json {
+                return print_json(&b).map(|()| ExitCode::SUCCESS);
+            }
+            match &b.arches {
+                Some(a) => println!("arches: {} (from {})", a.value.as_str().unwrap_or_default(), a.from),
+                None => println!("arches: -"),
+            }
+            for (k, v) in &b.extra {
+                println!("{k} = {} (from {})", v.value, v.from);
+            }
+        }
+        TagCommand::Inherit(i) => return inherit(&c, i),
+        TagCommand::Pkg(p) => return pkg(&c, p),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inherit(c: &Client, cmd: &InheritCommand) -> Result<ExitCode> {
+    match cmd {
+        InheritCommand::Add {
+            child,
+            parent,
+            priority,
+            maxdepth,
+            intransitive,
+            noconfig,
+            pkg_filter,
+        } => {
+            let l = LinkIn {
+                parent: parent.clone(),
+                priority: *priority,
+                maxdepth: *maxdepth,
+                intransitive: *intransitive,
+                noconfig: *noconfig,
+                pkg_filter: pkg_filter.clone().unwrap_or_default(),
+            };
+            let _: Vec<LinkOut> = c.call(Method::Post, &["tags", child, "inheritance"], &[], Some(&l))?;
+            println!("{child} now inherits from {parent} (priority {priority})");
+        }
+        InheritCommand::Edit {
+            child,
+            parent,
+            priority,
+            maxdepth,
+            intransitive,
+            noconfig,
+            pkg_filter,
+        } => {
+            let maxdepth = match maxdepth.as_deref() {
+                None => None,
+                Some("none") | Some("None") | Some("") => Some(None),
+                Some(d) => Some(Some(
+                    d.parse::<i64>()
+                        .with_context(|| format!("--maxdepth {d}: a number or none"))?,
+                )),
+            };
+            let e = LinkEdit {
+                priority: *priority,
+                maxdepth,
+                intransitive: *intransitive,
+                noconfig: *noconfig,
+                pkg_filter: pkg_filter.clone(),
+            };
+            let _: Vec<LinkOut> = c.call(Method::Patch, &["tags", child, "inheritance", parent], &[], Some(&e))?;
+            println!("edited {child} -> {parent}");
+        }
+        InheritCommand::Rm { child, parent } => {
+            let _: Vec<LinkOut> =
+                c.call::<(), _>(Method::Delete, &["tags", child, "inheritance", parent], &[], None)?;
+            println!("{child} no longer inherits from {parent}");
+        }
+        InheritCommand::Ls {
+            tag,
+            full,
+            reverse,
+            event,
+            json,
+        } => {
+            let mut q = ev(*event);
+            if *full {
+                q.push(("full", "true".into()));
+            }
+            if *reverse {
+                q.push(("reverse", "true".into()));
+            }
+            if *full {
+                let w: Vec<WalkOut> = c.get(&["tags", tag, "inheritance"], &q)?;
+                if json.json {
+                    return print_json(&w).map(|()| ExitCode::SUCCESS);
+                }
+                // koji list-tag-inheritance: the tag, then each entry indented by depth.
+                println!("{tag}");
+                for e in &w {
+                    let mut flags = String::new();
+                    flags.push(if e.link.maxdepth.is_some() { 'M' } else { '.' });
+                    flags.push(if e.link.noconfig { 'N' } else { '.' });
+                    flags.push(if e.link.intransitive { 'I' } else { '.' });
+                    flags.push(if e.filter.is_empty() { '.' } else { 'F' });
+                    println!("  {flags} {}{}", "   ".repeat((e.currdepth.max(1) - 1) as usize), e.tag);
+                    for f in &e.filter {
+                        println!("        {}filter: {f}", "   ".repeat((e.currdepth.max(1) - 1) as usize));
+                    }
+                }
+            } else {
+                let l: Vec<LinkOut> = c.get(&["tags", tag, "inheritance"], &q)?;
+                if json.json {
+                    return print_json(&l).map(|()| ExitCode::SUCCESS);
+                }
+                let rows = if *reverse {
+                    l.iter()
+                        .map(|l| {
+                            let mut r = link_rows(std::slice::from_ref(l)).remove(0);
+                            r[1] = l.child.clone();
+                            r
+                        })
+                        .collect()
+                } else {
+                    link_rows(&l)
+                };
+                table(
+                    &[
+                        "PRIORITY",
+                        if *reverse { "CHILD" } else { "PARENT" },
+                        "MAXDEPTH",
+                        "FLAGS",
+                        "PKG_FILTER",
+                    ],
+                    rows,
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pkg(c: &Client, cmd: &PkgCommand) -> Result<ExitCode> {
+    let force = |f: bool| -> Vec<(&str, String)> { if f { vec![("force", "true".into())] } else { Vec::new() } };
+    match cmd {
+        PkgCommand::Add {
+            tag,
+            packages,
+            owner,
+            force: f,
+        } => {
+            for p in packages {
+                let _: Value = c.call(
+                    Method::Post,
+                    &["tags", tag, "packages"],
+                    &force(*f),
+                    Some(&PackageIn {
+                        package: p.clone(),
+                        owner: owner.clone(),
+                        blocked: false,
+                    }),
+                )?;
+            }
+            println!("added {} to {tag}", packages.join(", "));
+        }
+        PkgCommand::Block {
+            tag,
+            packages,
+            force: f,
+        } => {
+            for p in packages {
+                let _: Value = c.call(
+                    Method::Post,
+                    &["tags", tag, "packages"],
+                    &force(*f),
+                    Some(&PackageIn {
+                        package: p.clone(),
+                        owner: None,
+                        blocked: true,
+                    }),
+                )?;
+            }
+            println!("blocked {} in {tag}", packages.join(", "));
+        }
+        PkgCommand::Rm {
+            tag,
+            packages,
+            force: f,
+        } => {
+            for p in packages {
+                let _: Value = c.call::<(), _>(Method::Delete, &["tags", tag, "packages", p], &force(*f), None)?;
+            }
+            println!("removed {} from {tag}", packages.join(", "));
+        }
+        PkgCommand::Ls {
+            tag,
+            inherit,
+            event,
+            json,
+        } => {
+            let mut q = ev(*event);
+            if *inherit {
+                q.push(("inherit", "true".into()));
+            }
+            let l: Vec<PackageOut> = c.get(&["tags", tag, "packages"], &q)?;
+            if json.json {
+                return print_json(&l).map(|()| ExitCode::SUCCESS);
+            }
+            table(
+                &["PACKAGE", "TAG", "OWNER", "BLOCKED"],
+                l.into_iter()
+                    .map(|p| {
+                        vec![
+                            p.package,
+                            p.tag,
+                            p.owner,
+                            if p.blocked { "[BLOCKED]".into() } else { String::new() },
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---- tagging ---------------------------------------------------------------
+
+#[derive(Args, Debug)]
+pub struct TagBuildArgs {
+    #[command(flatten)]
+    hub: HubOpts,
+    tag: String,
+    #[arg(required = true)]
+    nvrs: Vec<String>,
+    /// Re-tag a build already in the tag; change a locked tag (admins).
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn tag_build(a: &TagBuildArgs, untag: bool) -> Result<ExitCode> {
+    let c = a.hub.client()?;
+    for nvr in &a.nvrs {
+        if untag {
+            let q: Vec<(&str, String)> = if a.force {
+                vec![("force", "true".into())]
+            } else {
+                Vec::new()
+            };
+            let _: Value = c.call::<(), _>(Method::Delete, &["tags", &a.tag, "builds", nvr], &q, None)?;
+            println!("untagged {nvr} from {}", a.tag);
+        } else {
+            let _: Value = c.call(
+                Method::Post,
+                &["tags", &a.tag, "builds"],
+                &[],
+                Some(&TagBuildIn {
+                    nvr: nvr.clone(),
+                    force: a.force,
+                }),
+            )?;
+            println!("tagged {nvr} into {}", a.tag);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct ListTaggedArgs {
+    #[command(flatten)]
+    hub: HubOpts,
+    tag: String,
+    /// Only the latest build of each package.
+    #[arg(long)]
+    latest: bool,
+    /// Include builds inherited from parent tags.
+    #[arg(long)]
+    inherit: bool,
+    /// As of this event.
+    #[arg(long)]
+    event: Option<i64>,
+    #[command(flatten)]
+    json: JsonOpt,
+}
+
+pub fn list_tagged(a: &ListTaggedArgs) -> Result<ExitCode> {
+    let mut q = ev(a.event);
+    if a.latest {
+        q.push(("latest", "true".into()));
+    }
+    if a.inherit {
+        q.push(("inherit", "true".into()));
+    }
+    let l: Vec<TaggedOut> = a.hub.client()?.get(&["tags", &a.tag, "builds"], &q)?;
+    if a.json.json {
+        return print_json(&l).map(|()| ExitCode::SUCCESS);
+    }
+    table(
+        &["BUILD", "TAG", "BUILT BY"],
+        l.into_iter().map(|b| vec![b.nvr, b.tag, b.owner]).collect(),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---- builds ----------------------------------------------------------------
+
+#[derive(Subcommand, Debug)]
+pub enum BuildsCommand {
+    /// List builds.
+    Ls {
+        /// Only builds in this state (BUILDING, COMPLETE, FAILED, CANCELED, DELETED).
+        #[arg(long)]
+        state: Option<String>,
+        #[command(flatten)]
+        json: JsonOpt,
+    },
+    /// A build with its artifacts.
+    Info {
+        nvr: String,
+        #[command(flatten)]
+        json: JsonOpt,
+    },
+    /// Publish the output directory of a local `kiln build` or `kiln update` as a COMPLETE build.
+    Import {
+        outdir: PathBuf,
+        /// Name-version-release (default: the manifest's; for an update, the target's name parsed as N-V-R).
+        #[arg(long)]
+        nvr: Option<String>,
+    },
+    /// Download a build's artifacts, verified against their sha256.
+    Download {
+        nvr: String,
+        /// Directory to write to.
+        #[arg(short = 'o', long, default_value = ".")]
+        outdir: PathBuf,
+    },
+}
+
+fn split_nvr(nvr: &str) -> Option<(String, String, String)> {
+    let (nv, r) = nvr.rsplit_once('-')?;
+    let (n, v) = nv.rsplit_once('-')?;
+    (!n.is_empty() && !v.is_empty() && !r.is_empty()).then(|| (n.to_string(), v.to_string(), r.to_string()))
+}
+
+/// Reads an output directory: the manifest, and every file SHA256SUMS
+/// lists, each verified.
+fn read_outdir(dir: &Path, nvr: Option<&str>) -> Result<(NewBuild, Vec<PathBuf>)> {
+    let mut manifests = Vec::new();
+    let mut sums = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let p = e?.path();
+        let n = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if n.ends_with("manifest.json") {
+            manifests.push(p);
+        } else if n.ends_with("SHA256SUMS") {
+            sums.push(p);
+        }
+    }
+    let (Some(mpath), Some(spath)) = (manifests.first(), sums.first()) else {
+        bail!(
+            "{} has no manifest and SHA256SUMS: is it the output directory of kiln build or kiln update?",
+            dir.display()
+        );
+    };
+    if manifests.len() > 1 || sums.len() > 1 {
+        bail!(
+            "{} holds more than one result; import one output directory per build",
+            dir.display()
+        );
+    }
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(mpath)?)
+        .with_context(|| format!("reading {}", mpath.display()))?;
+    let (name, version, release) = match nvr {
+        Some(n) => split_nvr(n).with_context(|| format!("--nvr {n}: expected NAME-VERSION-RELEASE"))?,
+        None if manifest["kind"] == "update" => {
+            let file = manifest["target"]["file"].as_str().unwrap_or_default();
+            let stem = file.split('.').next().unwrap_or_default();
+            split_nvr(stem)
+                .with_context(|| format!("the update's target `{stem}` is not NAME-VERSION-RELEASE; pass --nvr"))?
+        }
+        None => (
+            manifest["name"]
+                .as_str()
+                .context("the manifest has no name")?
+                .to_string(),
+            manifest["version"]
+                .as_str()
+                .context("the manifest has no version")?
+                .to_string(),
+            manifest["release"]
+                .as_str()
+                .context("the manifest has no release")?
+                .to_string(),
+        ),
+    };
+    let mut artifacts = Vec::new();
+    let mut files = Vec::new();
+    for line in std::fs::read_to_string(spath)?.lines().filter(|l| !l.trim().is_empty()) {
+        let (sum, file) = line
+            .split_once("  ")
+            .with_context(|| format!("{}: bad line `{line}`", spath.display()))?;
+        let path = dir.join(file);
+        let got = kiln_hub::client::sha256_file(&path).with_context(|| format!("reading {}", path.display()))?;
+        if got != sum {
+            bail!("{file} does not match SHA256SUMS (sha256 {got}, listed {sum}); nothing was imported");
+        }
+        let size = std::fs::metadata(&path)?.len() as i64;
+        let format = if file.ends_with("manifest.json") {
+            "manifest".to_string()
+        } else {
+            file.split_once('.').map_or("file".into(), |(_, ext)| {
+                ext.rsplit('.').next().unwrap_or(ext).to_string()
+            })
+        };
+        artifacts.push(NewArtifact {
+            file: file.to_string(),
+            format,
+            size,
+            sha256: sum.to_string(),
+        });
+        files.push(path);
+    }
+    Ok((
+        NewBuild {
+            name,
+            version,
+            release,
+            manifest: Some(manifest),
+            extra: None,
+            artifacts,
+        },
+        files,
+    ))
+}
+
+pub fn builds(hub: &HubOpts, cmd: &BuildsCommand) -> Result<ExitCode> {
+    let c = hub.client()?;
+    match cmd {
+        BuildsCommand::Ls { state, json } => {
+            let mut all = Vec::new();
+            let mut offset = 0;
+            loop {
+                let mut q = vec![("offset", offset.to_string()), ("limit", "1000".into())];
+                if let Some(s) = state {
+                    q.push(("state", s.clone()));
+                }
+                let p: Page<Build> = c.get(&["builds"], &q)?;
+                let n = p.items.len() as i64;
+                all.extend(p.items);
+                offset += n;
+                if n == 0 || offset >= p.total {
+                    break;
+                }
+            }
+            if json.json {
+                print_json(&all)?;
+            } else {
+                table(
+                    &["BUILD", "STATE", "OWNER"],
+                    all.into_iter().map(|b| vec![b.nvr, b.state, b.owner]).collect(),
+                );
+            }
+        }
+        BuildsCommand::Info { nvr, json } => {
+            let b: Build = c.get(&["builds", nvr], &[])?;
+            if json.json {
+                return print_json(&b).map(|()| ExitCode::SUCCESS);
+            }
+            println!("BUILD: {} [{}]", b.nvr, b.id);
+            println!("State: {}", b.state);
+            println!("Built by: {}", b.owner);
+            for a in &b.artifacts {
+                println!(
+                    "  {}  {} bytes  sha256 {}{}",
+                    a.file,
+                    a.size,
+                    a.sha256,
+                    if a.stored { "" } else { "  (not uploaded)" }
+                );
+            }
+        }
+        BuildsCommand::Import { outdir, nvr } => {
+            let (nb, files) = read_outdir(outdir, nvr.as_deref())?;
+            let b: Build = c.call(Method::Post, &["builds"], &[], Some(&nb))?;
+            let upload = || -> Result<()> {
+                for (a, path) in nb.artifacts.iter().zip(&files) {
+                    let _: Value = c.upload(&["builds", &b.nvr, "files", &a.file], path, &a.sha256)?;
+                    eprintln!("uploaded {} ({} bytes)", a.file, a.size);
+                }
+                Ok(())
+            };
+            if let Err(e) = upload() {
+                let _: Result<Value, _> = c.call(
+                    Method::Post,
+                    &["builds", &b.nvr, "state"],
+                    &[],
+                    Some(&json!({"state": "FAILED"})),
+                );
+                return Err(e.context(format!("importing {} failed; the build is marked FAILED", b.nvr)));
+            }
+            let b: Build = c.call(
+                Method::Post,
+                &["builds", &b.nvr, "state"],
+                &[],
+                Some(&json!({"state": "COMPLETE"})),
+            )?;
+            println!("imported {} ({} files, {})", b.nvr, b.artifacts.len(), b.state);
+        }
+        BuildsCommand::Download { nvr, outdir } => {
+            let b: Build = c.get(&["builds", nvr], &[])?;
+            std::fs::create_dir_all(outdir).with_context(|| format!("creating {}", outdir.display()))?;
+            for a in b.artifacts.iter().filter(|a| a.stored) {
+                let sha = c.download(&["builds", nvr, "files", &a.file], &outdir.join(&a.file))?;
+                if sha != a.sha256 {
+                    bail!("{} does not match the build's record", a.file);
+                }
+                println!("{}  {}", a.sha256, a.file);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---- targets ---------------------------------------------------------------
+
+#[derive(Subcommand, Debug)]
+pub enum TargetCommand {
+    /// Create a target (koji add-target) with persistent macros.
+    Create {
+        name: String,
+        build_tag: String,
+        dest_tag: String,
+        #[arg(short = 'D', long = "define", value_name = "NAME=VALUE")]
+        defines: Vec<String>,
+    },
+    /// Edit a target (koji edit-target).
+    Edit {
+        name: String,
+        #[arg(long)]
+        rename: Option<String>,
+        #[arg(long)]
+        build_tag: Option<String>,
+        #[arg(long)]
+        dest_tag: Option<String>,
+        #[arg(short = 'D', long = "define", value_name = "NAME=VALUE")]
+        defines: Vec<String>,
+        #[arg(long = "undefine", value_name = "NAME")]
+        undefines: Vec<String>,
+    },
+    /// Show a target; --json output restores with `kiln target apply`.
+    Show {
+        name: String,
+        #[command(flatten)]
+        json: JsonOpt,
+    },
+    /// Create or replace a target from `kiln target show --json` output.
+    Apply { file: PathBuf },
+    /// List targets.
+    Ls(JsonOpt),
+    /// Delete a target.
+    Rm { name: String },
+    /// The macro layers the target gives a build: its own, and its build tag's macro.* extra.
+    Macros {
+        name: String,
+        #[command(flatten)]
+        json: JsonOpt,
+    },
+}
+
+pub fn target(hub: &HubOpts, cmd: &TargetCommand) -> Result<ExitCode> {
+    let c = hub.client()?;
+    match cmd {
+        TargetCommand::Create {
+            name,
+            build_tag,
+            dest_tag,
+            defines,
+        } => {
+            let t = Target {
+                name: name.clone(),
+                build_tag: build_tag.clone(),
+                dest_tag: dest_tag.clone(),
+                macros: defines.iter().map(|d| define(d)).collect::<Result<_>>()?,
+            };
+            let _: Target = c.call(Method::Post, &["targets"], &[], Some(&t))?;
+            println!("created target {name}");
+        }
+        TargetCommand::Edit {
+            name,
+            rename,
+            build_tag,
+            dest_tag,
+            defines,
+            undefines,
+        } => {
+            let e = TargetEdit {
+                rename: rename.clone(),
+                build_tag: build_tag.clone(),
+                dest_tag: dest_tag.clone(),
+                define: defines.iter().map(|d| define(d)).collect::<Result<_>>()?,
+                undefine: undefines.clone(),
+            };
+            let t: Target = c.call(Method::Patch, &["targets", name], &[], Some(&e))?;
+            println!("edited target {}", t.name);
+        }
+        TargetCommand::Show { name, json } => {
+            let t: Target = c.get(&["targets", name], &[])?;
+            if json.json {
+                return print_json(&t).map(|()| ExitCode::SUCCESS);
+            }
+            println!("Name: {}", t.name);
+            println!("Build tag: {}", t.build_tag);
+            println!("Destination tag: {}", t.dest_tag);
+            for (k, v) in &t.macros {
+                println!("  %{k} {v}");
+            }
+        }
+        TargetCommand::Apply { file } => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            let t: Target = serde_json::from_str(&text).with_context(|| format!("{}: not a target", file.display()))?;
+            let _: Target = c.call(Method::Put, &["targets", &t.name], &[], Some(&t))?;
+            println!("applied target {}", t.name);
+        }
+        TargetCommand::Ls(j) => {
+            let l: Vec<Target> = c.get(&["targets"], &[])?;
+            if j.json {
+                print_json(&l)?;
+            } else {
+                table(
+                    &["NAME", "BUILD TAG", "DEST TAG", "MACROS"],
+                    l.into_iter()
+                        .map(|t| vec![t.name, t.build_tag, t.dest_tag, t.macros.len().to_string()])
+                        .collect(),
+                );
+            }
+        }
+        TargetCommand::Rm { name } => {
+            let _: Value = c.call::<(), _>(Method::Delete, &["targets", name], &[], None)?;
+            println!("deleted target {name}");
+        }
+        TargetCommand::Macros { name, json } => {
+            let m: MacroLayers = c.get(&["targets", name, "macros"], &[])?;
+            if json.json {
+                return print_json(&m).map(|()| ExitCode::SUCCESS);
+            }
+            println!("# layer 2: target {}", m.target);
+            for (k, v) in &m.target_macros {
+                println!("%{k} {v}");
+            }
+            println!("# layer 4: build tag {}", m.build_tag);
+            for (k, v) in &m.build_tag_macros {
+                println!("%{k} {}  # from {}", v.value.as_str().unwrap_or_default(), v.from);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---- source images on the hub ---------------------------------------------
+
+pub fn image_import(hub: &HubOpts, name: &str, version: &str, file: &Path) -> Result<ExitCode> {
+    let c = hub.client()?;
+    if file.is_dir() {
+        bail!(
+            "{}: upload an image file; import a directory into the local catalog first",
+            file.display()
+        );
+    }
+    let sha = kiln_hub::client::sha256_file(file).with_context(|| format!("reading {}", file.display()))?;
+    let i: Image = c.upload(&["images", name, version, "upload"], file, &sha)?;
+    println!(
+        "uploaded {name}@{version} ({}, {} bytes, sha256 {})",
+        i.format, i.size, i.sha256
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn image_ls(hub: &HubOpts, name: Option<&str>, json: bool) -> Result<ExitCode> {
+    let q: Vec<(&str, String)> = name.map(|n| ("name", n.to_string())).into_iter().collect();
+    let l: Vec<Image> = hub.client()?.get(&["images"], &q)?;
+    if json {
+        return print_json(&l).map(|()| ExitCode::SUCCESS);
+    }
+    table(
+        &["NAME", "VERSION", "FORMAT", "SIZE", "SHA256"],
+        l.into_iter()
+            .map(|i| vec![i.name, i.version, i.format, i.size.to_string(), i.sha256])
+            .collect(),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn image_rm(hub: &HubOpts, name: &str, version: &str) -> Result<ExitCode> {
+    let _: Value = hub
+        .client()?
+        .call::<(), _>(Method::Delete, &["images", name, version], &[], None)?;
+    println!("removed {name}@{version} from the hub");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn image_download(hub: &HubOpts, name: &str, version: &str, dest: &Path) -> Result<String> {
+    Ok(hub.client()?.download(&["images", name, version, "blob"], dest)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nvr_splits_on_the_last_two_dashes() {
+        assert_eq!(
+            split_nvr("cam-fw-2.3.11-1"),
+            Some(("cam-fw".into(), "2.3.11".into(), "1".into()))
+        );
+        assert_eq!(split_nvr("a-b"), None);
+        assert_eq!(split_nvr("-1-2"), None);
+    }
+
+    #[test]
+    fn extra_values_are_json_or_strings() {
+        assert_eq!(extra("a=1").expect("ok"), ("a".into(), json!(1)));
+        assert_eq!(extra("a=x y").expect("ok"), ("a".into(), json!("x y")));
+        assert!(extra("=x").is_err());
+    }
+}

@@ -1,0 +1,341 @@
+//! The hub end to end: a real `kiln serve`, driven by the `kiln` client
+//! commands as a user would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::support::{kiln, run};
+
+struct Served {
+    child: Child,
+    url: String,
+    db: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve() -> Served {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let db = format!("sqlite://{}", dir.path().join("data/hub.db").display());
+    let child = kiln()
+        .args([
+            "serve",
+            "--db",
+            &db,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--store",
+        ])
+        .arg(format!("file://{}", dir.path().join("data/store").display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kiln serve");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Served {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        db,
+        dir,
+    }
+}
+
+impl Served {
+    /// `kiln` as a client of this hub, with its own HOME (client.toml).
+    fn kiln(&self, token: Option<&str>) -> Command {
+        let mut c = kiln();
+        c.env("KILN_HUB", &self.url)
+            .env("HOME", self.dir.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("KILN_TOKEN");
+        if let Some(t) = token {
+            c.env("KILN_TOKEN", t);
+        }
+        c
+    }
+
+    fn ok(&self, token: &str, args: &[&str]) -> String {
+        let r = run(self.kiln(Some(token)).args(args));
+        assert_eq!(r.code, 0, "kiln {}: {}{}", args.join(" "), r.stdout, r.stderr);
+        r.stdout
+    }
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+#[test]
+fn a_team_publishes_tags_and_releases_a_build() {
+    let hub = serve();
+    // Bootstrap: the first admin, on the database directly.
+    let r = run(kiln().args(["user", "create", "admin", "--admin", "--db", &hub.db]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let admin = r.stdout.trim().to_string();
+    assert!(admin.starts_with("kiln_"), "{}", r.stdout);
+
+    // A release engineer with a password logs in; the token lands in client.toml.
+    let mut c = hub.kiln(Some(&admin));
+    c.args([
+        "user",
+        "create",
+        "rel",
+        "--perm",
+        "tag",
+        "--perm",
+        "build",
+        "--perm",
+        "target",
+        "--perm",
+        "image",
+        "--password-stdin",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn");
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"release-password\n")
+            .expect("write");
+    }
+    assert!(child.wait().expect("wait").success());
+    let mut c = hub.kiln(None);
+    c.args(["login", "--user", "rel"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn");
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"release-password\n")
+            .expect("write");
+    }
+    let out = child.wait_with_output().expect("login");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cfg = std::fs::read_to_string(hub.dir.path().join(".config/kiln/client.toml")).expect("client.toml");
+    let token = cfg
+        .lines()
+        .find_map(|l| l.strip_prefix("token = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("token in client.toml")
+        .to_string();
+    let r = run(hub.kiln(None).args(["tag", "ls"]));
+    assert_eq!(r.code, 0, "the stored token is used: {}", r.stderr);
+
+    // Tags with inheritance, a package list, a target with macros.
+    hub.ok(
+        &token,
+        &[
+            "tag",
+            "create",
+            "dist-base",
+            "--arches",
+            "x86_64",
+            "-x",
+            "rpm.macro.dist=.k1",
+        ],
+    );
+    hub.ok(&token, &["tag", "create", "dist-1", "--parent", "dist-base"]);
+    hub.ok(&token, &["tag", "create", "dist-1-build"]);
+    hub.ok(
+        &token,
+        &[
+            "tag",
+            "inherit",
+            "add",
+            "dist-1-build",
+            "dist-1",
+            "--priority",
+            "10",
+            "--pkg-filter",
+            "^ve-",
+        ],
+    );
+    let walk = json(&hub.ok(&token, &["tag", "inherit", "ls", "dist-1-build", "--full", "--json"]));
+    let tags: Vec<&str> = walk
+        .as_array()
+        .expect("walk")
+        .iter()
+        .filter_map(|e| e["tag"].as_str())
+        .collect();
+    assert_eq!(tags, ["dist-1", "dist-base"]);
+    assert_eq!(walk[1]["filter"], serde_json::json!(["^ve-"]));
+    let text = hub.ok(&token, &["tag", "inherit", "ls", "dist-1-build", "--full"]);
+    assert!(text.contains("dist-base") && text.contains("filter: ^ve-"), "{text}");
+    let cfg = json(&hub.ok(&token, &["tag", "config", "dist-1-build", "--json"]));
+    assert_eq!(cfg["arches"]["from"], "dist-base");
+    hub.ok(&token, &["tag", "pkg", "add", "dist-base", "ve-src", "other"]);
+    hub.ok(
+        &token,
+        &[
+            "target",
+            "create",
+            "dist-1",
+            "dist-1-build",
+            "dist-1",
+            "-D",
+            "vendor=acme",
+        ],
+    );
+    let layers = json(&hub.ok(&token, &["target", "macros", "dist-1", "--json"]));
+    assert_eq!(layers["target_macros"]["vendor"], "acme");
+    assert_eq!(layers["build_tag_macros"]["dist"]["value"], ".k1");
+
+    // Publish a real build's output directory.
+    let (squashfs, _) = crate::update::sources();
+    let outdir = squashfs.parent().expect("outdir");
+    let out = hub.ok(&token, &["builds", "import", &outdir.display().to_string()]);
+    assert!(out.contains("imported ve-src-1.0-1.kiln1"), "{out}");
+    let b = json(&hub.ok(&token, &["builds", "info", "ve-src-1.0-1.kiln1", "--json"]));
+    assert_eq!(b["state"], "COMPLETE");
+    assert!(
+        b["artifacts"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .all(|a| a["stored"] == true)
+    );
+    assert_eq!(b["manifest"]["name"], "ve-src");
+
+    // Tag it; the child's inherited view sees it; the event query sees the past.
+    let before = json(&hub.ok(&token, &["tag", "history", "dist-1", "--json"]));
+    let event = before
+        .as_array()
+        .and_then(|a| a.last())
+        .and_then(|e| e["event"].as_i64())
+        .expect("event");
+    hub.ok(&token, &["tag-build", "dist-1", "ve-src-1.0-1.kiln1"]);
+    let r = run(hub
+        .kiln(Some(&token))
+        .args(["tag-build", "dist-1", "ve-src-1.0-1.kiln1"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("already in tag dist-1"), "{}", r.stderr);
+    let l = json(&hub.ok(
+        &token,
+        &["list-tagged", "dist-1-build", "--inherit", "--latest", "--json"],
+    ));
+    assert_eq!(l[0]["nvr"], "ve-src-1.0-1.kiln1");
+    assert_eq!(l[0]["tag"], "dist-1");
+    let then = json(&hub.ok(
+        &token,
+        &["list-tagged", "dist-1", "--event", &event.to_string(), "--json"],
+    ));
+    assert_eq!(then, serde_json::json!([]));
+    let table = hub.ok(&token, &["list-tagged", "dist-1"]);
+    assert!(
+        table.starts_with("BUILD") && table.contains("ve-src-1.0-1.kiln1"),
+        "{table}"
+    );
+
+    // Download, verified.
+    let dl = hub.dir.path().join("dl");
+    hub.ok(
+        &token,
+        &[
+            "builds",
+            "download",
+            "ve-src-1.0-1.kiln1",
+            "-o",
+            &dl.display().to_string(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read(dl.join(squashfs.file_name().expect("name"))).expect("downloaded"),
+        std::fs::read(squashfs).expect("original")
+    );
+
+    // Target backup round trip.
+    let saved = hub.dir.path().join("target.json");
+    std::fs::write(&saved, hub.ok(&token, &["target", "show", "dist-1", "--json"])).expect("save");
+    hub.ok(&token, &["target", "rm", "dist-1"]);
+    hub.ok(&token, &["target", "apply", &saved.display().to_string()]);
+    assert_eq!(
+        json(&hub.ok(&token, &["target", "show", "dist-1", "--json"]))["macros"]["vendor"],
+        "acme"
+    );
+
+    // Source images on the hub.
+    let out = hub.ok(
+        &token,
+        &[
+            "image",
+            "import",
+            "cam-fw",
+            "1.0",
+            &squashfs.display().to_string(),
+            "--hub",
+            &hub.url,
+        ],
+    );
+    assert!(out.contains("uploaded cam-fw@1.0 (squashfs"), "{out}");
+    let imgs = json(&hub.ok(&token, &["image", "ls", "--hub", &hub.url, "--json"]));
+    assert_eq!(imgs[0]["name"], "cam-fw");
+
+    // Errors name the problem; nothing changes.
+    let r =
+        run(hub
+            .kiln(Some(&token))
+            .args(["tag", "inherit", "add", "dist-1-build", "dist-base", "--priority", "10"]));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("already has parent dist-1 at priority 10"),
+        "{}",
+        r.stderr
+    );
+    let r = run(hub.kiln(None).env("HOME", "/nonexistent").args(["tag", "create", "x"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("authentication required"), "{}", r.stderr);
+    let r = run(hub
+        .kiln(Some(&token))
+        .env("KILN_HUB", "http://127.0.0.1:1")
+        .args(["tag", "ls"]));
+    assert!(r.stderr.contains("cannot reach the hub"), "{}", r.stderr);
+}
+
+#[test]
+fn import_refuses_a_damaged_output_directory() {
+    let hub = serve();
+    let r = run(kiln().args(["user", "create", "admin", "--admin", "--db", &hub.db]));
+    let admin = r.stdout.trim().to_string();
+    let (squashfs, _) = crate::update::sources();
+    let copy = hub.dir.path().join("out");
+    std::fs::create_dir(&copy).expect("dir");
+    for e in std::fs::read_dir(squashfs.parent().expect("outdir")).expect("read") {
+        let p: PathBuf = e.expect("entry").path();
+        std::fs::copy(&p, copy.join(p.file_name().expect("name"))).expect("copy");
+    }
+    let victim = copy.join(squashfs.file_name().expect("name"));
+    let mut bytes = std::fs::read(&victim).expect("read");
+    bytes[100] ^= 0xff;
+    std::fs::write(&victim, bytes).expect("write");
+    let r = run(hub.kiln(Some(&admin)).args(["builds", "import"]).arg(&copy));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("does not match SHA256SUMS"), "{}", r.stderr);
+    let l = run(hub.kiln(Some(&admin)).args(["builds", "ls", "--json"]));
+    assert_eq!(json(&l.stdout), serde_json::json!([]));
+    assert!(!Path::new(&hub.dir.path().join("data/store/blobs")).exists());
+}

@@ -1,0 +1,822 @@
+//! The REST API under `/api/v1` (axum). Handlers authenticate, check the
+//! permission, call the database, and answer JSON; errors are
+//! `{"error": {"code", "message"}}`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::auth::{self, LoginLimiter};
+use crate::db::{self, Db};
+use crate::error::{HubError, Result};
+use crate::model::*;
+use crate::store::{self, Expect, Store};
+
+/// Largest JSON body the API accepts; uploads stream without a limit.
+pub const MAX_JSON: usize = 1 << 20;
+
+pub struct Hub {
+    pub db: Db,
+    pub store: Store,
+    pub anonymous_read: bool,
+    pub limiter: LoginLimiter,
+}
+
+type St = State<Arc<Hub>>;
+
+/// A JSON body whose rejections are API errors.
+pub struct J<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for J<T> {
+    type Rejection = HubError;
+    async fn from_request(req: Request, state: &S) -> Result<Self> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(J(v)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(HubError::new(
+                413,
+                "too_large",
+                format!("request body larger than {MAX_JSON} bytes"),
+            )),
+            Err(e) => Err(HubError::bad_request(e.body_text())),
+        }
+    }
+}
+
+/// Query parameters whose rejections are API errors.
+pub struct Q<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
+    type Rejection = HubError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Q(q.0))
+            .map_err(|e| HubError::bad_request(e.body_text()))
+    }
+}
+
+/// The client's address, when the server knows it.
+pub struct Peer(Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = HubError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListQuery {
+    event: Option<i64>,
+    inherit: bool,
+    latest: bool,
+    full: bool,
+    reverse: bool,
+    offset: Option<i64>,
+    limit: Option<i64>,
+    force: bool,
+    state: Option<String>,
+    name: Option<String>,
+}
+
+impl ListQuery {
+    fn page(&self) -> Result<(i64, i64)> {
+        let offset = self.offset.unwrap_or(0);
+        let limit = self.limit.unwrap_or(100);
+        if offset < 0 || !(1..=1000).contains(&limit) {
+            return Err(HubError::bad_request("offset must be ≥ 0 and limit between 1 and 1000"));
+        }
+        Ok((offset, limit))
+    }
+}
+
+async fn principal(hub: &Hub, headers: &HeaderMap) -> Result<Principal> {
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Ok(Principal::anonymous());
+    };
+    let token = v
+        .to_str()
+        .ok()
+        .and_then(|s| s.strip_prefix("Bearer "))
+        .ok_or_else(|| HubError::unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
+    hub.db
+        .principal_by_token(&auth::token_hash(token.trim()))
+        .await?
+        .ok_or_else(|| HubError::unauthorized("invalid, revoked or expired token"))
+}
+
+async fn reader(hub: &Hub, headers: &HeaderMap) -> Result<Principal> {
+    let p = principal(hub, headers).await?;
+    if p.id.is_none() && !hub.anonymous_read {
+        return Err(HubError::unauthorized("this hub requires a token for reading"));
+    }
+    Ok(p)
+}
+
+async fn writer(hub: &Hub, headers: &HeaderMap, perm: &str) -> Result<Principal> {
+    let p = principal(hub, headers).await?;
+    if p.id.is_none() {
+        return Err(HubError::unauthorized(
+            "authentication required: pass a token (KILN_TOKEN, --token or kiln login)",
+        ));
+    }
+    if !p.has(perm) {
+        return Err(HubError::forbidden(format!("{} lacks the `{perm}` permission", p.name)));
+    }
+    Ok(p)
+}
+
+fn created<T: serde::Serialize>(v: T) -> Response {
+    (StatusCode::CREATED, Json(v)).into_response()
+}
+
+fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub fn router(hub: Arc<Hub>) -> Router {
+    let api = Router::new()
+        .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
+        .route("/status", get(status))
+        .route("/login", post(login))
+        .route("/whoami", get(whoami))
+        .route("/users", get(list_users).post(create_user))
+        .route("/users/{name}/perms", post(grant))
+        .route("/users/{name}/perms/{perm}", axum::routing::delete(revoke))
+        .route("/users/{name}/tokens", get(list_tokens).post(create_token))
+        .route("/tokens/{id}", axum::routing::delete(revoke_token))
+        .route("/tags", get(list_tags).post(create_tag))
+        .route("/tags/{tag}", get(tag_info).patch(edit_tag).delete(delete_tag))
+        .route("/tags/{tag}/history", get(tag_history))
+        .route("/tags/{tag}/inheritance", get(inheritance).post(add_link))
+        .route(
+            "/tags/{tag}/inheritance/{parent}",
+            axum::routing::patch(edit_link).delete(remove_link),
+        )
+        .route("/tags/{tag}/config", get(tag_config))
+        .route("/tags/{tag}/packages", get(packages).post(set_package))
+        .route("/tags/{tag}/packages/{package}", axum::routing::delete(remove_package))
+        .route("/tags/{tag}/builds", get(list_tagged).post(tag_build))
+        .route("/tags/{tag}/builds/{nvr}", axum::routing::delete(untag_build))
+        .route("/builds", get(list_builds).post(create_build))
+        .route("/builds/{nvr}", get(build_info))
+        .route("/builds/{nvr}/state", post(finish_build))
+        .route("/targets", get(list_targets).post(create_target))
+        .route(
+            "/targets/{name}",
+            get(target).put(apply_target).patch(edit_target).delete(delete_target),
+        )
+        .route("/targets/{name}/macros", get(target_macros))
+        .route("/images", get(list_images))
+        .route("/images/{name}/{version}", get(image_info).delete(remove_image))
+        .route("/images/{name}/{version}/blob", get(image_blob))
+        .layer(DefaultBodyLimit::max(MAX_JSON));
+    // Streams: no body limit.
+    let streams = Router::new()
+        .route(
+            "/builds/{nvr}/files/{file}",
+            put(upload_artifact).get(download_artifact),
+        )
+        .route("/images/{name}/{version}/upload", put(upload_image))
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .nest("/api/v1", api.merge(streams))
+        .fallback(|| async {
+            HubError::not_found("no such endpoint (the API is under /api/v1; see /api/v1/openapi.json)")
+        })
+        .with_state(hub)
+}
+
+async fn status(State(hub): St) -> Result<Json<serde_json::Value>> {
+    Ok(Json(serde_json::json!({
+        "kiln": env!("CARGO_PKG_VERSION"),
+        "database": hub.db.kind(),
+        "event": hub.db.last_event().await?,
+        "anonymous_read": hub.anonymous_read,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginIn {
+    user: String,
+    password: String,
+    #[serde(default)]
+    token_name: Option<String>,
+    #[serde(default)]
+    expires_days: Option<i64>,
+}
+
+async fn login(State(hub): St, headers: HeaderMap, Peer(addr): Peer, J(l): J<LoginIn>) -> Result<Response> {
+    let mut keys = vec![format!("user:{}", l.user)];
+    if let Some(a) = addr {
+        keys.push(format!("addr:{a}"));
+    }
+    if let Err(wait) = hub.limiter.check(&keys) {
+        let mut r = HubError::new(
+            429,
+            "too_many_requests",
+            format!("too many failed logins; retry in {wait} s"),
+        )
+        .into_response();
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Ok(r);
+    }
+    let _ = headers;
+    let ok = match hub.db.password_of(&l.user).await? {
+        Some((_, Some(hash))) => {
+            let pw = l.password.clone();
+            tokio::task::spawn_blocking(move || auth::verify_password(&pw, &hash))
+                .await
+                .unwrap_or(false)
+        }
+        _ => {
+            // Same work for unknown users, so timing does not tell.
+            let pw = l.password.clone();
+            let _ = tokio::task::spawn_blocking(move || auth::hash_password(&format!("{pw}-padding"))).await;
+            false
+        }
+    };
+    if !ok {
+        hub.limiter.failed(&keys);
+        tracing::warn!(user = %l.user, "failed login");
+        return Err(HubError::unauthorized("wrong user name or password"));
+    }
+    hub.limiter.succeeded(&keys);
+    let token = auth::new_token();
+    let expires = l.expires_days.map(|d| db::now() + d * 86_400);
+    let id = hub
+        .db
+        .create_token(
+            &l.user,
+            &auth::token_hash(&token),
+            l.token_name.as_deref().unwrap_or("login"),
+            expires,
+        )
+        .await?;
+    Ok(created(NewToken { id, token, expires }))
+}
+
+async fn whoami(State(hub): St, headers: HeaderMap) -> Result<Json<serde_json::Value>> {
+    let p = principal(&hub, &headers).await?;
+    Ok(Json(
+        serde_json::json!({"name": p.name, "authenticated": p.id.is_some(), "admin": p.admin, "perms": p.perms}),
+    ))
+}
+
+async fn list_users(State(hub): St, headers: HeaderMap) -> Result<Json<Vec<User>>> {
+    reader(&hub, &headers).await?;
+    Ok(Json(hub.db.list_users().await?))
+}
+
+async fn create_user(State(hub): St, headers: HeaderMap, J(u): J<NewUser>) -> Result<Response> {
+    let who = writer(&hub, &headers, "admin").await?;
+    let hash = match u.password {
+        Some(pw) => Some(
+            tokio::task::spawn_blocking(move || auth::hash_password(&pw))
+                .await
+                .map_err(|e| HubError::internal(e.to_string()))??,
+        ),
+        None => None,
+    };
+    hub.db.create_user(&who, &u.name, hash, &u.perms, "user").await?;
+    Ok(created(serde_json::json!({"name": u.name})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PermIn {
+    perm: String,
+}
+
+async fn grant(State(hub): St, headers: HeaderMap, Path(name): Path<String>, J(p): J<PermIn>) -> Result<Response> {
+    let who = writer(&hub, &headers, "admin").await?;
+    hub.db.grant(&who, &name, &p.perm).await?;
+    Ok(no_content())
+}
+
+async fn revoke(State(hub): St, headers: HeaderMap, Path((name, perm)): Path<(String, String)>) -> Result<Response> {
+    let who = writer(&hub, &headers, "admin").await?;
+    hub.db.revoke(&who, &name, &perm).await?;
+    Ok(no_content())
+}
+
+async fn self_or_admin(hub: &Hub, headers: &HeaderMap, user: &str) -> Result<Principal> {
+    let p = principal(hub, headers).await?;
+    if p.id.is_none() {
+        return Err(HubError::unauthorized("authentication required"));
+    }
+    if p.name != user && !p.admin {
+        return Err(HubError::forbidden("only an admin may manage another user's tokens"));
+    }
+    Ok(p)
+}
+
+async fn list_tokens(State(hub): St, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<Vec<TokenInfo>>> {
+    self_or_admin(&hub, &headers, &name).await?;
+    Ok(Json(hub.db.list_tokens(&name).await?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct TokenIn {
+    name: Option<String>,
+    expires_days: Option<i64>,
+}
+
+async fn create_token(
+    State(hub): St,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    J(t): J<TokenIn>,
+) -> Result<Response> {
+    self_or_admin(&hub, &headers, &name).await?;
+    if t.expires_days.is_some_and(|d| d <= 0) {
+        return Err(HubError::bad_request("expires_days must be positive"));
+    }
+    let token = auth::new_token();
+    let expires = t.expires_days.map(|d| db::now() + d * 86_400);
+    let id = hub
+        .db
+        .create_token(
+            &name,
+            &auth::token_hash(&token),
+            t.name.as_deref().unwrap_or("api"),
+            expires,
+        )
+        .await?;
+    Ok(created(NewToken { id, token, expires }))
+}
+
+async fn revoke_token(State(hub): St, headers: HeaderMap, Path(id): Path<i64>) -> Result<Response> {
+    let p = principal(&hub, &headers).await?;
+    if p.id.is_none() {
+        return Err(HubError::unauthorized("authentication required"));
+    }
+    hub.db.revoke_token(&p, id).await?;
+    Ok(no_content())
+}
+
+async fn list_tags(State(hub): St, headers: HeaderMap, Q(q): Q<ListQuery>) -> Result<Json<Page<TagInfo>>> {
+    reader(&hub, &headers).await?;
+    let (offset, limit) = q.page()?;
+    Ok(Json(hub.db.list_tags(offset, limit, q.event).await?))
+}
+
+async fn create_tag(State(hub): St, headers: HeaderMap, J(t): J<NewTag>) -> Result<Response> {
+    let who = writer(&hub, &headers, "tag").await?;
+    Ok(created(hub.db.create_tag(&who, &t).await?))
+}
+
+async fn tag_info(
+    State(hub): St,
+    headers: HeaderMap,
+    Path(tag): Path<String>,
+    Q(q): Q<ListQuery>,
+) -> Result<Json<TagInfo>> {
+    reader(&hub, &headers).await?;
+    Ok(Json(hub.db.tag_info(&tag, q.event).await?))
+}
+
+async fn edit_tag(
+    State(hub): St,
+    headers: HeaderMap,
+    Path(tag): Path<String>,
+    J(e): J<TagEdit>,
+) -> Result<Json<TagInfo>> {
+    let who = writer(&hub, &headers, "tag").await?;
+    Ok(Json(hub.db.edit_tag(&who, &tag, &e).await?))
+}
+
+async fn delete_tag(State(hub): St, headers: HeaderMap, Path(tag): Path<String>) -> Result<Response> {
+    let who = writer(&hub, &headers, "tag").await?;
+    hub.db.delete_tag(&who, &tag).await?;
+    Ok(no_content())
+}
+
+async fn tag_history(State(hub): St, headers: HeaderMap, Path(tag): Path<String>) -> Result<Json<Vec<HistoryEntry>>> {
+    reader(&hub, &headers).await?;
+    Ok(Json(hub.db.tag_history(&tag).await?))
+}
+
+async fn inheritance(
+    State(hub): St,
+    headers: HeaderMap,
+    Path(tag): Path<String>,
+    Q(q): Q<ListQuery>,
+) -> Result<Response> {
+    reader(&hub, &headers).await?;
+    if q.full {
+        Ok(Json(hub.db.full_inheritance(&tag, q.reverse, q.event).await?).into_response())
+    } else {
+        Ok(Json(hub.db.links(&tag, q.reverse, q.event).await?).into_response())
+    }
+}
+
+async fn add_link(State(hub): St, headers: HeaderMap, Path(tag): Path<String>, J(l): J<LinkIn>) -> Result<Response> {
+    let who = writer(&hub, &headers, "tag").await?;
+    Ok(created(hub.db.add_link(&who, &tag, &l).await?))
+}
+
+async fn edit_link(
+    State(hub): St,
+    headers: HeaderMap,
+    Path((tag, parent)): Path<(String, String)>,
+    J(e): J<LinkEdit>,
+) -> Result<Json<Vec<LinkOut>>> {
+    let who = writer(&hub, &headers, "tag").await?;
+    Ok(Json(hub.db.edit_link(&who, &tag, &parent, &e).await?))
+}
+
+async fn remove_link(
+    State(hub): St,
+    headers: HeaderMap,
+    Path((tag, parent)): Path<(String, String)>,
+) -> Result<Json<Vec<LinkOut>>> {
+    let who = writer(&hub, &headers, "tag").await?;
+    Ok(Json(hub.db.remove_link(&who, &tag, &parent).await?))
+}
+
+async fn tag_config(
+    State(hub): St,
+    headers: HeaderMap,
+    Path(tag): Path<String>,
+    Q(q): Q<ListQuery>,
+) -> Result<Json<BuildConfigOut>> {
+    reader(&hub, &headers).await?;
+    Ok(Json(hub.db.build_config(&tag, q.event).await?))
+}
+
+async fn packages(
+    State(hub): St,
+    headers: HeaderMap,
+    Path(tag): Path<String>,
+    Q(q): Q<ListQuery>,
+) -> Result<Json<Vec<PackageOut>>> {
+    reader(&hub, &headers).await?;
+    Ok(Json(hub.db.packages(&tag, q.inherit, q.event).await?))
+}
+
+async fn set_package(
+    State(hub): St,
+    headers: HeaderMap,
+    Path(tag): Path<String>,
+    Q(q): Q<ListQuery>,
+    J(p): J<PackageIn>,
+) -> Result<Response> {
+    let who = writer(&hub, &headers, "tag").await?;
+    hub.db.set_package(&who, &tag, &p, q.force).await?;
+    Ok(no_content())
+}
+
+async fn remove_package(
+    State(hub): St,
+    headers: HeaderMap,
+    Path((tag, package)): Path<(String, String)>,
+    Q(q): Q<ListQuery>,
+) -> Result<Response> {
+    let who = writer(&hub, &headers, "tag").await?;
+    hub.db.remove_package(&who, &tag, &package, q.force).await?;
+    Ok(no_content())
+}
+
+async fn list_tagged(
+    State(hub): St,
+    headers: HeaderMap,
+    Path(tag): Path<String>,
+    Q(q): Q<ListQuery>,
+) -> Result<Json<Vec<TaggedOut>>> {
+    reader(&hub, &headers).await?;
+    Ok(Json(hub.db.list_tagged(&tag, q.inherit, q.latest, q.event).await?))
+}
+
+async fn tag_build(
+    State(hub): St,
+    headers: HeaderMap,
+    Path(tag): Path<String>,
+    J(t): J<TagBuildIn>,
+) -> Result<Response> {
+    let who = writer(&hub, &headers, "tag").await?;
+    hub.db.tag_build(&who, &tag, &t.nvr, t.force).await?;
+    Ok(no_content())
+}
+
+async fn untag_build(
+    State(hub): St,
+    headers: HeaderMap,
+    Path((tag, nvr)): Path<(String, String)>,
+    Q(q): Q<ListQuery>,
+) -> Result<Response> {
+    let who = writer(&hub, &headers, "tag").await?;
+    hub.db.untag_build(&who, &tag, &nvr, q.force).await?;
+    Ok(no_content())
+}
+
+async fn list_builds(State(hub): St, headers: HeaderMap, Q(q): Q<ListQuery>) -> Result<Json<Page<Build>>> {
+    reader(&hub, &headers).await?;
+    let (offset, limit) = q.page()?;
+    Ok(Json(hub.db.list_builds(offset, limit, q.state.as_deref()).await?))
+}
+
+async fn create_build(State(hub): St, headers: HeaderMap, J(b): J<NewBuild>) -> Result<Response> {
+    let who = writer(&hub, &headers, "build").await?;
+    Ok(created(hub.db.create_build(&who, &b).await?))
+}
+
+async fn build_info(State(hub): St, headers: HeaderMap, Path(nvr): Path<String>) -> Result<Json<Build>> {
+    reader(&hub, &headers).await?;
+    Ok(Json(hub.db.build(&nvr, true).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateIn {
+    state: String,
+}
+
+async fn finish_build(
+    State(hub): St,
+    headers: HeaderMap,
+    Path(nvr): Path<String>,
+    J(s): J<StateIn>,
+) -> Result<Json<Build>> {
+    let who = writer(&hub, &headers, "build").await?;
+    if !matches!(s.state.as_str(), "COMPLETE" | "FAILED" | "CANCELED") {
+        return Err(HubError::bad_request(format!(
+            "state must be COMPLETE, FAILED or CANCELED, not {}",
+            s.state
+        )));
+    }
+    Ok(Json(hub.db.finish_build(&who, &nvr, &s.state).await?))
+}
+
+async fn upload_artifact(
+    State(hub): St,
+    headers: HeaderMap,
+    Path((nvr, file)): Path<(String, String)>,
+    body: Body,
+) -> Result<Response> {
+    let who = writer(&hub, &headers, "build").await?;
+    let (a, key) = hub.db.artifact_key(&nvr, &file).await?;
+    if key.is_some() {
+        return Err(HubError::conflict(format!("{file} of {nvr} is already uploaded")));
+    }
+    let stored = hub
+        .store
+        .put(
+            body.into_data_stream(),
+            Expect {
+                sha256: Some(&a.sha256),
+                size: Some(a.size as u64),
+            },
+        )
+        .await?;
+    hub.db.set_artifact_key(&who, &nvr, &file, &stored.key).await?;
+    Ok(created(
+        serde_json::json!({"file": file, "sha256": stored.sha256, "size": stored.size}),
+    ))
+}
+
+async fn stream(hub: &Hub, key: &str, sha256: &str, name: &str) -> Result<Response> {
+    let (size, s) = hub.store.get(key).await?;
+    let mut r = Body::from_stream(s).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    if let Ok(v) = HeaderValue::from_str(sha256) {
+        h.insert("x-kiln-sha256", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(r)
+}
+
+async fn download_artifact(
+    State(hub): St,
+    headers: HeaderMap,
+    Path((nvr, file)): Path<(String, String)>,
+) -> Result<Response> {
+    reader(&hub, &headers).await?;
+    let (a, key) = hub.db.artifact_key(&nvr, &file).await?;
+    let key = key.ok_or_else(|| HubError::not_found(format!("{file} of {nvr} was never uploaded")))?;
+    stream(&hub, &key, &a.sha256, &file).await
+}
+
+async fn list_targets(State(hub): St, headers: HeaderMap) -> Result<Json<Vec<Target>>> {
+    reader(&hub, &headers).await?;
+    Ok(Json(hub.db.list_targets().await?))
+}
+
+async fn create_target(State(hub): St, headers: HeaderMap, J(t): J<Target>) -> Result<Response> {
+    let who = writer(&hub, &headers, "target").await?;
+    Ok(created(hub.db.put_target(&who, &t, true, None).await?))
+}
+
+async fn target(State(hub): St, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<Target>> {
+    reader(&hub, &headers).await?;
+    Ok(Json(hub.db.target(&name).await?))
+}
+
+/// `kiln target apply`: create or replace the whole target.
+async fn apply_target(
+    State(hub): St,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    J(t): J<Target>,
+) -> Result<Json<Target>> {
+    let who = writer(&hub, &headers, "target").await?;
+    if t.name != name {
+        return Err(HubError::bad_request(format!(
+            "the body names target {}, the path {name}",
+            t.name
+        )));
+    }
+    Ok(Json(hub.db.put_target(&who, &t, false, None).await?))
+}
+
+async fn edit_target(
+    State(hub): St,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    J(e): J<TargetEdit>,
+) -> Result<Json<Target>> {
+    let who = writer(&hub, &headers, "target").await?;
+    let mut t = hub.db.target(&name).await?;
+    if let Some(n) = &e.rename {
+        t.name = n.clone();
+    }
+    if let Some(b) = &e.build_tag {
+        t.build_tag = b.clone();
+    }
+    if let Some(d) = &e.dest_tag {
+        t.dest_tag = d.clone();
+    }
+    for (k, v) in &e.define {
+        t.macros.insert(k.clone(), v.clone());
+    }
+    for k in &e.undefine {
+        if t.macros.remove(k).is_none() {
+            return Err(HubError::not_found(format!("target {name} does not define `{k}`")));
+        }
+    }
+    Ok(Json(hub.db.put_target(&who, &t, false, Some(&name)).await?))
+}
+
+async fn delete_target(State(hub): St, headers: HeaderMap, Path(name): Path<String>) -> Result<Response> {
+    let who = writer(&hub, &headers, "target").await?;
+    hub.db.delete_target(&who, &name).await?;
+    Ok(no_content())
+}
+
+async fn target_macros(State(hub): St, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<MacroLayers>> {
+    reader(&hub, &headers).await?;
+    Ok(Json(db::macro_layers(&hub.db, &name).await?))
+}
+
+async fn list_images(State(hub): St, headers: HeaderMap, Q(q): Q<ListQuery>) -> Result<Json<Vec<Image>>> {
+    reader(&hub, &headers).await?;
+    let mut v: Vec<Image> = hub
+        .db
+        .images(q.name.as_deref())
+        .await?
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
+    v.sort_by(|a, b| {
+        a.name
+            .cmp(&b.name)
+            .then_with(|| kiln_core::version::compare(&a.version, &b.version))
+    });
+    Ok(Json(v))
+}
+
+async fn find_image(hub: &Hub, name: &str, version: &str) -> Result<(Image, String)> {
+    let all = hub.db.images(Some(name)).await?;
+    if all.is_empty() {
+        return Err(HubError::not_found(format!("unknown image `{name}`")));
+    }
+    let mut versions: Vec<String> = all.iter().map(|(i, _)| i.version.clone()).collect();
+    versions.sort_by(|a, b| kiln_core::version::compare(a, b));
+    all.into_iter().find(|(i, _)| i.version == version).ok_or_else(|| {
+        HubError::not_found(format!(
+            "{name} has no version {version}; available: {}",
+            versions.join(", ")
+        ))
+    })
+}
+
+async fn image_info(
+    State(hub): St,
+    headers: HeaderMap,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<Image>> {
+    reader(&hub, &headers).await?;
+    Ok(Json(find_image(&hub, &name, &version).await?.0))
+}
+
+async fn image_blob(
+    State(hub): St,
+    headers: HeaderMap,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response> {
+    reader(&hub, &headers).await?;
+    let (i, key) = find_image(&hub, &name, &version).await?;
+    stream(&hub, &key, &i.sha256, &format!("{name}-{version}.{}", i.format)).await
+}
+
+async fn upload_image(
+    State(hub): St,
+    headers: HeaderMap,
+    Path((name, version)): Path<(String, String)>,
+    body: Body,
+) -> Result<Response> {
+    let who = writer(&hub, &headers, "image").await?;
+    for (what, v) in [("image", &name), ("version", &version)] {
+        if v.is_empty() || v.len() > 200 || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.+~".contains(c)) {
+            return Err(HubError::bad_request(format!("bad {what} `{v}`")));
+        }
+    }
+    if hub
+        .db
+        .images(Some(&name))
+        .await?
+        .iter()
+        .any(|(i, _)| i.version == version)
+    {
+        return Err(HubError::conflict(format!("image {name}@{version} exists")));
+    }
+    let want_sha = headers
+        .get("x-kiln-sha256")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let stored = hub
+        .store
+        .put(
+            body.into_data_stream(),
+            Expect {
+                sha256: want_sha.as_deref(),
+                size: None,
+            },
+        )
+        .await?;
+    let Some(format) = store::sniff(&stored.head) else {
+        if !hub.db.key_used(&stored.key).await? {
+            hub.store.delete(&stored.key).await?;
+        }
+        return Err(HubError::bad_request("not a squashfs, erofs or tar image"));
+    };
+    let image = Image {
+        name,
+        version,
+        format: format.to_string(),
+        size: stored.size as i64,
+        sha256: stored.sha256.clone(),
+        uploader: who.name.clone(),
+        time: db::now(),
+    };
+    if let Err(e) = hub.db.add_image(&who, &image, &stored.key).await {
+        if !hub.db.key_used(&stored.key).await? {
+            hub.store.delete(&stored.key).await?;
+        }
+        return Err(e);
+    }
+    Ok(created(image))
+}
+
+async fn remove_image(
+    State(hub): St,
+    headers: HeaderMap,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response> {
+    writer(&hub, &headers, "image").await?;
+    let key = hub.db.remove_image(&name, &version).await?;
+    if !hub.db.key_used(&key).await? {
+        hub.store.delete(&key).await?;
+    }
+    Ok(no_content())
+}
+
+/// Failed logins allowed per user or address within the window.
+pub fn default_limiter() -> LoginLimiter {
+    LoginLimiter::new(5, Duration::from_secs(300))
+}

@@ -1,0 +1,73 @@
+//! The hub's errors: an HTTP status, a stable code and a message, sent as
+//! `{"error": {"code", "message"}}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+pub type Result<T, E = HubError> = std::result::Result<T, E>;
+
+impl HubError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> HubError {
+        HubError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn not_found(message: impl Into<String>) -> HubError {
+        HubError::new(404, "not_found", message)
+    }
+    pub fn bad_request(message: impl Into<String>) -> HubError {
+        HubError::new(400, "bad_request", message)
+    }
+    pub fn conflict(message: impl Into<String>) -> HubError {
+        HubError::new(409, "conflict", message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> HubError {
+        HubError::new(403, "forbidden", message)
+    }
+    pub fn unauthorized(message: impl Into<String>) -> HubError {
+        HubError::new(401, "unauthorized", message)
+    }
+    pub fn locked(message: impl Into<String>) -> HubError {
+        HubError::new(423, "locked", message)
+    }
+    pub fn internal(message: impl Into<String>) -> HubError {
+        HubError::new(500, "internal", message)
+    }
+}
+
+impl std::fmt::Display for HubError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for HubError {}
+
+impl From<sqlx::Error> for HubError {
+    fn from(e: sqlx::Error) -> HubError {
+        if let sqlx::Error::Database(d) = &e
+            && d.is_unique_violation()
+        {
+            return HubError::conflict(format!("already exists ({})", d.message()));
+        }
+        tracing::error!("database: {e}");
+        HubError::internal(format!("database error: {e}"))
+    }
+}
+
+impl IntoResponse for HubError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        (status, axum::Json(body)).into_response()
+    }
+}

@@ -1,0 +1,124 @@
+//! kiln's hub (SPEC §6): the database of builds, tags, targets, users and
+//! source images, with Koji's tag semantics (`kiln_core::koji`), served as
+//! a REST API; and the blocking client the CLI uses. This is the only crate
+//! that knows SQL and HTTP.
+
+pub mod api;
+pub mod auth;
+pub mod client;
+pub mod db;
+pub mod error;
+pub mod model;
+pub mod openapi;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use error::HubError;
+
+/// `kiln serve`'s settings.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub db: String,
+    pub store: String,
+    pub listen: String,
+    pub anonymous_read: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            db: "sqlite://./kiln-data/hub.db".into(),
+            store: "file://./kiln-data/store".into(),
+            listen: "127.0.0.1:8700".into(),
+            anonymous_read: true,
+        }
+    }
+}
+
+/// Opens the database (applying migrations) and the store.
+pub async fn open(opts: &ServeOptions) -> Result<api::Hub, HubError> {
+    let db = db::Db::open(&opts.db).await?;
+    let store = store::Store::open(&opts.store)?;
+    Ok(api::Hub {
+        db,
+        store,
+        anonymous_read: opts.anonymous_read,
+        limiter: api::default_limiter(),
+    })
+}
+
+/// Serves until SIGINT/SIGTERM; `ready` receives the bound address.
+pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<(), HubError> {
+    let hub = Arc::new(open(opts).await?);
+    let listener = tokio::net::TcpListener::bind(&opts.listen)
+        .await
+        .map_err(|e| HubError::internal(format!("cannot listen on {}: {e}", opts.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| HubError::internal(format!("listening address: {e}")))?;
+    ready(addr);
+    let app = api::router(hub).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        })
+        .await
+        .map_err(|e| HubError::internal(format!("serving: {e}")))
+}
+
+/// `kiln user create --db URL`: creates a user directly in the database
+/// (the bootstrap before any admin exists) and returns a new API token.
+pub async fn bootstrap_user(
+    db_url: &str,
+    name: &str,
+    password: Option<&str>,
+    perms: &[String],
+) -> Result<String, HubError> {
+    let db = db::Db::open(db_url).await?;
+    let hash = match password {
+        Some(p) => Some(auth::hash_password(p)?),
+        None => None,
+    };
+    let who = model::Principal {
+        id: None,
+        name: "bootstrap".into(),
+        admin: true,
+        perms: Vec::new(),
+    };
+    db.create_user(&who, name, hash, perms, "user").await?;
+    let token = auth::new_token();
+    db.create_token(name, &auth::token_hash(&token), "bootstrap", None)
+        .await?;
+    Ok(token)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, HubError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| HubError::internal(format!("cannot start the async runtime: {e}")))
+}
+
+/// [`serve`] for synchronous callers (the CLI).
+pub fn serve_blocking(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<(), HubError> {
+    runtime()?.block_on(serve(opts, ready))
+}
+
+/// [`bootstrap_user`] for synchronous callers (the CLI).
+pub fn bootstrap_user_blocking(
+    db_url: &str,
+    name: &str,
+    password: Option<&str>,
+    perms: &[String],
+) -> Result<String, HubError> {
+    runtime()?.block_on(bootstrap_user(db_url, name, password, perms))
+}

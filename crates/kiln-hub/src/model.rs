@@ -1,0 +1,372 @@
+//! The hub's data as the API sends and receives it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Who is asking: a user (or host) with permissions, or nobody.
+#[derive(Clone, Debug, Default)]
+pub struct Principal {
+    pub id: Option<i64>,
+    pub name: String,
+    pub admin: bool,
+    pub perms: Vec<String>,
+}
+
+impl Principal {
+    pub fn anonymous() -> Principal {
+        Principal {
+            id: None,
+            name: "anonymous".into(),
+            admin: false,
+            perms: Vec::new(),
+        }
+    }
+    pub fn has(&self, perm: &str) -> bool {
+        self.id.is_some() && (self.admin || self.perms.iter().any(|p| p == perm))
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ExtraValue {
+    pub value: Option<serde_json::Value>,
+    pub blocked: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TagInfo {
+    pub id: i64,
+    pub name: String,
+    pub arches: Option<String>,
+    pub perm: Option<String>,
+    pub locked: bool,
+    pub extra: BTreeMap<String, ExtraValue>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTag {
+    pub name: String,
+    #[serde(default)]
+    pub arches: Option<String>,
+    #[serde(default)]
+    pub perm: Option<String>,
+    #[serde(default)]
+    pub locked: bool,
+    #[serde(default)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+    /// A first parent, linked at priority 0.
+    #[serde(default)]
+    pub parent: Option<String>,
+}
+
+/// Changes to a tag; absent fields stay as they are.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagEdit {
+    #[serde(default)]
+    pub rename: Option<String>,
+    /// `Some(None)` (JSON null) clears.
+    #[serde(default, with = "double_option")]
+    pub arches: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    pub perm: Option<Option<String>>,
+    #[serde(default)]
+    pub locked: Option<bool>,
+    #[serde(default)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub remove_extra: Vec<String>,
+    #[serde(default)]
+    pub block_extra: Vec<String>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    pub fn serialize<S: Serializer>(v: &Option<Option<String>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            None => s.serialize_none(),
+            Some(inner) => inner.serialize(s),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkIn {
+    pub parent: String,
+    pub priority: i64,
+    #[serde(default)]
+    pub maxdepth: Option<i64>,
+    #[serde(default)]
+    pub intransitive: bool,
+    #[serde(default)]
+    pub noconfig: bool,
+    #[serde(default)]
+    pub pkg_filter: String,
+}
+
+/// Changes to an inheritance link; absent fields stay as they are.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkEdit {
+    #[serde(default)]
+    pub priority: Option<i64>,
+    /// JSON null clears (unlimited).
+    #[serde(default, with = "double_option_i64")]
+    pub maxdepth: Option<Option<i64>>,
+    #[serde(default)]
+    pub intransitive: Option<bool>,
+    #[serde(default)]
+    pub noconfig: Option<bool>,
+    #[serde(default)]
+    pub pkg_filter: Option<String>,
+}
+
+mod double_option_i64 {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    pub fn serialize<S: Serializer>(v: &Option<Option<i64>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            None => s.serialize_none(),
+            Some(inner) => inner.serialize(s),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+        Option::<i64>::deserialize(d).map(Some)
+    }
+}
+
+/// One inheritance link, by name, as listed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LinkOut {
+    pub child: String,
+    pub parent: String,
+    pub priority: i64,
+    pub maxdepth: Option<i64>,
+    pub intransitive: bool,
+    pub noconfig: bool,
+    pub pkg_filter: String,
+}
+
+/// One entry of a full inheritance walk (`koji list-tag-inheritance`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WalkOut {
+    /// The tag reached (the parent; reversed, the child).
+    pub tag: String,
+    pub link: LinkOut,
+    pub currdepth: i64,
+    pub nextdepth: Option<i64>,
+    pub filter: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Sourced {
+    pub value: serde_json::Value,
+    /// The tag it came from.
+    pub from: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BuildConfigOut {
+    pub tag: String,
+    pub arches: Option<Sourced>,
+    pub extra: BTreeMap<String, Sourced>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageIn {
+    pub package: String,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub blocked: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PackageOut {
+    pub package: String,
+    pub owner: String,
+    pub blocked: bool,
+    /// The tag the entry is on (inherited entries name their parent).
+    pub tag: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Artifact {
+    pub file: String,
+    pub format: String,
+    pub size: i64,
+    pub sha256: String,
+    /// Whether the file is stored (uploaded and verified).
+    #[serde(default)]
+    pub stored: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Build {
+    pub id: i64,
+    pub nvr: String,
+    pub name: String,
+    pub version: String,
+    pub release: String,
+    pub state: String,
+    pub owner: String,
+    pub task_id: Option<i64>,
+    pub start_time: i64,
+    pub completion_time: Option<i64>,
+    pub artifacts: Vec<Artifact>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<serde_json::Value>,
+    pub extra: serde_json::Value,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewBuild {
+    pub name: String,
+    pub version: String,
+    pub release: String,
+    #[serde(default)]
+    pub manifest: Option<serde_json::Value>,
+    #[serde(default)]
+    pub extra: Option<serde_json::Value>,
+    pub artifacts: Vec<NewArtifact>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewArtifact {
+    pub file: String,
+    pub format: String,
+    pub size: i64,
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TaggedOut {
+    pub nvr: String,
+    pub name: String,
+    pub version: String,
+    pub release: String,
+    pub tag: String,
+    /// The event that tagged it.
+    pub tag_event: i64,
+    pub owner: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagBuildIn {
+    pub nvr: String,
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub name: String,
+    pub build_tag: String,
+    pub dest_tag: String,
+    #[serde(default)]
+    pub macros: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetEdit {
+    #[serde(default)]
+    pub rename: Option<String>,
+    #[serde(default)]
+    pub build_tag: Option<String>,
+    #[serde(default)]
+    pub dest_tag: Option<String>,
+    #[serde(default)]
+    pub define: BTreeMap<String, String>,
+    #[serde(default)]
+    pub undefine: Vec<String>,
+}
+
+/// The macro layers a target contributes (SPEC §2.5): layer 2 (the
+/// target's own) and layer 4 (the build tag's `macro.*` / `rpm.macro.*`
+/// extra, through its inheritance).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MacroLayers {
+    pub target: String,
+    pub target_macros: BTreeMap<String, String>,
+    pub build_tag: String,
+    pub build_tag_macros: BTreeMap<String, Sourced>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct HistoryEntry {
+    pub event: i64,
+    pub time: i64,
+    pub user: Option<String>,
+    /// `created` or `revoked`.
+    pub change: String,
+    /// What changed: `config`, `extra`, `inheritance`, `package`, `build`.
+    pub table: String,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Image {
+    pub name: String,
+    pub version: String,
+    pub format: String,
+    pub size: i64,
+    pub sha256: String,
+    pub uploader: String,
+    pub time: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct User {
+    pub name: String,
+    pub kind: String,
+    pub perms: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub name: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub perms: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub name: String,
+    pub created: i64,
+    pub expires: Option<i64>,
+    pub revoked: Option<i64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NewToken {
+    pub id: i64,
+    /// Shown once; the hub keeps only its hash.
+    pub token: String,
+    pub expires: Option<i64>,
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+/// The permissions kiln knows; tags may name custom ones.
+pub const PERMISSIONS: &[&str] = &["admin", "tag", "target", "build", "image", "host", "pipeline"];

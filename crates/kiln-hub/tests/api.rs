@@ -1,0 +1,485 @@
+//! The REST API over real HTTP, on SQLite and PostgreSQL: authentication,
+//! permissions, JSON errors, uploads, the OpenAPI document.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+struct Hub {
+    base: String,
+    admin: String,
+    http: reqwest::Client,
+    _store: tempfile::TempDir,
+    hub: Arc<kiln_hub::api::Hub>,
+}
+
+async fn start(t: &common::TestDb, anonymous_read: bool) -> Hub {
+    let store = tempfile::tempdir().expect("store");
+    let opts = kiln_hub::ServeOptions {
+        db: t.url.clone(),
+        store: format!("file://{}", store.path().display()),
+        listen: "127.0.0.1:0".into(),
+        anonymous_read,
+    };
+    let admin = kiln_hub::bootstrap_user(&t.url, "admin", Some("admin-password"), &["admin".into()])
+        .await
+        .expect("bootstrap");
+    let hub = Arc::new(kiln_hub::open(&opts).await.expect("open"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = kiln_hub::api::router(hub.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Hub {
+        base: format!("http://{addr}/api/v1"),
+        admin,
+        http: reqwest::Client::new(),
+        _store: store,
+        hub,
+    }
+}
+
+impl Hub {
+    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut r = self.http.request(m, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.expect("send");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (s, v) = self.call(method, path, Some(&self.admin), body).await;
+        assert!(s.is_success(), "{method} {path}: {s} {v}");
+        v
+    }
+
+    async fn token_for(&self, name: &str, perms: &[&str]) -> String {
+        self.ok("POST", "/users", Some(json!({"name": name, "perms": perms})))
+            .await;
+        let v = self.ok("POST", &format!("/users/{name}/tokens"), Some(json!({}))).await;
+        v["token"].as_str().expect("token").to_string()
+    }
+
+    async fn events(&self) -> i64 {
+        self.ok("GET", "/status", None).await["event"].as_i64().expect("event")
+    }
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+both!(permissions_and_auth, |t| async move {
+    let h = start(&t, true).await;
+    h.ok("POST", "/tags", Some(json!({"name": "base"}))).await;
+    // Anonymous reads are allowed here; writes are not.
+    let (s, v) = h.call("GET", "/tags/base", None, None).await;
+    assert_eq!((s, v["name"].as_str()), (StatusCode::OK, Some("base")));
+    let (s, v) = h.call("POST", "/tags", None, Some(json!({"name": "x"}))).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    // A user without the permission.
+    let viewer = h.token_for("viewer", &[]).await;
+    let (s, v) = h.call("POST", "/tags", Some(&viewer), Some(json!({"name": "x"}))).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
+    assert!(v["error"]["message"].as_str().unwrap_or("").contains("`tag`"), "{v}");
+    // Grant it: now allowed.
+    h.ok("POST", "/users/viewer/perms", Some(json!({"perm": "tag"}))).await;
+    let (s, _) = h.call("POST", "/tags", Some(&viewer), Some(json!({"name": "x"}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    // Locked tag, custom permission, admin force.
+    h.ok("PATCH", "/tags/x", Some(json!({"locked": true}))).await;
+    let (s, v) = h
+        .call(
+            "POST",
+            "/tags/x/packages",
+            Some(&viewer),
+            Some(json!({"package": "fw"})),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::LOCKED, "locked"));
+    let (s, _) = h
+        .call(
+            "POST",
+            "/tags/x/packages?force=true",
+            Some(&h.admin),
+            Some(json!({"package": "fw"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    h.ok("PATCH", "/tags/x", Some(json!({"locked": false, "perm": "release"})))
+        .await;
+    let (s, _) = h
+        .call(
+            "POST",
+            "/tags/x/packages",
+            Some(&viewer),
+            Some(json!({"package": "fw2"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    h.ok("POST", "/users/viewer/perms", Some(json!({"perm": "release"})))
+        .await;
+    let (s, _) = h
+        .call(
+            "POST",
+            "/tags/x/packages",
+            Some(&viewer),
+            Some(json!({"package": "fw2"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    // Revoked and bogus tokens.
+    let list = h.ok("GET", "/users/viewer/tokens", None).await;
+    let id = list[0]["id"].as_i64().expect("id");
+    h.ok("DELETE", &format!("/tokens/{id}"), None).await;
+    let (s, v) = h.call("GET", "/whoami", Some(&viewer), None).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let (s, _) = h.call("GET", "/tags", Some("kiln_bogus"), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // Users cannot manage other users' tokens.
+    let other = h.token_for("other", &["tag"]).await;
+    let (s, _) = h
+        .call("POST", "/users/admin/tokens", Some(&other), Some(json!({})))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Expired tokens do not work.
+    let v = h
+        .ok("POST", "/users/other/tokens", Some(json!({"expires_days": 1})))
+        .await;
+    assert!(v["expires"].as_i64().is_some());
+});
+
+both!(anonymous_reads_can_be_turned_off, |t| async move {
+    let h = start(&t, false).await;
+    let (s, v) = h.call("GET", "/tags", None, None).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let (s, _) = h.call("GET", "/tags", Some(&h.admin), None).await;
+    assert_eq!(s, StatusCode::OK);
+});
+
+both!(login_is_rate_limited_and_never_echoes_secrets, |t| async move {
+    let h = start(&t, true).await;
+    let (s, v) = h
+        .call(
+            "POST",
+            "/login",
+            None,
+            Some(json!({"user": "admin", "password": "admin-password"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let token = v["token"].as_str().expect("token").to_string();
+    let (s, w) = h.call("GET", "/whoami", Some(&token), None).await;
+    assert_eq!((s, w["name"].as_str()), (StatusCode::OK, Some("admin")));
+    for _ in 0..5 {
+        let (s, v) = h
+            .call(
+                "POST",
+                "/login",
+                None,
+                Some(json!({"user": "admin", "password": "wrong-password"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert!(!v.to_string().contains("wrong-password"));
+    }
+    // Even the right password is refused while limited.
+    let (s, v) = h
+        .call(
+            "POST",
+            "/login",
+            None,
+            Some(json!({"user": "admin", "password": "admin-password"})),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"));
+    // Tokens are stored hashed.
+    let tokens = h.hub.db.list_tokens("admin").await.expect("tokens");
+    assert!(!serde_json::to_string(&tokens).expect("json").contains(&token));
+});
+
+both!(bad_requests_are_clear_and_change_nothing, |t| async move {
+    let h = start(&t, true).await;
+    h.ok("POST", "/tags", Some(json!({"name": "c"}))).await;
+    h.ok("POST", "/tags", Some(json!({"name": "p"}))).await;
+    h.ok(
+        "POST",
+        "/tags/c/inheritance",
+        Some(json!({"parent": "p", "priority": 1})),
+    )
+    .await;
+    let before = h.events().await;
+    let cases: Vec<(&str, &str, Value, StatusCode, &str)> = vec![
+        (
+            "GET",
+            "/tags/nope",
+            Value::Null,
+            StatusCode::NOT_FOUND,
+            "unknown tag `nope`",
+        ),
+        (
+            "POST",
+            "/tags/nope/inheritance",
+            json!({"parent": "p", "priority": 1}),
+            StatusCode::NOT_FOUND,
+            "unknown tag",
+        ),
+        ("POST", "/tags", json!({"name": "q"}), StatusCode::CREATED, ""),
+        (
+            "POST",
+            "/tags/c/inheritance",
+            json!({"parent": "q", "priority": 1}),
+            StatusCode::CONFLICT,
+            "priority 1",
+        ),
+        (
+            "POST",
+            "/tags/c/inheritance",
+            json!({"parent": "q", "priority": 2, "pkg_filter": "(["}),
+            StatusCode::BAD_REQUEST,
+            "pkg_filter",
+        ),
+        (
+            "POST",
+            "/tags",
+            json!({"name": "z", "bogus": 1}),
+            StatusCode::BAD_REQUEST,
+            "bogus",
+        ),
+        ("GET", "/tags?limit=0", Value::Null, StatusCode::BAD_REQUEST, "limit"),
+        (
+            "GET",
+            "/nowhere",
+            Value::Null,
+            StatusCode::NOT_FOUND,
+            "no such endpoint",
+        ),
+    ];
+    let mut expected_events = before;
+    for (m, path, body, want, msg) in cases {
+        let body = (!body.is_null()).then_some(body);
+        let (s, v) = h.call(m, path, Some(&h.admin), body).await;
+        assert_eq!(s, want, "{m} {path}: {v}");
+        if want.is_success() {
+            expected_events += 1;
+        } else {
+            assert!(
+                v["error"]["message"].as_str().unwrap_or("").contains(msg),
+                "{m} {path}: {v}"
+            );
+        }
+    }
+    // Malformed JSON and an oversized body.
+    let r = h
+        .http
+        .post(format!("{}/tags", h.base))
+        .bearer_auth(&h.admin)
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.expect("json error");
+    assert_eq!(code(&v), "bad_request");
+    let huge = json!({"name": "big", "extra": {"k": "x".repeat(2 << 20)}});
+    let (s, v) = h.call("POST", "/tags", Some(&h.admin), Some(huge)).await;
+    assert_eq!((s, code(&v)), (StatusCode::PAYLOAD_TOO_LARGE, "too_large"));
+    assert_eq!(h.events().await, expected_events, "failed requests recorded no event");
+    let (s, _) = h.call("GET", "/tags/big", None, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+});
+
+both!(artifacts_upload_verified_and_download, |t| async move {
+    use sha2::Digest;
+    let h = start(&t, true).await;
+    let data = b"an image's bytes".repeat(1000);
+    let sha = hex::encode(sha2::Sha256::digest(&data));
+    let b = h
+        .ok(
+            "POST",
+            "/builds",
+            Some(json!({"name": "fw", "version": "1", "release": "1", "artifacts": [
+                {"file": "fw.squashfs", "format": "squashfs", "size": data.len(), "sha256": sha}
+            ]})),
+        )
+        .await;
+    assert_eq!(b["state"], "BUILDING");
+    // Not complete before the upload.
+    let (s, v) = h
+        .call(
+            "POST",
+            "/builds/fw-1-1/state",
+            Some(&h.admin),
+            Some(json!({"state": "COMPLETE"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    // A corrupted upload is rejected and leaves nothing.
+    let mut bad = data.clone();
+    bad[7] ^= 1;
+    let r = h
+        .http
+        .put(format!("{}/builds/fw-1-1/files/fw.squashfs", h.base))
+        .bearer_auth(&h.admin)
+        .body(bad)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.expect("json");
+    assert!(
+        v["error"]["message"].as_str().unwrap_or("").contains("sha256 mismatch"),
+        "{v}"
+    );
+    let blobs = std::fs::read_dir(h._store.path().join("blobs/sha256"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(blobs, 0);
+    let tmp = std::fs::read_dir(h._store.path().join("tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(tmp, 0, "no partial upload left");
+    // The right bytes.
+    let r = h
+        .http
+        .put(format!("{}/builds/fw-1-1/files/fw.squashfs", h.base))
+        .bearer_auth(&h.admin)
+        .body(data.clone())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let b = h
+        .ok("POST", "/builds/fw-1-1/state", Some(json!({"state": "COMPLETE"})))
+        .await;
+    assert_eq!(b["state"], "COMPLETE");
+    assert_eq!(b["artifacts"][0]["stored"], true);
+    let r = h
+        .http
+        .get(format!("{}/builds/fw-1-1/files/fw.squashfs", h.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.headers()["x-kiln-sha256"].to_str().expect("header"), sha);
+    assert_eq!(r.bytes().await.expect("bytes").as_ref(), data.as_slice());
+    // A complete build's files are final.
+    let r = h
+        .http
+        .put(format!("{}/builds/fw-1-1/files/fw.squashfs", h.base))
+        .bearer_auth(&h.admin)
+        .body(data.clone())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+});
+
+both!(source_images_upload_and_list, |t| async move {
+    use sha2::Digest;
+    let h = start(&t, true).await;
+    let mut img = b"hsqs".to_vec();
+    img.extend(std::iter::repeat_n(7u8, 5000));
+    let sha = hex::encode(sha2::Sha256::digest(&img));
+    let up = |version: &'static str, body: Vec<u8>, sha: String| {
+        let (http, base, admin) = (h.http.clone(), h.base.clone(), h.admin.clone());
+        async move {
+            http.put(format!("{base}/images/cam-fw/{version}/upload"))
+                .bearer_auth(admin)
+                .header("x-kiln-sha256", sha)
+                .body(body)
+                .send()
+                .await
+                .expect("put")
+        }
+    };
+    assert_eq!(
+        up("2.3.10", img.clone(), sha.clone()).await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        up("2.3.9", img.clone(), sha.clone()).await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        up("2.3.9", img.clone(), sha.clone()).await.status(),
+        StatusCode::CONFLICT
+    );
+    let r = up("2.4", img.clone(), "0".repeat(64)).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = up(
+        "2.5",
+        b"not an image at all".to_vec(),
+        hex::encode(sha2::Sha256::digest(b"not an image at all")),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v = h.ok("GET", "/images?name=cam-fw", None).await;
+    let versions: Vec<&str> = v
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|i| i["version"].as_str())
+        .collect();
+    assert_eq!(versions, ["2.3.9", "2.3.10"]);
+    let (s, v) = h.call("GET", "/images/cam-fw/9.9", None, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("available: 2.3.9, 2.3.10"),
+        "{v}"
+    );
+    let r = h
+        .http
+        .get(format!("{}/images/cam-fw/2.3.10/blob", h.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.bytes().await.expect("bytes").as_ref(), img.as_slice());
+    // Stored once; removed when the last version goes.
+    h.ok("DELETE", "/images/cam-fw/2.3.9", None).await;
+    assert!(h._store.path().join(format!("blobs/sha256/{sha}")).exists());
+    h.ok("DELETE", "/images/cam-fw/2.3.10", None).await;
+    assert!(!h._store.path().join(format!("blobs/sha256/{sha}")).exists());
+});
+
+#[tokio::test]
+async fn every_documented_route_is_served() {
+    let t = common::sqlite();
+    let h = start(&t, true).await;
+    let doc = h.ok("GET", "/openapi.json", None).await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    for (method, path, _, _) in kiln_hub::openapi::ROUTES {
+        let concrete = path
+            .split('/')
+            .map(|s| if s.starts_with('{') { "x" } else { s })
+            .collect::<Vec<_>>()
+            .join("/");
+        let (s, v) = h.call(&method.to_uppercase(), &concrete, None, None).await;
+        assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert!(
+            !v.to_string().contains("no such endpoint"),
+            "{method} {path} is not routed"
+        );
+        assert!(
+            doc["paths"][format!("/api/v1{path}")][method].is_object(),
+            "{method} {path} undocumented"
+        );
+    }
+    // Methods a path does not serve are refused.
+    let (s, _) = h.call("PATCH", "/status", None, None).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+}
