@@ -195,10 +195,31 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .layer(DefaultBodyLimit::disable());
     Router::new()
         .nest("/api/v1", api.merge(streams))
+        .layer(axum::middleware::from_fn(access_log))
         .fallback(|| async {
             HubError::not_found("no such endpoint (the API is under /api/v1; see /api/v1/openapi.json)")
         })
         .with_state(hub)
+}
+
+/// One line per request: method, route template (never the concrete path
+/// or query, which may carry names; never headers, which carry tokens),
+/// status, time.
+async fn access_log(req: Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "(unrouted)".to_string(), |p| p.as_str().to_string());
+    let start = std::time::Instant::now();
+    let resp = next.run(req).await;
+    tracing::info!(
+        target: "kiln_hub::access",
+        "{method} {route} {} {:.1}ms",
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64() * 1000.0
+    );
+    resp
 }
 
 async fn status(State(hub): St) -> Result<Json<serde_json::Value>> {

@@ -110,6 +110,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, HubError> {
 
 /// [`serve`] for synchronous callers (the CLI).
 pub fn serve_blocking(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<(), HubError> {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .try_init();
     runtime()?.block_on(serve(opts, ready))
 }
 

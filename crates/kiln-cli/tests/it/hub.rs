@@ -20,6 +20,21 @@ impl Drop for Served {
     }
 }
 
+impl Served {
+    /// Stops the hub (SIGTERM, a clean shutdown) and returns its log.
+    fn stop(mut self) -> String {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "kiln serve exits 0 on SIGTERM: {status}");
+        let mut log = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut log);
+        }
+        log
+    }
+}
+
 fn serve() -> Served {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
