@@ -329,6 +329,14 @@ fn a_team_publishes_tags_and_releases_a_build() {
         .env("KILN_HUB", "http://127.0.0.1:1")
         .args(["tag", "ls"]));
     assert!(r.stderr.contains("cannot reach the hub"), "{}", r.stderr);
+
+    // The log has every request and no secret.
+    let log = hub.stop();
+    assert!(log.contains("POST /api/v1/login 201"), "{log}");
+    assert!(log.contains("PUT /api/v1/builds/{nvr}/files/{file} 201"), "{log}");
+    for secret in [admin.as_str(), token.as_str(), "release-password"] {
+        assert!(!log.contains(secret), "a secret in the log: {log}");
+    }
 }
 
 #[test]
