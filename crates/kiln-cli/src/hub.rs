@@ -1291,6 +1291,9 @@ pub enum TargetCommand {
     /// Show a target; --json output restores with `kiln target apply`.
     Show {
         name: String,
+        /// As of this event.
+        #[arg(long)]
+        event: Option<i64>,
         #[command(flatten)]
         json: JsonOpt,
     },
@@ -1344,8 +1347,8 @@ pub fn target(hub: &HubOpts, cmd: &TargetCommand) -> Result<ExitCode> {
             let t: Target = c.call(Method::Patch, &["targets", name], &[], Some(&e))?;
             println!("edited target {}", t.name);
         }
-        TargetCommand::Show { name, json } => {
-            let t: Target = c.get(&["targets", name], &[])?;
+        TargetCommand::Show { name, event, json } => {
+            let t: Target = c.get(&["targets", name], &ev(*event))?;
             if json.json {
                 return print_json(&t).map(|()| ExitCode::SUCCESS);
             }

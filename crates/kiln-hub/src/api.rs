@@ -653,9 +653,14 @@ async fn create_target(State(hub): St, headers: HeaderMap, J(t): J<Target>) -> R
     Ok(created(hub.db.put_target(&who, &t, true, None).await?))
 }
 
-async fn target(State(hub): St, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<Target>> {
+async fn target(
+    State(hub): St,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Q(q): Q<ListQuery>,
+) -> Result<Json<Target>> {
     reader(&hub, &headers).await?;
-    Ok(Json(hub.db.target(&name).await?))
+    Ok(Json(hub.db.target(&name, q.event).await?))
 }
 
 /// `kiln target apply`: create or replace the whole target.
@@ -682,7 +687,7 @@ async fn edit_target(
     J(e): J<TargetEdit>,
 ) -> Result<Json<Target>> {
     let who = writer(&hub, &headers, "target").await?;
-    let mut t = hub.db.target(&name).await?;
+    let mut t = hub.db.target(&name, None).await?;
     if let Some(n) = &e.rename {
         t.name = n.clone();
     }

@@ -1462,16 +1462,21 @@ macro_rules! backend {
 
                 // ---- targets -----------------------------------------------
 
-                async fn target_row(&self, name: &str) -> Result<(i64, Target)> {
-                    let r = sqlx::query(
+                async fn target_row(&self, name: &str, event: Option<i64>) -> Result<(i64, Target)> {
+                    let sql = format!(
                         "SELECT c.target_id, c.name, b.name, d.name, c.macros FROM target_config c \
                          JOIN tags b ON b.id = c.build_tag JOIN tags d ON d.id = c.dest_tag \
-                         WHERE c.name = $1 AND c.revoke_event IS NULL",
-                    )
-                    .bind(name)
-                    .fetch_optional(&self.read)
-                    .await?
-                    .ok_or_else(|| HubError::not_found(format!("unknown target `{name}`")))?;
+                         WHERE c.name = $1 AND {}",
+                        active(event, 2, "c")
+                    );
+                    let mut q = sqlx::query(&sql).bind(name);
+                    if let Some(e) = event {
+                        q = q.bind(e);
+                    }
+                    let r = q
+                        .fetch_optional(&self.read)
+                        .await?
+                        .ok_or_else(|| HubError::not_found(format!("unknown target `{name}`")))?;
                     let macros: String = r.try_get(4)?;
                     Ok((
                         r.try_get(0)?,
@@ -1484,8 +1489,8 @@ macro_rules! backend {
                     ))
                 }
 
-                pub async fn target(&self, name: &str) -> Result<Target> {
-                    Ok(self.target_row(name).await?.1)
+                pub async fn target(&self, name: &str, event: Option<i64>) -> Result<Target> {
+                    Ok(self.target_row(name, event).await?.1)
                 }
 
                 pub async fn list_targets(&self) -> Result<Vec<Target>> {
@@ -1495,7 +1500,7 @@ macro_rules! backend {
                             .await?;
                     let mut out = Vec::new();
                     for n in names {
-                        out.push(self.target(&n).await?);
+                        out.push(self.target(&n, None).await?);
                     }
                     Ok(out)
                 }
@@ -1558,7 +1563,7 @@ macro_rules! backend {
                         e => e,
                     })?;
                     tx.commit().await?;
-                    self.target(&t.name).await
+                    self.target(&t.name, None).await
                 }
 
                 pub async fn delete_target(&self, who: &Principal, name: &str) -> Result<()> {
@@ -1780,7 +1785,7 @@ forward! {
     fn list_tagged(&self, tag: &str, inherit: bool, latest: bool, event: Option<i64>) -> Vec<TaggedOut>;
     fn tag_history(&self, tag: &str) -> Vec<HistoryEntry>;
     fn last_event(&self) -> i64;
-    fn target(&self, name: &str) -> Target;
+    fn target(&self, name: &str, event: Option<i64>) -> Target;
     fn list_targets(&self) -> Vec<Target>;
     fn put_target(&self, who: &Principal, t: &Target, create_only: bool, replace: Option<&str>) -> Target;
     fn delete_target(&self, who: &Principal, name: &str) -> ();
@@ -1792,7 +1797,7 @@ forward! {
 
 /// The macro layers of a target (SPEC §2.5 layers 2 and 4).
 pub async fn macro_layers(db: &Db, target: &str) -> Result<MacroLayers> {
-    let t = db.target(target).await?;
+    let t = db.target(target, None).await?;
     let bc = db.build_config(&t.build_tag, None).await?;
     let mut build_tag_macros = BTreeMap::new();
     for (k, v) in bc.extra {

@@ -121,7 +121,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ),
     ("get", "/targets", "List targets", ""),
     ("post", "/targets", "Create a target", "target"),
-    ("get", "/targets/{name}", "A target", ""),
+    ("get", "/targets/{name}", "A target (?event=N)", ""),
     (
         "put",
         "/targets/{name}",

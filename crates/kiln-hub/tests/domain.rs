@@ -657,12 +657,27 @@ both!(targets_round_trip_and_feed_macro_layers, |t| async move {
         }
     );
     // Backup and restore.
-    let saved = serde_json::to_string(&db.target("fw").await.expect("show")).expect("json");
+    let saved = serde_json::to_string(&db.target("fw", None).await.expect("show")).expect("json");
     db.delete_target(&a, "fw").await.expect("rm");
-    assert_eq!(db.target("fw").await.expect_err("gone").code, "not_found");
+    assert_eq!(db.target("fw", None).await.expect_err("gone").code, "not_found");
     let restored: Target = serde_json::from_str(&saved).expect("parse");
     db.put_target(&a, &restored, false, None).await.expect("apply");
-    assert_eq!(db.target("fw").await.expect("back"), target);
+    assert_eq!(db.target("fw", None).await.expect("back"), target);
+    // As of an event: the target before its deletion.
+    let e = db.last_event().await.expect("event");
+    db.put_target(
+        &a,
+        &Target {
+            macros: BTreeMap::new(),
+            ..target.clone()
+        },
+        false,
+        None,
+    )
+    .await
+    .expect("edit");
+    assert!(db.target("fw", None).await.expect("now").macros.is_empty());
+    assert_eq!(db.target("fw", Some(e)).await.expect("then"), target);
     // A tag used by a target cannot be deleted.
     assert_eq!(db.delete_tag(&a, "dest").await.expect_err("in use").code, "conflict");
     let bad = Target {
