@@ -45,6 +45,11 @@ fn check_name(what: &str, name: &str) -> Result<()> {
     }
 }
 
+/// A literal list of ids for `IN (…)` (numbers only, never user text).
+fn id_list(ids: &[i64]) -> String {
+    ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+}
+
 fn json_text(v: &serde_json::Value) -> String {
     v.to_string()
 }
@@ -445,19 +450,57 @@ macro_rules! backend {
                 }
 
                 pub async fn list_tags(&self, offset: i64, limit: i64, event: Option<i64>) -> Result<Page<TagInfo>> {
-                    let sql = format!(
-                        "SELECT t.name FROM tags t JOIN tag_config c ON c.tag_id = t.id WHERE {} ORDER BY t.name",
+                    let (offset, limit) = (offset.max(0), limit.max(0));
+                    let count_sql = format!(
+                        "SELECT COUNT(*) FROM tags t JOIN tag_config c ON c.tag_id = t.id WHERE {}",
                         active(event, 1, "c")
                     );
-                    let mut q = sqlx::query_scalar::<_, String>(&sql);
+                    let mut q = sqlx::query_scalar::<_, i64>(&count_sql);
                     if let Some(e) = event {
                         q = q.bind(e);
                     }
-                    let names = q.fetch_all(&self.read).await?;
-                    let total = names.len() as i64;
+                    let total = q.fetch_one(&self.read).await?;
+                    // One query for the page, one for its extra.
+                    let sql = format!(
+                        "SELECT t.id, t.name, c.arches, c.perm, c.locked FROM tags t JOIN tag_config c ON c.tag_id = t.id \
+                         WHERE {} ORDER BY t.name LIMIT {limit} OFFSET {offset}",
+                        active(event, 1, "c")
+                    );
+                    let mut q = sqlx::query(&sql);
+                    if let Some(e) = event {
+                        q = q.bind(e);
+                    }
                     let mut items = Vec::new();
-                    for n in names.iter().skip(offset.max(0) as usize).take(limit.max(0) as usize) {
-                        items.push(self.tag_info(n, event).await?);
+                    for r in q.fetch_all(&self.read).await? {
+                        items.push(TagInfo {
+                            id: r.try_get(0)?,
+                            name: r.try_get(1)?,
+                            arches: r.try_get(2)?,
+                            perm: r.try_get(3)?,
+                            locked: r.try_get(4)?,
+                            extra: BTreeMap::new(),
+                        });
+                    }
+                    if !items.is_empty() {
+                        let ids: Vec<i64> = items.iter().map(|t| t.id).collect();
+                        let sql = format!(
+                            "SELECT tag_id, key, value, blocked FROM tag_extra WHERE tag_id IN ({}) AND {}",
+                            id_list(&ids),
+                            active(event, 1, "")
+                        );
+                        let mut q = sqlx::query(&sql);
+                        if let Some(e) = event {
+                            q = q.bind(e);
+                        }
+                        let mut extra: HashMap<i64, BTreeMap<String, ExtraValue>> = HashMap::new();
+                        for r in q.fetch_all(&self.read).await? {
+                            let (id, k, v, b): (i64, String, Option<String>, bool) =
+                                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+                            extra.entry(id).or_default().insert(k, ExtraValue { value: parse_json(v), blocked: b });
+                        }
+                        for t in &mut items {
+                            t.extra = extra.remove(&t.id).unwrap_or_default();
+                        }
                     }
                     Ok(Page { items, total, offset, limit })
                 }
@@ -595,16 +638,22 @@ macro_rules! backend {
 
                 // ---- inheritance ------------------------------------------
 
-                async fn links_at<'e, E>(ex: E, event: Option<i64>) -> Result<Vec<koji::Link>>
+                /// The links reachable from `start` (towards parents, or with
+                /// `reverse` towards children) at `event`: only the subgraph a
+                /// walk can visit, found by a recursive query.
+                async fn links_from<'e, E>(ex: E, start: i64, reverse: bool, event: Option<i64>) -> Result<Vec<koji::Link>>
                 where
                     E: sqlx::Executor<'e, Database = Db>,
                 {
+                    let (from, to) = if reverse { ("parent_id", "tag_id") } else { ("tag_id", "parent_id") };
                     let sql = format!(
-                        "SELECT tag_id, parent_id, priority, maxdepth, intransitive, noconfig, pkg_filter \
-                         FROM tag_inheritance WHERE {}",
-                        active(event, 1, "")
+                        "WITH RECURSIVE r(id) AS (SELECT CAST($1 AS BIGINT) UNION \
+                         SELECT l.{to} FROM tag_inheritance l JOIN r ON l.{from} = r.id WHERE {act}) \
+                         SELECT l.tag_id, l.parent_id, l.priority, l.maxdepth, l.intransitive, l.noconfig, l.pkg_filter \
+                         FROM tag_inheritance l WHERE l.{from} IN (SELECT id FROM r) AND {act}",
+                        act = active(event, 2, "l")
                     );
-                    let mut q = sqlx::query(&sql);
+                    let mut q = sqlx::query(&sql).bind(start);
                     if let Some(e) = event {
                         q = q.bind(e);
                     }
@@ -625,11 +674,19 @@ macro_rules! backend {
                         .collect()
                 }
 
-                async fn tag_names<'e, E>(ex: E) -> Result<HashMap<i64, String>>
+                /// The names of some tags.
+                async fn tag_names<'e, E>(ex: E, ids: impl IntoIterator<Item = i64>) -> Result<HashMap<i64, String>>
                 where
                     E: sqlx::Executor<'e, Database = Db>,
                 {
-                    let rows = sqlx::query("SELECT id, name FROM tags").fetch_all(ex).await?;
+                    let mut ids: Vec<i64> = ids.into_iter().collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    if ids.is_empty() {
+                        return Ok(HashMap::new());
+                    }
+                    let sql = format!("SELECT id, name FROM tags WHERE id IN ({})", id_list(&ids));
+                    let rows = sqlx::query(&sql).fetch_all(ex).await?;
                     rows.into_iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
                 }
 
@@ -649,22 +706,22 @@ macro_rules! backend {
                 /// A tag's direct links (parents, or with `reverse` children).
                 pub async fn links(&self, tag: &str, reverse: bool, event: Option<i64>) -> Result<Vec<LinkOut>> {
                     let t = tag_row(&self.read, tag, event).await?;
-                    let set = koji::LinkSet(Self::links_at(&self.read, event).await?);
-                    let names = Self::tag_names(&self.read).await?;
+                    let set = koji::LinkSet(Self::links_from(&self.read, t.id, reverse, event).await?);
                     use koji::Links;
                     let links = if reverse { set.children(t.id) } else { set.parents(t.id) };
+                    let names = Self::tag_names(&self.read, links.iter().flat_map(|l| [l.child, l.parent])).await?;
                     Ok(links.iter().map(|l| Self::link_out(l, &names)).collect())
                 }
 
                 async fn walk_ids(&self, tag: i64, reverse: bool, event: Option<i64>) -> Result<Vec<koji::WalkEntry>> {
-                    let set = koji::LinkSet(Self::links_at(&self.read, event).await?);
+                    let set = koji::LinkSet(Self::links_from(&self.read, tag, reverse, event).await?);
                     Ok(koji::full_inheritance(&set, tag, reverse))
                 }
 
                 pub async fn full_inheritance(&self, tag: &str, reverse: bool, event: Option<i64>) -> Result<Vec<WalkOut>> {
                     let t = tag_row(&self.read, tag, event).await?;
                     let walk = self.walk_ids(t.id, reverse, event).await?;
-                    let names = Self::tag_names(&self.read).await?;
+                    let names = Self::tag_names(&self.read, walk.iter().flat_map(|w| [w.link.child, w.link.parent])).await?;
                     Ok(walk
                         .iter()
                         .map(|w| WalkOut {
@@ -706,7 +763,7 @@ macro_rules! backend {
                     if c.id == p.id {
                         return Err(HubError::bad_request(format!("tag {child} cannot inherit from itself")));
                     }
-                    let current = Self::links_at(&mut *tx, None).await?;
+                    let current = Self::links_from(&mut *tx, c.id, false, None).await?;
                     let existing = current.iter().find(|l| l.child == c.id && l.parent == p.id).cloned();
                     let mut link = match (add, edit, existing) {
                         (Some(_), _, Some(_)) => {
@@ -757,7 +814,7 @@ macro_rules! backend {
                             .iter()
                             .find(|l| l.child == c.id && l.parent != p.id && l.priority == link.priority)
                         {
-                            let names = Self::tag_names(&mut *tx).await?;
+                            let names = Self::tag_names(&mut *tx, [other.parent]).await?;
                             return Err(HubError::conflict(format!(
                                 "{child} already has parent {} at priority {}",
                                 names.get(&other.parent).cloned().unwrap_or_default(),
@@ -851,9 +908,9 @@ macro_rules! backend {
                 pub async fn build_config(&self, tag: &str, event: Option<i64>) -> Result<BuildConfigOut> {
                     let t = tag_row(&self.read, tag, event).await?;
                     let walk = self.walk_ids(t.id, false, event).await?;
-                    let names = Self::tag_names(&self.read).await?;
                     let mut ids = vec![t.id];
                     ids.extend(walk.iter().map(|w| w.link.parent));
+                    let names = Self::tag_names(&self.read, ids.iter().copied()).await?;
                     let configs = self.configs(&ids, event, &names).await?;
                     let bc = koji::build_config(t.id, &walk, &configs);
                     Ok(BuildConfigOut {
@@ -906,7 +963,7 @@ macro_rules! backend {
                     tx: &mut Tx<'_>,
                     tag: i64,
                 ) -> Result<BTreeMap<String, koji::PkgEntry>> {
-                    let set = koji::LinkSet(Self::links_at(&mut **tx, None).await?);
+                    let set = koji::LinkSet(Self::links_from(&mut **tx, tag, false, None).await?);
                     let walk = koji::full_inheritance(&set, tag, false);
                     let mut ids = vec![tag];
                     ids.extend(walk.iter().map(|w| w.link.parent));
@@ -917,13 +974,13 @@ macro_rules! backend {
 
                 pub async fn packages(&self, tag: &str, inherit: bool, event: Option<i64>) -> Result<Vec<PackageOut>> {
                     let t = tag_row(&self.read, tag, event).await?;
-                    let names = Self::tag_names(&self.read).await?;
                     let walk = if inherit { self.walk_ids(t.id, false, event).await? } else { Vec::new() };
                     let mut ids = vec![t.id];
                     ids.extend(walk.iter().map(|w| w.link.parent));
                     let lists = Self::package_lists(&self.read, &ids, event).await?;
                     let pk = koji::inherited_packages(t.id, &walk, &lists)
                         .map_err(|e| HubError::bad_request(format!("invalid pkg_filter in the inheritance: {e}")))?;
+                    let names = Self::tag_names(&self.read, pk.values().map(|p| p.tag)).await?;
                     Ok(pk
                         .into_values()
                         .map(|p| PackageOut {
@@ -1261,10 +1318,11 @@ macro_rules! backend {
                         .bind(bid)
                         .execute(&mut *tx)
                         .await?;
-                    sqlx::query("INSERT INTO tag_listing (tag_id, build_id, create_event) VALUES ($1, $2, $3)")
+                    sqlx::query("INSERT INTO tag_listing (tag_id, build_id, create_event, package) VALUES ($1, $2, $3, $4)")
                         .bind(t.id)
                         .bind(bid)
                         .bind(ev)
+                        .bind(&name)
                         .execute(&mut *tx)
                         .await?;
                     tx.commit().await?;
@@ -1314,41 +1372,60 @@ macro_rules! backend {
                     let pk = koji::inherited_packages(t.id, &walk, &lists)
                         .map_err(|e| HubError::bad_request(format!("invalid pkg_filter in the inheritance: {e}")))?;
                     let scan: Vec<i64> = if inherit { ids.clone() } else { vec![t.id] };
-                    let list = scan.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+                    // The listings alone (one index), then details only for
+                    // the builds returned. Every listed build is COMPLETE:
+                    // only COMPLETE builds can be tagged, and no change
+                    // takes a build out of COMPLETE.
                     let sql = format!(
-                        "SELECT l.tag_id, l.create_event, b.nvr, b.name, b.version, b.release, u.name, b.state \
-                         FROM tag_listing l JOIN builds b ON b.id = l.build_id JOIN users u ON u.id = b.owner_id \
-                         WHERE l.tag_id IN ({list}) AND {}",
-                        active(event, 1, "l")
+                        "SELECT tag_id, build_id, create_event, package FROM tag_listing \
+                         WHERE tag_id IN ({}) AND {}",
+                        id_list(&scan),
+                        active(event, 1, "")
                     );
                     let mut q = sqlx::query(&sql);
                     if let Some(e) = event {
                         q = q.bind(e);
                     }
                     let mut listings: HashMap<i64, Vec<koji::Tagged>> = HashMap::new();
-                    let mut info: HashMap<String, (String, String, String, String)> = HashMap::new();
                     for r in q.fetch_all(&self.read).await? {
                         let tag_id: i64 = r.try_get(0)?;
-                        let nvr: String = r.try_get(2)?;
-                        let state: String = r.try_get(7)?;
-                        info.insert(nvr.clone(), (r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?));
+                        let build: i64 = r.try_get(1)?;
+                        let package: Option<String> = r.try_get(3)?;
                         listings.entry(tag_id).or_default().push(koji::Tagged {
-                            nvr,
-                            package: r.try_get(3)?,
+                            nvr: build.to_string(),
+                            package: package.unwrap_or_default(),
                             tag: tag_id,
-                            tag_event: r.try_get(1)?,
-                            complete: state == "COMPLETE",
+                            tag_event: r.try_get(2)?,
+                            complete: true,
                         });
                     }
-                    let names = Self::tag_names(&self.read).await?;
                     let walk = if inherit { walk } else { Vec::new() };
                     let tagged = koji::tagged_builds(t.id, &walk, inherit, latest, &pk, &listings);
+                    let mut build_ids: Vec<i64> = tagged.iter().filter_map(|b| b.nvr.parse().ok()).collect();
+                    build_ids.sort_unstable();
+                    build_ids.dedup();
+                    let mut info: HashMap<i64, (String, String, String, String, String)> = HashMap::new();
+                    for chunk in build_ids.chunks(1000) {
+                        let sql = format!(
+                            "SELECT b.id, b.nvr, b.name, b.version, b.release, u.name FROM builds b \
+                             JOIN users u ON u.id = b.owner_id WHERE b.id IN ({})",
+                            id_list(chunk)
+                        );
+                        for r in sqlx::query(&sql).fetch_all(&self.read).await? {
+                            info.insert(
+                                r.try_get(0)?,
+                                (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?),
+                            );
+                        }
+                    }
+                    let names = Self::tag_names(&self.read, tagged.iter().map(|b| b.tag)).await?;
                     Ok(tagged
                         .into_iter()
                         .map(|b| {
-                            let (name, version, release, owner) = info.get(&b.nvr).cloned().unwrap_or_default();
+                            let (nvr, name, version, release, owner) =
+                                b.nvr.parse::<i64>().ok().and_then(|id| info.get(&id).cloned()).unwrap_or_default();
                             TaggedOut {
-                                nvr: b.nvr,
+                                nvr,
                                 name,
                                 version,
                                 release,
@@ -1368,27 +1445,18 @@ macro_rules! backend {
                         .fetch_optional(&self.read)
                         .await?
                         .ok_or_else(|| HubError::not_found(format!("unknown tag `{tag}`")))?;
-                    let names = Self::tag_names(&self.read).await?;
-                    let users: HashMap<i64, String> = sqlx::query("SELECT id, name FROM users")
-                        .fetch_all(&self.read)
-                        .await?
-                        .into_iter()
-                        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                        .collect::<Result<_>>()?;
-                    let events: HashMap<i64, (i64, Option<i64>)> = sqlx::query("SELECT id, time, user_id FROM events")
-                        .fetch_all(&self.read)
-                        .await?
-                        .into_iter()
-                        .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
-                        .collect::<Result<_>>()?;
-                    let mut raw: Vec<(i64, Option<i64>, &'static str, serde_json::Value)> = Vec::new();
+                    enum Detail {
+                        Json(serde_json::Value),
+                        Link(koji::Link),
+                    }
+                    let mut raw: Vec<(i64, Option<i64>, &'static str, Detail)> = Vec::new();
                     for r in sqlx::query("SELECT arches, perm, locked, create_event, revoke_event FROM tag_config WHERE tag_id = $1")
                         .bind(id)
                         .fetch_all(&self.read)
                         .await?
                     {
                         let (a, p, l): (Option<String>, Option<String>, bool) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-                        raw.push((r.try_get(3)?, r.try_get(4)?, "config", serde_json::json!({"arches": a, "perm": p, "locked": l})));
+                        raw.push((r.try_get(3)?, r.try_get(4)?, "config", Detail::Json(serde_json::json!({"arches": a, "perm": p, "locked": l}))));
                     }
                     for r in sqlx::query("SELECT key, value, blocked, create_event, revoke_event FROM tag_extra WHERE tag_id = $1")
                         .bind(id)
@@ -1396,7 +1464,7 @@ macro_rules! backend {
                         .await?
                     {
                         let (k, v, b): (String, Option<String>, bool) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-                        raw.push((r.try_get(3)?, r.try_get(4)?, "extra", serde_json::json!({"key": k, "value": parse_json(v), "blocked": b})));
+                        raw.push((r.try_get(3)?, r.try_get(4)?, "extra", Detail::Json(serde_json::json!({"key": k, "value": parse_json(v), "blocked": b}))));
                     }
                     for r in sqlx::query(
                         "SELECT tag_id, parent_id, priority, maxdepth, intransitive, noconfig, pkg_filter, create_event, revoke_event \
@@ -1415,8 +1483,7 @@ macro_rules! backend {
                             noconfig: r.try_get(5)?,
                             pkg_filter: r.try_get(6)?,
                         };
-                        let v = serde_json::to_value(Self::link_out(&l, &names)).unwrap_or_default();
-                        raw.push((r.try_get(7)?, r.try_get(8)?, "inheritance", v));
+                        raw.push((r.try_get(7)?, r.try_get(8)?, "inheritance", Detail::Link(l)));
                     }
                     for r in sqlx::query("SELECT package, owner, blocked, create_event, revoke_event FROM tag_packages WHERE tag_id = $1")
                         .bind(id)
@@ -1424,7 +1491,7 @@ macro_rules! backend {
                         .await?
                     {
                         let (p, o, b): (String, String, bool) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-                        raw.push((r.try_get(3)?, r.try_get(4)?, "package", serde_json::json!({"package": p, "owner": o, "blocked": b})));
+                        raw.push((r.try_get(3)?, r.try_get(4)?, "package", Detail::Json(serde_json::json!({"package": p, "owner": o, "blocked": b}))));
                     }
                     for r in sqlx::query(
                         "SELECT b.nvr, l.create_event, l.revoke_event FROM tag_listing l JOIN builds b ON b.id = l.build_id WHERE l.tag_id = $1",
@@ -1434,10 +1501,40 @@ macro_rules! backend {
                     .await?
                     {
                         let nvr: String = r.try_get(0)?;
-                        raw.push((r.try_get(1)?, r.try_get(2)?, "build", serde_json::json!({"nvr": nvr})));
+                        raw.push((r.try_get(1)?, r.try_get(2)?, "build", Detail::Json(serde_json::json!({"nvr": nvr}))));
                     }
+                    // Only the events, users and tag names this history names.
+                    let mut ev_ids: Vec<i64> = raw.iter().flat_map(|(c, r, _, _)| std::iter::once(*c).chain(*r)).collect();
+                    ev_ids.sort_unstable();
+                    ev_ids.dedup();
+                    let mut events: HashMap<i64, (i64, Option<i64>)> = HashMap::new();
+                    for chunk in ev_ids.chunks(1000) {
+                        let sql = format!("SELECT id, time, user_id FROM events WHERE id IN ({})", id_list(chunk));
+                        for r in sqlx::query(&sql).fetch_all(&self.read).await? {
+                            events.insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?));
+                        }
+                    }
+                    let mut user_ids: Vec<i64> = events.values().filter_map(|(_, u)| *u).collect();
+                    user_ids.sort_unstable();
+                    user_ids.dedup();
+                    let mut users: HashMap<i64, String> = HashMap::new();
+                    if !user_ids.is_empty() {
+                        let sql = format!("SELECT id, name FROM users WHERE id IN ({})", id_list(&user_ids));
+                        for r in sqlx::query(&sql).fetch_all(&self.read).await? {
+                            users.insert(r.try_get(0)?, r.try_get(1)?);
+                        }
+                    }
+                    let link_tags = raw.iter().flat_map(|(_, _, _, d)| match d {
+                        Detail::Link(l) => vec![l.child, l.parent],
+                        Detail::Json(_) => Vec::new(),
+                    });
+                    let names = Self::tag_names(&self.read, link_tags.collect::<Vec<_>>()).await?;
                     let mut out = Vec::new();
                     for (create, revoke, table, detail) in raw {
+                        let detail = match detail {
+                            Detail::Json(v) => v,
+                            Detail::Link(l) => serde_json::to_value(Self::link_out(&l, &names)).unwrap_or_default(),
+                        };
                         for (ev, change) in [(Some(create), "created"), (revoke, "revoked")] {
                             let Some(ev) = ev else { continue };
                             let (time, uid) = events.get(&ev).copied().unwrap_or((0, None));
@@ -1494,15 +1591,24 @@ macro_rules! backend {
                 }
 
                 pub async fn list_targets(&self) -> Result<Vec<Target>> {
-                    let names: Vec<String> =
-                        sqlx::query_scalar("SELECT name FROM target_config WHERE revoke_event IS NULL ORDER BY name")
-                            .fetch_all(&self.read)
-                            .await?;
-                    let mut out = Vec::new();
-                    for n in names {
-                        out.push(self.target(&n, None).await?);
-                    }
-                    Ok(out)
+                    let rows = sqlx::query(
+                        "SELECT c.name, b.name, d.name, c.macros FROM target_config c \
+                         JOIN tags b ON b.id = c.build_tag JOIN tags d ON d.id = c.dest_tag \
+                         WHERE c.revoke_event IS NULL ORDER BY c.name",
+                    )
+                    .fetch_all(&self.read)
+                    .await?;
+                    rows.into_iter()
+                        .map(|r| {
+                            let macros: String = r.try_get(3)?;
+                            Ok(Target {
+                                name: r.try_get(0)?,
+                                build_tag: r.try_get(1)?,
+                                dest_tag: r.try_get(2)?,
+                                macros: serde_json::from_str(&macros).unwrap_or_default(),
+                            })
+                        })
+                        .collect()
                 }
 
                 /// Creates or replaces (`apply`) a target's whole configuration.

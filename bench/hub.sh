@@ -1,0 +1,357 @@
+#!/usr/bin/env bash
+# Benchmark: the hub (`kiln serve`) on a large generated history, on SQLite
+# and on PostgreSQL.
+#
+#   bench/hub.sh [--db sqlite|postgres|both]
+#
+# For each database: a fresh hub database filled by bench/gen_hub.py with
+# 2,000 tags (families with inheritance chains up to depth 12, fan-in, 2-3
+# parents on some tags), 500 packages, 100,000 builds and 300,000 tag
+# listings (10% of them later untagged); then `kiln serve` on it, and
+#   - p50/p99 of `list-tagged --inherit --latest` on the deepest tag
+#     (GET /api/v1/tags/TAG/builds?inherit=true&latest=true), sequential;
+#   - the throughput (req/s) of read and write endpoints under 32 concurrent
+#     clients (crates/kiln-hub/examples/hubload.rs), one endpoint at a time.
+# Target: the deep list-tagged p50 under 50 ms on PostgreSQL. The script
+# prints figures and PASS or FAIL, and exits 0 either way; it exits non-zero
+# only when something breaks (build, generation, the hub, PostgreSQL).
+#
+# Settings from the environment: TAGS (2000), BUILDS (100000), LISTINGS
+# (300000), PACKAGES (500), DEPTH (12), REVOKED_PCT (10), SEED (1),
+# CLIENTS (32), DURATION (10 s per endpoint), WARMUP (2 s), LATENCY_REQUESTS
+# (200), DBS ("sqlite postgres"; --db wins), SQLITE_ANALYZE (0: SQLite gets
+# no ANALYZE, as the hub never runs one; PostgreSQL is always analyzed, as
+# autovacuum would), PG_SHARED_BUFFERS (256MB), PGBIN (PostgreSQL's bin
+# directory; default the newest /usr/lib/postgresql/*/bin), KILN (a kiln
+# binary to use instead of building one). PostgreSQL runs as the `postgres`
+# user when the script runs as root; when it is missing, root gets it with
+# apt-get, others get told and only SQLite runs.
+set -euo pipefail
+
+TAGS=${TAGS:-2000}
+BUILDS=${BUILDS:-100000}
+LISTINGS=${LISTINGS:-300000}
+PACKAGES=${PACKAGES:-500}
+DEPTH=${DEPTH:-12}
+REVOKED_PCT=${REVOKED_PCT:-10}
+SEED=${SEED:-1}
+CLIENTS=${CLIENTS:-32}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+LATENCY_REQUESTS=${LATENCY_REQUESTS:-200}
+DBS=${DBS:-sqlite postgres}
+SQLITE_ANALYZE=${SQLITE_ANALYZE:-0}
+PG_SHARED_BUFFERS=${PG_SHARED_BUFFERS:-256MB}
+TARGET_MS=50
+
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --db)
+            case "${2:-}" in
+                sqlite | postgres) DBS=$2 ;;
+                both) DBS="sqlite postgres" ;;
+                *) echo "hub.sh: --db takes sqlite, postgres or both" >&2; exit 2 ;;
+            esac
+            shift 2 ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "hub.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+for v in TAGS BUILDS LISTINGS PACKAGES DEPTH REVOKED_PCT SEED CLIENTS DURATION WARMUP LATENCY_REQUESTS SQLITE_ANALYZE; do
+    case "${!v}" in
+        '' | *[!0-9]*) echo "hub.sh: $v must be a whole number, got '${!v}'" >&2; exit 2 ;;
+    esac
+done
+for d in $DBS; do
+    case "$d" in
+        sqlite | postgres) ;;
+        *) echo "hub.sh: DBS: unknown database '$d' (sqlite, postgres)" >&2; exit 2 ;;
+    esac
+done
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+if [ -z "${KILN:-}" ]; then
+    cargo build --release --quiet -p kiln-cli
+    KILN="$TARGET_DIR/release/kiln"
+fi
+cargo build --release --quiet -p kiln-hub --example hubload
+HUBLOAD="$TARGET_DIR/release/examples/hubload"
+[ -x "$KILN" ] || { echo "hub.sh: no kiln binary at $KILN" >&2; exit 1; }
+[ -x "$HUBLOAD" ] || { echo "hub.sh: no hubload at $HUBLOAD" >&2; exit 1; }
+"$KILN" serve --help >/dev/null 2>&1 || { echo "hub.sh: $KILN has no \`serve\` command" >&2; exit 1; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/kiln-bench-hub.XXXXXX")
+HUB_PID=
+PGDIR=
+PGCTL=
+as_pg() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+stop_hub() {
+    if [ -n "$HUB_PID" ]; then
+        kill -TERM "$HUB_PID" 2>/dev/null || true
+        wait "$HUB_PID" 2>/dev/null || true
+        HUB_PID=
+    fi
+}
+stop_pg() {
+    if [ -n "$PGDIR" ] && [ -n "$PGCTL" ] && [ -f "$PGDIR/data/postmaster.pid" ]; then
+        as_pg "$PGCTL" -D "$PGDIR/data" -m fast -w stop >/dev/null 2>&1 || true
+    fi
+}
+cleanup() {
+    stop_hub
+    stop_pg
+    [ -z "$PGDIR" ] || rm -rf "$PGDIR"
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_hub DB_URL: starts `kiln serve` and waits until it answers.
+start_hub() {
+    local port
+    port=$(free_port)
+    HUB_URL="http://127.0.0.1:$port"
+    "$KILN" serve --db "$1" --store "file://$WORK/store" --listen "127.0.0.1:$port" >"$WORK/serve.log" 2>&1 &
+    HUB_PID=$!
+    for _ in $(seq 1 300); do
+        if curl -fs -o /dev/null "$HUB_URL/api/v1/status"; then
+            return 0
+        fi
+        if ! kill -0 "$HUB_PID" 2>/dev/null; then
+            echo "hub.sh: kiln serve exited:" >&2
+            tail -n 20 "$WORK/serve.log" >&2
+            exit 1
+        fi
+        sleep 0.2
+    done
+    echo "hub.sh: kiln serve did not answer on $HUB_URL within 60 s" >&2
+    tail -n 20 "$WORK/serve.log" >&2
+    exit 1
+}
+
+# find_pg: sets PGBIN to a directory with initdb, pg_ctl and psql, installing
+# PostgreSQL with apt-get when root; returns 1 (after saying why) otherwise.
+find_pg() {
+    local d
+    if [ -n "${PGBIN:-}" ]; then
+        if [ ! -x "$PGBIN/initdb" ] || [ ! -x "$PGBIN/pg_ctl" ] || [ ! -x "$PGBIN/psql" ]; then
+            echo "hub.sh: PGBIN=$PGBIN has no initdb, pg_ctl and psql; skipping PostgreSQL" >&2
+            return 1
+        fi
+    else
+        for d in $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V -r) "$(pg_config --bindir 2>/dev/null || true)"; do
+            if [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && [ -x "$d/psql" ]; then PGBIN=$d; break; fi
+        done
+    fi
+    if [ -z "${PGBIN:-}" ]; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ -z "${PG_TRIED_APT:-}" ]; then
+            PG_TRIED_APT=1
+            echo "PostgreSQL not found: installing it with apt-get install -y postgresql" >&2
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >"$WORK/apt.log" 2>&1 || {
+                echo "hub.sh: apt-get install postgresql failed; skipping PostgreSQL:" >&2
+                tail -n 20 "$WORK/apt.log" >&2
+                return 1
+            }
+            find_pg
+            return
+        fi
+        echo "hub.sh: PostgreSQL (initdb, pg_ctl, psql) not found; install it (as root: apt-get install postgresql)" \
+            "or set PGBIN; skipping PostgreSQL" >&2
+        return 1
+    fi
+    if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+        echo "hub.sh: running as root but there is no \`postgres\` user to run PostgreSQL; skipping PostgreSQL" >&2
+        return 1
+    fi
+}
+
+# start_pg: a throwaway PostgreSQL cluster on a free loopback port; sets DB_URL.
+start_pg() {
+    local port
+    port=$(free_port)
+    PGDIR=$(mktemp -d /tmp/kiln-bench-pg.XXXXXX)
+    chmod 755 "$PGDIR"
+    if [ "$(id -u)" = 0 ]; then chown postgres: "$PGDIR"; fi
+    PGCTL="$PGBIN/pg_ctl"
+    as_pg "$PGBIN/initdb" -D "$PGDIR/data" --auth=trust -U postgres -E UTF8 --no-sync >"$WORK/initdb.log" 2>&1 || {
+        echo "hub.sh: initdb failed:" >&2
+        tail -n 20 "$WORK/initdb.log" >&2
+        exit 1
+    }
+    as_pg "$PGCTL" -D "$PGDIR/data" -l "$PGDIR/server.log" -w -t 60 \
+        -o "-k $PGDIR -h 127.0.0.1 -p $port -c shared_buffers=$PG_SHARED_BUFFERS -c max_connections=100" \
+        start >/dev/null || {
+        echo "hub.sh: PostgreSQL did not start:" >&2
+        tail -n 20 "$PGDIR/server.log" >&2
+        exit 1
+    }
+    DB_URL="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+# bench_db NAME DB_URL: one database through the whole benchmark; the
+# figures go to $WORK/NAME.json.
+bench_db() {
+    local name=$1 url=$2
+    local out=$WORK/$name t0 t1 token gen_args f deep
+    mkdir -p "$out"
+    t0=$EPOCHREALTIME
+    token=$("$KILN" user create bench --admin --db "$url" 2>"$out/user.log" | tail -n 1) || {
+        echo "hub.sh: kiln user create failed:" >&2
+        cat "$out/user.log" >&2
+        exit 1
+    }
+    [ -n "$token" ] || { echo "hub.sh: kiln user create printed no token" >&2; exit 1; }
+    gen_args=(--requests-dir "$out/req" --tags "$TAGS" --builds "$BUILDS" --listings "$LISTINGS"
+        --packages "$PACKAGES" --depth "$DEPTH" --revoked-pct "$REVOKED_PCT" --seed "$SEED")
+    if [ "$name" = sqlite ]; then
+        gen_args+=(--sqlite "${url#sqlite://}")
+        [ "$SQLITE_ANALYZE" = 0 ] || gen_args+=(--analyze)
+    else
+        gen_args+=(--pg "$url" --psql "$PGBIN/psql")
+    fi
+    python3 "$ROOT/bench/gen_hub.py" "${gen_args[@]}" >"$out/gen.json" 2>"$out/gen.log" || {
+        echo "hub.sh: gen_hub.py failed:" >&2
+        tail -n 20 "$out/gen.log" >&2
+        exit 1
+    }
+    t1=$EPOCHREALTIME
+    python3 -c 'import sys; print(float(sys.argv[2]) - float(sys.argv[1]))' "$t0" "$t1" >"$out/setup_s"
+
+    start_hub "$url"
+    deep=$(head -n 1 "$out/req/deep.tsv" | cut -f 3)
+    curl -fsS "$HUB_URL$deep" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))' >"$out/deep_count"
+    "$HUBLOAD" --base "$HUB_URL" --concurrency 1 --requests 10 "$out/req/deep.tsv" >/dev/null
+    "$HUBLOAD" --base "$HUB_URL" --concurrency 1 --requests "$LATENCY_REQUESTS" "$out/req/deep.tsv" >"$out/latency.json"
+    for f in tag-info build-info list-tagged list-tagged-latest deep; do
+        "$HUBLOAD" --base "$HUB_URL" --concurrency "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP" \
+            "$out/req/$f.tsv" >"$out/read-$f.json"
+    done
+    for f in tag-build package-add; do
+        "$HUBLOAD" --base "$HUB_URL" --token "$token" --concurrency "$CLIENTS" --duration "$DURATION" \
+            --warmup "$WARMUP" "$out/req/$f.tsv" >"$out/write-$f.json"
+    done
+    stop_hub
+    python3 - "$out" "$name" "$DB_VERSION" <<'EOF'
+import glob, json, os, sys
+out, name, version = sys.argv[1:4]
+rd = lambda f: open(os.path.join(out, f)).read().strip()
+g = json.loads(rd("gen.json"))
+lat = json.loads(rd("latency.json"))
+runs = {}
+for p in sorted(glob.glob(os.path.join(out, "read-*.json"))) + sorted(glob.glob(os.path.join(out, "write-*.json"))):
+    kind, _, ep = os.path.basename(p)[:-5].partition("-")
+    runs[ep] = dict(json.load(open(p)), kind=kind)
+res = {"db": name, "version": version, "gen": g, "setup_s": float(rd("setup_s")),
+       "deep_count": int(rd("deep_count")), "latency": lat, "runs": runs}
+json.dump(res, open(os.path.join(out, "..", name + ".json"), "w"))
+EOF
+    python3 "$WORK/report.py" db "$WORK/$name.json" "$CLIENTS" "$DURATION" "$TARGET_MS"
+}
+
+cat >"$WORK/report.py" <<'EOF'
+import json, sys
+
+LABELS = {
+    "tag-info": "GET /tags/{tag}",
+    "build-info": "GET /builds/{nvr}",
+    "list-tagged": "GET /tags/{tag}/builds",
+    "list-tagged-latest": "GET /tags/{tag}/builds?inherit&latest",
+    "deep": "GET /tags/{deepest}/builds?inherit&latest",
+    "tag-build": "POST /tags/{tag}/builds (tag-build, force)",
+    "package-add": "POST /tags/{tag}/packages",
+}
+ORDER = ["tag-info", "build-info", "list-tagged", "list-tagged-latest", "deep", "tag-build", "package-add"]
+
+
+def db_report(path, clients, duration, target):
+    r = json.load(open(path))
+    g, lat = r["gen"], r["latency"]
+    print(f"== {r['db']} ({r['version']})")
+    print(f"data:      {g['tags']} tags in {g['families']} families, {g['links']} inheritance links "
+          f"(walks: mean {g['mean_walk']}, max {g['max_walk']} tags), {g['packages']} packages "
+          f"({g['package_entries']} list entries), {g['builds']} builds, {g['listings']} listings "
+          f"({g['active_listings']} active), {g['events']} events")
+    print(f"generated: {r['setup_s']:.1f} s (generate {g['gen_s']:.1f} s, load {g['load_s']:.1f} s, "
+          f"analyze {g['analyze_s']:.1f} s, with the bootstrap user)")
+    print(f"deepest:   {g['deep_tag']}: depth {g['deep_depth']}, {g['deep_walk']} tags in its walk, "
+          f"{g['deep_listings_scanned']} active listings in them, {r['deep_count']} builds listed")
+    print(f"deep list-tagged --inherit --latest, {lat['requests']} sequential requests: "
+          f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms"
+          f"{'' if lat['errors'] == 0 else ', ' + str(lat['errors']) + ' ERRORS'}")
+    print(f"{clients} clients, {duration} s per endpoint:")
+    print(f"  {'':6} {'endpoint':46} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for ep in ORDER:
+        x = r["runs"].get(ep)
+        if x is None:
+            continue
+        print(f"  {x['kind']:6} {LABELS[ep]:46} {x['req_s']:8.1f} {x['p50_ms']:8.1f} {x['p99_ms']:8.1f} {x['errors']:7}")
+    if r["db"] == "postgres":
+        verdict = "PASS" if lat["p50_ms"] < target else "FAIL"
+        print(f"deep list-tagged p50 {lat['p50_ms']:.1f} ms (target < {target:.0f} ms: {verdict})")
+    print(flush=True)
+
+
+def summary(paths, target):
+    rs = [json.load(open(p)) for p in paths]
+    print("== summary")
+    head = f"{'':52}" + "".join(f"{r['db']:>12}" for r in rs)
+    print(head)
+    print(f"{'deep list-tagged p50 (ms)':52}" + "".join(f"{r['latency']['p50_ms']:12.1f}" for r in rs))
+    print(f"{'deep list-tagged p99 (ms)':52}" + "".join(f"{r['latency']['p99_ms']:12.1f}" for r in rs))
+    for ep in ORDER:
+        if all(ep in r["runs"] for r in rs):
+            print(f"{LABELS[ep] + ' (req/s)':52}" + "".join(f"{r['runs'][ep]['req_s']:12.1f}" for r in rs))
+    pg = [r for r in rs if r["db"] == "postgres"]
+    if pg:
+        p50 = pg[0]["latency"]["p50_ms"]
+        print(f"target: deep list-tagged p50 under {target:.0f} ms on PostgreSQL: "
+              f"{'PASS' if p50 < target else 'FAIL'} ({p50:.1f} ms)")
+    else:
+        print(f"target: deep list-tagged p50 under {target:.0f} ms on PostgreSQL: not measured (no PostgreSQL run)")
+
+
+if sys.argv[1] == "db":
+    db_report(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]))
+else:
+    summary(sys.argv[3:], float(sys.argv[2]))
+EOF
+
+CPU=$(grep -m1 '^model name' /proc/cpuinfo 2>/dev/null | sed 's/^[^:]*: *//' || true)
+echo "== kiln hub benchmark"
+echo "machine:  $(nproc) CPUs, ${CPU:-unknown CPU}, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "kiln:     $("$KILN" --version 2>/dev/null || echo '?') ($KILN)"
+echo "data:     TAGS=$TAGS BUILDS=$BUILDS LISTINGS=$LISTINGS PACKAGES=$PACKAGES DEPTH=$DEPTH REVOKED_PCT=$REVOKED_PCT SEED=$SEED"
+echo "load:     CLIENTS=$CLIENTS DURATION=${DURATION}s WARMUP=${WARMUP}s LATENCY_REQUESTS=$LATENCY_REQUESTS (hubload on one thread, same machine)"
+echo
+
+DONE=()
+for d in $DBS; do
+    if [ "$d" = sqlite ]; then
+        DB_VERSION="SQLite, the hub's settings (WAL, synchronous=NORMAL, 8 readers, 1 writer)"
+        if [ "$SQLITE_ANALYZE" = 0 ]; then DB_VERSION+=", not analyzed"; else DB_VERSION+=", analyzed"; fi
+        bench_db sqlite "sqlite://$WORK/sqlite.db"
+        DONE+=("$WORK/sqlite.json")
+    else
+        find_pg || continue
+        start_pg
+        DB_VERSION="$("$PGBIN/postgres" --version), shared_buffers $PG_SHARED_BUFFERS"
+        bench_db postgres "$DB_URL"
+        stop_pg
+        DONE+=("$WORK/postgres.json")
+    fi
+done
+
+[ ${#DONE[@]} -gt 0 ] || { echo "hub.sh: no database was benchmarked" >&2; exit 1; }
+python3 "$WORK/report.py" summary "$TARGET_MS" "${DONE[@]}"
