@@ -207,6 +207,18 @@ both!(build_config_arches_extra_blocking_noconfig, |t| async move {
     );
     assert!(!bc.extra.contains_key("c"), "blocked keys are not inherited: {bc:?}");
     assert!(!bc.extra.contains_key("d"), "noconfig: {bc:?}");
+    // Pages of tags, with their extra.
+    let page = db.list_tags(1, 2, None).await.expect("page");
+    assert_eq!(page.total, 4);
+    let names: Vec<&str> = page.items.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["child", "mid"]);
+    assert_eq!(
+        page.items[1].extra["c"],
+        ExtraValue {
+            value: None,
+            blocked: true
+        }
+    );
     // Removing the block brings it back.
     db.edit_tag(
         &a,
