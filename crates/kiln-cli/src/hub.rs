@@ -109,6 +109,25 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
+/// Every item of a paginated listing, page by page.
+fn every_page<T: serde::de::DeserializeOwned>(
+    c: &Client,
+    segments: &[&str],
+    query: &[(&str, String)],
+) -> Result<Vec<T>> {
+    let mut all = Vec::new();
+    loop {
+        let mut q = query.to_vec();
+        q.extend([("offset", all.len().to_string()), ("limit", "1000".to_string())]);
+        let p: Page<T> = c.get(segments, &q)?;
+        let n = p.items.len();
+        all.extend(p.items);
+        if n == 0 || all.len() as i64 >= p.total {
+            return Ok(all);
+        }
+    }
+}
+
 fn ev(event: Option<i64>) -> Vec<(&'static str, String)> {
     event.map(|e| ("event", e.to_string())).into_iter().collect()
 }
@@ -679,24 +698,7 @@ pub fn tag(hub: &HubOpts, cmd: &TagCommand) -> Result<ExitCode> {
             }
         }
         TagCommand::Ls { event, json } => {
-            let mut all = Vec::new();
-            let mut offset = 0;
-            loop {
-                let p: Page<TagInfo> = c.get(
-                    &["tags"],
-                    &[
-                        [("offset", offset.to_string()), ("limit", "1000".into())].as_slice(),
-                        &ev(*event),
-                    ]
-                    .concat(),
-                )?;
-                let n = p.items.len() as i64;
-                all.extend(p.items);
-                offset += n;
-                if n == 0 || offset >= p.total {
-                    break;
-                }
-            }
+            let all: Vec<TagInfo> = every_page(&c, &["tags"], &ev(*event))?;
             if json.json {
                 print_json(&all)?;
             } else {
@@ -1178,21 +1180,8 @@ pub fn builds(hub: &HubOpts, cmd: &BuildsCommand) -> Result<ExitCode> {
     let c = hub.client()?;
     match cmd {
         BuildsCommand::Ls { state, json } => {
-            let mut all = Vec::new();
-            let mut offset = 0;
-            loop {
-                let mut q = vec![("offset", offset.to_string()), ("limit", "1000".into())];
-                if let Some(s) = state {
-                    q.push(("state", s.clone()));
-                }
-                let p: Page<Build> = c.get(&["builds"], &q)?;
-                let n = p.items.len() as i64;
-                all.extend(p.items);
-                offset += n;
-                if n == 0 || offset >= p.total {
-                    break;
-                }
-            }
+            let q: Vec<(&str, String)> = state.iter().map(|s| ("state", s.clone())).collect();
+            let all: Vec<Build> = every_page(&c, &["builds"], &q)?;
             if json.json {
                 print_json(&all)?;
             } else {
