@@ -1456,3 +1456,346 @@ mod tests {
         assert!(extra("=x").is_err());
     }
 }
+
+// ---- builders and tasks (SPEC §7) -----------------------------------------
+
+#[derive(Subcommand, Debug)]
+pub enum HostCommand {
+    /// Register a builder; prints its host token once.
+    Add {
+        name: String,
+        /// Channels it serves, comma-separated.
+        #[arg(long, default_value = "default", value_delimiter = ',')]
+        channels: Vec<String>,
+        /// Its Debian architecture (default: this machine's).
+        #[arg(long)]
+        arch: Option<String>,
+        /// Tasks it runs at once.
+        #[arg(long, default_value_t = 1)]
+        capacity: i64,
+    },
+    /// List builders with their load and last heartbeat.
+    Ls(JsonOpt),
+}
+
+pub fn host(hub: &HubOpts, cmd: &HostCommand) -> Result<ExitCode> {
+    let c = hub.client()?;
+    match cmd {
+        HostCommand::Add {
+            name,
+            channels,
+            arch,
+            capacity,
+        } => {
+            let arch = match arch {
+                Some(a) => a.clone(),
+                None => kiln_host::debian_arch(),
+            };
+            let v: Value = c.call(
+                Method::Post,
+                &["hosts"],
+                &[],
+                Some(&NewHost {
+                    name: name.clone(),
+                    arch,
+                    channels: channels.clone(),
+                    capacity: *capacity,
+                }),
+            )?;
+            eprintln!("registered builder {name}; its host token (shown once):");
+            println!("{}", v["token"].as_str().unwrap_or_default());
+        }
+        HostCommand::Ls(j) => {
+            let l: Vec<HostInfo> = c.get(&["hosts"], &[])?;
+            if j.json {
+                return print_json(&l).map(|()| ExitCode::SUCCESS);
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            table(
+                &["HOST", "ARCH", "CHANNELS", "LOAD", "STATE", "LAST SEEN"],
+                l.into_iter()
+                    .map(|h| {
+                        let state = match (h.enabled, h.last_seen) {
+                            (false, _) => "disabled",
+                            (true, Some(t)) if now - t < 2 * kiln_hub::db::LEASE_SECONDS => "ready",
+                            (true, _) => "offline",
+                        };
+                        vec![
+                            h.name,
+                            h.arch,
+                            h.channels.join(","),
+                            format!("{}/{}", h.load, h.capacity),
+                            state.into(),
+                            h.last_seen.map_or("never".into(), |t| format!("{} s ago", now - t)),
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TaskCommand {
+    /// List tasks.
+    Ls {
+        /// Only tasks in this state (FREE, OPEN, CLOSED, FAILED, CANCELED).
+        #[arg(long)]
+        state: Option<String>,
+        #[command(flatten)]
+        json: JsonOpt,
+    },
+    /// A task.
+    Info {
+        id: i64,
+        #[command(flatten)]
+        json: JsonOpt,
+    },
+    /// Cancel a task (and its children); its builder stops it.
+    Cancel { id: i64 },
+    /// Submit a task directly (low level; `noop` tasks exercise the farm).
+    Submit {
+        method: String,
+        /// The request, JSON.
+        #[arg(long, default_value = "{}")]
+        request: String,
+        #[arg(long, default_value_t = 20)]
+        priority: i64,
+        #[arg(long, default_value = "default")]
+        channel: String,
+        #[arg(long, default_value = "noarch")]
+        arch: String,
+        /// Only this builder may run it.
+        #[arg(long)]
+        builder: Option<String>,
+        /// How many identical tasks.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
+    /// Follow a task's log until it ends; exits 0 when it CLOSED, 1 otherwise.
+    Watch { id: i64 },
+}
+
+pub fn task(hub: &HubOpts, cmd: &TaskCommand) -> Result<ExitCode> {
+    let c = hub.client()?;
+    match cmd {
+        TaskCommand::Ls { state, json } => {
+            let q: Vec<(&str, String)> = state.iter().map(|s| ("state", s.clone())).collect();
+            let all: Vec<Task> = every_page(&c, &["tasks"], &q)?;
+            if json.json {
+                return print_json(&all).map(|()| ExitCode::SUCCESS);
+            }
+            table(
+                &["ID", "METHOD", "STATE", "PRIORITY", "CHANNEL", "ARCH", "HOST", "OWNER"],
+                all.into_iter()
+                    .map(|t| {
+                        vec![
+                            t.id.to_string(),
+                            t.method,
+                            t.state,
+                            t.priority.to_string(),
+                            t.channel,
+                            t.arch,
+                            t.host.unwrap_or_else(|| "-".into()),
+                            t.owner,
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+        TaskCommand::Info { id, json } => {
+            let t: Task = c.get(&["tasks", &id.to_string()], &[])?;
+            if json.json {
+                return print_json(&t).map(|()| ExitCode::SUCCESS);
+            }
+            println!("Task: {} ({})", t.id, t.method);
+            println!("State: {}", t.state);
+            println!("Owner: {}", t.owner);
+            println!("Host: {}", t.host.as_deref().unwrap_or("-"));
+            println!("Attempts: {}/{}", t.attempts, t.max_attempts);
+            println!("Request: {}", t.request);
+            if let Some(r) = &t.result {
+                println!("Result: {r}");
+            }
+        }
+        TaskCommand::Submit {
+            method,
+            request,
+            priority,
+            channel,
+            arch,
+            builder,
+            count,
+        } => {
+            let request: Value = serde_json::from_str(request).context("--request: not JSON")?;
+            let nt = NewTask {
+                method: method.clone(),
+                request,
+                priority: *priority,
+                channel: channel.clone(),
+                arch: arch.clone(),
+                builder: builder.clone(),
+                parent: None,
+                max_attempts: 3,
+            };
+            for _ in 0..*count {
+                let t: Task = c.call(Method::Post, &["tasks"], &[], Some(&nt))?;
+                println!("{}", t.id);
+            }
+        }
+        TaskCommand::Cancel { id } => {
+            let t: Task = c.call::<(), _>(Method::Post, &["tasks", &id.to_string(), "cancel"], &[], None)?;
+            println!("task {} is {}", t.id, t.state);
+        }
+        TaskCommand::Watch { id } => {
+            let mut after = 0i64;
+            loop {
+                let v: Value = c.get(&["tasks", &id.to_string(), "log"], &[("after", after.to_string())])?;
+                let text = v["text"].as_str().unwrap_or_default();
+                if !text.is_empty() {
+                    print!("{text}");
+                }
+                after = v["next"].as_i64().unwrap_or(after);
+                let state = v["state"].as_str().unwrap_or_default().to_string();
+                if matches!(state.as_str(), "CLOSED" | "FAILED" | "CANCELED") && text.is_empty() {
+                    eprintln!("task {id}: {state}");
+                    return Ok(if state == "CLOSED" {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    });
+                }
+                if text.is_empty() {
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct BuilderArgs {
+    #[command(flatten)]
+    hub: HubOpts,
+    /// This builder's name (as registered with `kiln host add`).
+    #[arg(long)]
+    name: String,
+    /// Tasks run at once (at most the registered capacity).
+    #[arg(long, default_value_t = 1)]
+    capacity: usize,
+    /// Seconds between polls when there is no work.
+    #[arg(long, default_value_t = 1.0)]
+    poll: f64,
+    /// Exit after this many seconds without work (for benchmarks and tests).
+    #[arg(long, value_name = "SECONDS")]
+    exit_when_idle: Option<f64>,
+    /// Print a JSON summary (tasks run, claim latency) on exit.
+    #[arg(long)]
+    stats: bool,
+}
+
+/// `kiln builder`: heartbeats, claims tasks, runs them, reports. This
+/// version runs `noop` tasks; other methods are reported failed with the
+/// reason.
+pub fn builder(a: &BuilderArgs) -> Result<ExitCode> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    let client = Arc::new(a.hub.client()?);
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
+    }
+    let _: Value = client.call::<(), _>(Method::Post, &["host", "heartbeat"], &[], None)?;
+    eprintln!("builder {} connected; {} slot(s)", a.name, a.capacity);
+    // Heartbeats renew the leases of running tasks.
+    {
+        let (client, stop) = (client.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                for _ in 0..50 {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                if let Err(e) = client.call::<(), Value>(Method::Post, &["host", "heartbeat"], &[], None) {
+                    eprintln!("heartbeat: {e}");
+                }
+            }
+        });
+    }
+    let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..a.capacity.max(1) {
+        let (client, stop, latencies, done) = (client.clone(), stop.clone(), latencies.clone(), done.clone());
+        let (poll, idle_limit) = (
+            Duration::from_secs_f64(a.poll.max(0.01)),
+            a.exit_when_idle.map(Duration::from_secs_f64),
+        );
+        workers.push(std::thread::spawn(move || -> Result<()> {
+            let mut idle_since = Instant::now();
+            while !stop.load(Ordering::SeqCst) {
+                let start = Instant::now();
+                let t: Option<Task> = client.call::<(), _>(Method::Post, &["host", "claim"], &[], None)?;
+                if let Ok(mut l) = latencies.lock() {
+                    l.push(start.elapsed().as_secs_f64() * 1000.0);
+                }
+                let Some(t) = t else {
+                    if idle_limit.is_some_and(|l| idle_since.elapsed() >= l) {
+                        return Ok(());
+                    }
+                    std::thread::sleep(poll);
+                    continue;
+                };
+                let (ok, result) = match t.method.as_str() {
+                    "noop" => (true, serde_json::json!({"noop": true})),
+                    m => (
+                        false,
+                        serde_json::json!({"error": format!("this builder does not run `{m}` tasks yet")}),
+                    ),
+                };
+                let r: Result<Task, _> = client.call(
+                    Method::Post,
+                    &["tasks", &t.id.to_string(), "result"],
+                    &[],
+                    Some(&serde_json::json!({"ok": ok, "result": result})),
+                );
+                if let Err(e) = r {
+                    eprintln!("task {}: {e}", t.id);
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+                idle_since = Instant::now();
+            }
+            Ok(())
+        }));
+    }
+    for w in workers {
+        match w.join() {
+            Ok(r) => r?,
+            Err(_) => bail!("a builder worker panicked"),
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    if a.stats {
+        let mut l = latencies.lock().map(|l| l.clone()).unwrap_or_default();
+        l.sort_by(f64::total_cmp);
+        let pct = |p: f64| {
+            l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0.0)
+        };
+        println!(
+            "{}",
+            serde_json::json!({"builder": a.name, "tasks": done.load(Ordering::SeqCst), "claims": l.len(),
+                "claim_p50_ms": pct(0.5), "claim_p99_ms": pct(0.99), "claim_latencies_ms": l})
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

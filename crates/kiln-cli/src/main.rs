@@ -101,6 +101,22 @@ enum Command {
         #[command(subcommand)]
         cmd: hub::TargetCommand,
     },
+    /// Builders registered on the hub: add, ls.
+    Host {
+        #[command(flatten)]
+        hub: hub::HubOpts,
+        #[command(subcommand)]
+        cmd: hub::HostCommand,
+    },
+    /// Tasks on the hub: ls, info, cancel, watch.
+    Task {
+        #[command(flatten)]
+        hub: hub::HubOpts,
+        #[command(subcommand)]
+        cmd: hub::TaskCommand,
+    },
+    /// Run a builder: claim tasks from the hub and run them.
+    Builder(hub::BuilderArgs),
 }
 
 /// Options shared by the commands that resolve profiles.
@@ -349,6 +365,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::ListTagged(a) => hub::list_tagged(a),
         Command::Builds { hub: h, cmd } => hub::builds(h, cmd),
         Command::Target { hub: h, cmd } => hub::target(h, cmd),
+        Command::Host { hub: h, cmd } => hub::host(h, cmd),
+        Command::Task { hub: h, cmd } => hub::task(h, cmd),
+        Command::Builder(a) => hub::builder(a),
     }
 }
 

@@ -13,6 +13,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde_json::json;
 
 use crate::auth::{self, LoginLimiter};
 use crate::db::{self, Db};
@@ -184,6 +185,14 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/images", get(list_images))
         .route("/images/{name}/{version}", get(image_info).delete(remove_image))
         .route("/images/{name}/{version}/blob", get(image_blob))
+        .route("/hosts", get(list_hosts).post(create_host))
+        .route("/host/heartbeat", post(heartbeat))
+        .route("/host/claim", post(claim))
+        .route("/tasks", get(list_tasks).post(submit_task))
+        .route("/tasks/{id}", get(task_info))
+        .route("/tasks/{id}/cancel", post(cancel_task))
+        .route("/tasks/{id}/result", post(finish_task))
+        .route("/tasks/{id}/log", get(task_log).post(append_log))
         .layer(DefaultBodyLimit::max(MAX_JSON));
     // Streams: no body limit.
     let streams = Router::new()
@@ -840,6 +849,102 @@ async fn remove_image(
         hub.store.delete(&key).await?;
     }
     Ok(no_content())
+}
+
+async fn create_host(State(hub): St, headers: HeaderMap, J(h): J<NewHost>) -> Result<Response> {
+    let who = writer(&hub, &headers, "host").await?;
+    let token = auth::new_token();
+    hub.db.create_host(&who, &h, &auth::token_hash(&token)).await?;
+    Ok(created(json!({"name": h.name, "token": token})))
+}
+
+async fn list_hosts(State(hub): St, headers: HeaderMap) -> Result<Json<Vec<HostInfo>>> {
+    reader(&hub, &headers).await?;
+    Ok(Json(hub.db.list_hosts().await?))
+}
+
+async fn authenticated(hub: &Hub, headers: &HeaderMap) -> Result<Principal> {
+    let p = principal(hub, headers).await?;
+    if p.id.is_none() {
+        return Err(HubError::unauthorized("authentication required"));
+    }
+    Ok(p)
+}
+
+async fn heartbeat(State(hub): St, headers: HeaderMap) -> Result<Json<serde_json::Value>> {
+    let who = authenticated(&hub, &headers).await?;
+    let cancel = hub.db.heartbeat(&who).await?;
+    Ok(Json(json!({"cancel": cancel, "lease_seconds": db::LEASE_SECONDS})))
+}
+
+async fn claim(State(hub): St, headers: HeaderMap) -> Result<Json<Option<Task>>> {
+    let who = authenticated(&hub, &headers).await?;
+    Ok(Json(hub.db.claim(&who).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskResult {
+    ok: bool,
+    #[serde(default)]
+    result: serde_json::Value,
+}
+
+async fn finish_task(
+    State(hub): St,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    J(r): J<TaskResult>,
+) -> Result<Json<Task>> {
+    let who = authenticated(&hub, &headers).await?;
+    Ok(Json(hub.db.finish_task(&who, id, r.ok, &r.result).await?))
+}
+
+async fn submit_task(State(hub): St, headers: HeaderMap, J(t): J<NewTask>) -> Result<Response> {
+    let who = writer(&hub, &headers, "build").await?;
+    Ok(created(hub.db.submit_task(&who, &t).await?))
+}
+
+async fn list_tasks(State(hub): St, headers: HeaderMap, Q(q): Q<ListQuery>) -> Result<Json<Page<Task>>> {
+    reader(&hub, &headers).await?;
+    let (offset, limit) = q.page()?;
+    Ok(Json(hub.db.list_tasks(offset, limit, q.state.as_deref()).await?))
+}
+
+async fn task_info(State(hub): St, headers: HeaderMap, Path(id): Path<i64>) -> Result<Json<Task>> {
+    reader(&hub, &headers).await?;
+    Ok(Json(hub.db.task(id).await?))
+}
+
+async fn cancel_task(State(hub): St, headers: HeaderMap, Path(id): Path<i64>) -> Result<Json<Task>> {
+    let who = authenticated(&hub, &headers).await?;
+    Ok(Json(hub.db.cancel_task(&who, id).await?))
+}
+
+async fn append_log(State(hub): St, headers: HeaderMap, Path(id): Path<i64>, body: String) -> Result<Response> {
+    let who = authenticated(&hub, &headers).await?;
+    hub.db.append_log(&who, id, &body).await?;
+    Ok(no_content())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct LogQuery {
+    after: i64,
+}
+
+async fn task_log(
+    State(hub): St,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Q(q): Q<LogQuery>,
+) -> Result<Json<serde_json::Value>> {
+    reader(&hub, &headers).await?;
+    let t = hub.db.task(id).await?;
+    let chunks = hub.db.task_log(id, q.after).await?;
+    let next = chunks.last().map_or(q.after, |c| c.0);
+    let text: String = chunks.into_iter().map(|c| c.1).collect();
+    Ok(Json(json!({"state": t.state, "text": text, "next": next})))
 }
 
 /// Failed logins allowed per user or address within the window.

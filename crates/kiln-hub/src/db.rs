@@ -79,8 +79,11 @@ fn may_change(who: &Principal, tag: &str, perm: Option<&str>, locked: bool, forc
     Ok(())
 }
 
+/// How long a claimed task stays a builder's without a heartbeat.
+pub const LEASE_SECONDS: i64 = 60;
+
 macro_rules! backend {
-    ($m:ident, $DB:ty) => {
+    ($m:ident, $DB:ty, $skip_locked:expr) => {
         pub mod $m {
             use super::*;
             use sqlx::Row;
@@ -1758,6 +1761,357 @@ macro_rules! backend {
                     Ok(key)
                 }
 
+
+                // ---- hosts and tasks (SPEC §7) -----------------------------
+
+                pub async fn create_host(&self, who: &Principal, h: &NewHost, token_hash: &str) -> Result<()> {
+                    check_name("host", &h.name)?;
+                    check_name("arch", &h.arch)?;
+                    if h.channels.is_empty() || !(1..=1000).contains(&h.capacity) {
+                        return Err(HubError::bad_request("a host needs at least one channel and a capacity of 1 to 1000"));
+                    }
+                    for c in &h.channels {
+                        check_name("channel", c)?;
+                    }
+                    let mut tx = self.write.begin().await?;
+                    event(&mut tx, who, &format!("add host {}", h.name)).await?;
+                    let uid: i64 = sqlx::query_scalar(
+                        "INSERT INTO users (name, password_hash, kind, created) VALUES ($1, NULL, 'host', $2) RETURNING id",
+                    )
+                    .bind(&h.name)
+                    .bind(now())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| match HubError::from(e) {
+                        e if e.code == "conflict" => HubError::conflict(format!("a user or host `{}` exists", h.name)),
+                        e => e,
+                    })?;
+                    sqlx::query(
+                        "INSERT INTO hosts (user_id, name, arch, channels, capacity, enabled) VALUES ($1, $2, $3, $4, $5, TRUE)",
+                    )
+                    .bind(uid)
+                    .bind(&h.name)
+                    .bind(&h.arch)
+                    .bind(h.channels.join(","))
+                    .bind(h.capacity)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("INSERT INTO tokens (user_id, hash, name, created) VALUES ($1, $2, 'host', $3)")
+                        .bind(uid)
+                        .bind(token_hash)
+                        .bind(now())
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                pub async fn list_hosts(&self) -> Result<Vec<HostInfo>> {
+                    let rows = sqlx::query(
+                        "SELECT h.name, h.arch, h.channels, h.capacity, h.enabled, h.last_seen, \
+                         (SELECT COUNT(*) FROM tasks t WHERE t.host_id = h.id AND t.state = 'OPEN') \
+                         FROM hosts h ORDER BY h.name",
+                    )
+                    .fetch_all(&self.read)
+                    .await?;
+                    rows.into_iter()
+                        .map(|r| {
+                            let channels: String = r.try_get(2)?;
+                            Ok(HostInfo {
+                                name: r.try_get(0)?,
+                                arch: r.try_get(1)?,
+                                channels: channels.split(',').map(str::to_string).collect(),
+                                capacity: r.try_get(3)?,
+                                enabled: r.try_get(4)?,
+                                last_seen: r.try_get(5)?,
+                                load: r.try_get(6)?,
+                            })
+                        })
+                        .collect()
+                }
+
+                /// The host a principal is: (id, arch, channels, capacity).
+                async fn host_of(&self, who: &Principal) -> Result<(i64, String, Vec<String>, i64)> {
+                    let uid = who.id.ok_or_else(|| HubError::unauthorized("builders authenticate with their host token"))?;
+                    let r = sqlx::query("SELECT id, arch, channels, capacity, enabled FROM hosts WHERE user_id = $1")
+                        .bind(uid)
+                        .fetch_optional(&self.read)
+                        .await?
+                        .ok_or_else(|| HubError::forbidden(format!("{} is not a host", who.name)))?;
+                    let enabled: bool = r.try_get(4)?;
+                    if !enabled {
+                        return Err(HubError::forbidden(format!("host {} is disabled", who.name)));
+                    }
+                    let channels: String = r.try_get(2)?;
+                    Ok((r.try_get(0)?, r.try_get(1)?, channels.split(',').map(str::to_string).collect(), r.try_get(3)?))
+                }
+
+                /// A builder is alive: its leases are renewed. Returns the ids
+                /// of its tasks that were cancelled, for it to stop.
+                pub async fn heartbeat(&self, who: &Principal) -> Result<Vec<i64>> {
+                    let (host, ..) = self.host_of(who).await?;
+                    let t = now();
+                    let mut tx = self.write.begin().await?;
+                    sqlx::query("UPDATE hosts SET last_seen = $1 WHERE id = $2").bind(t).bind(host).execute(&mut *tx).await?;
+                    sqlx::query("UPDATE tasks SET lease_expires = $1 WHERE host_id = $2 AND state = 'OPEN'")
+                        .bind(t + LEASE_SECONDS)
+                        .bind(host)
+                        .execute(&mut *tx)
+                        .await?;
+                    let cancel: Vec<i64> = sqlx::query_scalar(
+                        "SELECT id FROM tasks WHERE host_id = $1 AND state = 'CANCELED' AND finished >= $2",
+                    )
+                    .bind(host)
+                    .bind(t - 2 * LEASE_SECONDS)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(cancel)
+                }
+
+                /// Tasks whose lease ran out go back to FREE, or to FAILED
+                /// once they used all their attempts.
+                pub async fn expire_leases(&self, t: i64) -> Result<u64> {
+                    let mut tx = self.write.begin().await?;
+                    let failed = sqlx::query(
+                        "UPDATE tasks SET state = 'FAILED', finished = $1, lease_expires = NULL, \
+                         result = '{\"error\": \"the builder stopped answering (lease expired) on the last attempt\"}' \
+                         WHERE state = 'OPEN' AND lease_expires < $1 AND attempts >= max_attempts",
+                    )
+                    .bind(t)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    let freed = sqlx::query(
+                        "UPDATE tasks SET state = 'FREE', host_id = NULL, lease_expires = NULL \
+                         WHERE state = 'OPEN' AND lease_expires < $1",
+                    )
+                    .bind(t)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    tx.commit().await?;
+                    Ok(failed + freed)
+                }
+
+                /// Claims the next FREE task this host may run: designated to
+                /// it or to nobody, on one of its channels, of its arch (or
+                /// noarch), lowest priority first; none when it is at capacity.
+                pub async fn claim(&self, who: &Principal) -> Result<Option<Task>> {
+                    let (host, arch, channels, capacity) = self.host_of(who).await?;
+                    let t = now();
+                    let mut tx = self.write.begin().await?;
+                    let load: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE host_id = $1 AND state = 'OPEN'")
+                        .bind(host)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if load >= capacity {
+                        return Ok(None);
+                    }
+                    // Channel names are checked names: safe as literals.
+                    let chans = channels.iter().map(|c| format!("'{}'", c.replace('\'', ""))).collect::<Vec<_>>().join(",");
+                    let sql = format!(
+                        "UPDATE tasks SET state = 'OPEN', host_id = $1, attempts = attempts + 1, lease_expires = $2, \
+                         started = $3 WHERE state = 'FREE' AND id = (SELECT id FROM tasks WHERE state = 'FREE' \
+                         AND (designated_host IS NULL OR designated_host = $1) AND (arch = $4 OR arch = 'noarch') \
+                         AND channel IN ({chans}) ORDER BY priority, id LIMIT 1 {skip}) RETURNING id",
+                        skip = $skip_locked
+                    );
+                    let id: Option<i64> = sqlx::query_scalar(&sql)
+                        .bind(host)
+                        .bind(t + LEASE_SECONDS)
+                        .bind(t)
+                        .bind(&arch)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    match id {
+                        Some(id) => Ok(Some(self.task(id).await?)),
+                        None => Ok(None),
+                    }
+                }
+
+                /// A builder reports a task's end.
+                pub async fn finish_task(&self, who: &Principal, id: i64, ok: bool, result: &serde_json::Value) -> Result<Task> {
+                    let (host, ..) = self.host_of(who).await?;
+                    let mut tx = self.write.begin().await?;
+                    let n = sqlx::query(
+                        "UPDATE tasks SET state = $1, result = $2, finished = $3, lease_expires = NULL \
+                         WHERE id = $4 AND host_id = $5 AND state = 'OPEN'",
+                    )
+                    .bind(if ok { "CLOSED" } else { "FAILED" })
+                    .bind(json_text(result))
+                    .bind(now())
+                    .bind(id)
+                    .bind(host)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if n == 0 {
+                        return Err(HubError::conflict(format!(
+                            "task {id} is not open on {} (cancelled, or its lease expired)",
+                            who.name
+                        )));
+                    }
+                    tx.commit().await?;
+                    self.task(id).await
+                }
+
+                pub async fn submit_task(&self, who: &Principal, t: &NewTask) -> Result<Task> {
+                    if !TASK_METHODS.contains(&t.method.as_str()) {
+                        return Err(HubError::bad_request(format!(
+                            "unknown task method `{}` (known: {})",
+                            t.method,
+                            TASK_METHODS.join(", ")
+                        )));
+                    }
+                    check_name("channel", &t.channel)?;
+                    check_name("arch", &t.arch)?;
+                    if !(1..=100).contains(&t.max_attempts) {
+                        return Err(HubError::bad_request("max_attempts must be between 1 and 100"));
+                    }
+                    let owner = who.id.ok_or_else(|| HubError::unauthorized("log in to submit tasks"))?;
+                    let mut tx = self.write.begin().await?;
+                    let designated: Option<i64> = match &t.builder {
+                        Some(b) => Some(
+                            sqlx::query_scalar("SELECT id FROM hosts WHERE name = $1")
+                                .bind(b)
+                                .fetch_optional(&mut *tx)
+                                .await?
+                                .ok_or_else(|| HubError::not_found(format!("unknown builder `{b}`")))?,
+                        ),
+                        None => None,
+                    };
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO tasks (method, state, priority, channel, arch, owner_id, parent_id, designated_host, \
+                         request, attempts, max_attempts, created) VALUES ($1, 'FREE', $2, $3, $4, $5, $6, $7, $8, 0, $9, $10) \
+                         RETURNING id",
+                    )
+                    .bind(&t.method)
+                    .bind(t.priority)
+                    .bind(&t.channel)
+                    .bind(&t.arch)
+                    .bind(owner)
+                    .bind(t.parent)
+                    .bind(designated)
+                    .bind(json_text(&t.request))
+                    .bind(t.max_attempts)
+                    .bind(now())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    self.task(id).await
+                }
+
+                const TASK_COLS: &'static str = "t.id, t.method, t.state, t.priority, t.channel, t.arch, u.name, t.parent_id, \
+                     h.name, d.name, t.request, t.result, t.attempts, t.max_attempts, t.lease_expires, t.created, t.started, t.finished";
+                const TASK_FROM: &'static str = "tasks t JOIN users u ON u.id = t.owner_id LEFT JOIN hosts h ON h.id = t.host_id \
+                     LEFT JOIN hosts d ON d.id = t.designated_host";
+
+                fn task_row(r: &<Db as sqlx::Database>::Row) -> Result<Task> {
+                    let request: String = r.try_get(10)?;
+                    Ok(Task {
+                        id: r.try_get(0)?,
+                        method: r.try_get(1)?,
+                        state: r.try_get(2)?,
+                        priority: r.try_get(3)?,
+                        channel: r.try_get(4)?,
+                        arch: r.try_get(5)?,
+                        owner: r.try_get(6)?,
+                        parent: r.try_get(7)?,
+                        host: r.try_get(8)?,
+                        designated_host: r.try_get(9)?,
+                        request: serde_json::from_str(&request).unwrap_or_default(),
+                        result: parse_json(r.try_get(11)?),
+                        attempts: r.try_get(12)?,
+                        max_attempts: r.try_get(13)?,
+                        lease_expires: r.try_get(14)?,
+                        created: r.try_get(15)?,
+                        started: r.try_get(16)?,
+                        finished: r.try_get(17)?,
+                    })
+                }
+
+                pub async fn task(&self, id: i64) -> Result<Task> {
+                    let sql = format!("SELECT {} FROM {} WHERE t.id = $1", Self::TASK_COLS, Self::TASK_FROM);
+                    let r = sqlx::query(&sql)
+                        .bind(id)
+                        .fetch_optional(&self.read)
+                        .await?
+                        .ok_or_else(|| HubError::not_found(format!("no task {id}")))?;
+                    Self::task_row(&r)
+                }
+
+                pub async fn list_tasks(&self, offset: i64, limit: i64, state: Option<&str>) -> Result<Page<Task>> {
+                    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE ($1 IS NULL OR state = $1)")
+                        .bind(state)
+                        .fetch_one(&self.read)
+                        .await?;
+                    let sql = format!(
+                        "SELECT {} FROM {} WHERE ($1 IS NULL OR t.state = $1) ORDER BY t.id DESC LIMIT {} OFFSET {}",
+                        Self::TASK_COLS,
+                        Self::TASK_FROM,
+                        limit.max(0),
+                        offset.max(0)
+                    );
+                    let rows = sqlx::query(&sql).bind(state).fetch_all(&self.read).await?;
+                    let items = rows.iter().map(Self::task_row).collect::<Result<Vec<_>>>()?;
+                    Ok(Page { items, total, offset, limit })
+                }
+
+                /// Cancels a task and its children (owner or admin).
+                pub async fn cancel_task(&self, who: &Principal, id: i64) -> Result<Task> {
+                    let t = self.task(id).await?;
+                    if t.owner != who.name && !who.admin {
+                        return Err(HubError::forbidden(format!("task {id} belongs to {}", t.owner)));
+                    }
+                    let mut tx = self.write.begin().await?;
+                    let n = sqlx::query(
+                        "UPDATE tasks SET state = 'CANCELED', finished = $1, lease_expires = NULL \
+                         WHERE (id = $2 OR parent_id = $2) AND state IN ('FREE', 'ASSIGNED', 'OPEN')",
+                    )
+                    .bind(now())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if n == 0 {
+                        return Err(HubError::conflict(format!("task {id} is already {}", t.state)));
+                    }
+                    tx.commit().await?;
+                    self.task(id).await
+                }
+
+                pub async fn append_log(&self, who: &Principal, id: i64, data: &str) -> Result<()> {
+                    let (host, ..) = self.host_of(who).await?;
+                    let mut tx = self.write.begin().await?;
+                    let mine: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE id = $1 AND host_id = $2")
+                        .bind(id)
+                        .bind(host)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if mine == 0 {
+                        return Err(HubError::forbidden(format!("task {id} is not {}'s", who.name)));
+                    }
+                    sqlx::query("INSERT INTO task_logs (task_id, data) VALUES ($1, $2)")
+                        .bind(id)
+                        .bind(data)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                /// Log chunks after chunk `after`: (id, text).
+                pub async fn task_log(&self, id: i64, after: i64) -> Result<Vec<(i64, String)>> {
+                    let rows = sqlx::query("SELECT id, data FROM task_logs WHERE task_id = $1 AND id > $2 ORDER BY id LIMIT 1000")
+                        .bind(id)
+                        .bind(after)
+                        .fetch_all(&self.read)
+                        .await?;
+                    rows.into_iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+                }
+
                 /// Whether any image or artifact still uses a store key.
                 pub async fn key_used(&self, key: &str) -> Result<bool> {
                     let n: i64 = sqlx::query_scalar(
@@ -1773,8 +2127,11 @@ macro_rules! backend {
     };
 }
 
-backend!(sqlite, sqlx::Sqlite);
-backend!(pg, sqlx::Postgres);
+// PostgreSQL claims with FOR UPDATE SKIP LOCKED so concurrent builders
+// never wait on each other's rows; SQLite's single writer makes the
+// conditional UPDATE atomic by itself.
+backend!(sqlite, sqlx::Sqlite, "");
+backend!(pg, sqlx::Postgres, "FOR UPDATE SKIP LOCKED");
 
 /// The hub's database, SQLite or PostgreSQL.
 pub enum Db {
@@ -1899,6 +2256,18 @@ forward! {
     fn images(&self, name: Option<&str>) -> Vec<(Image, String)>;
     fn remove_image(&self, name: &str, version: &str) -> String;
     fn key_used(&self, key: &str) -> bool;
+    fn create_host(&self, who: &Principal, h: &NewHost, token_hash: &str) -> ();
+    fn list_hosts(&self) -> Vec<HostInfo>;
+    fn heartbeat(&self, who: &Principal) -> Vec<i64>;
+    fn expire_leases(&self, at: i64) -> u64;
+    fn claim(&self, who: &Principal) -> Option<Task>;
+    fn finish_task(&self, who: &Principal, id: i64, ok: bool, result: &serde_json::Value) -> Task;
+    fn submit_task(&self, who: &Principal, t: &NewTask) -> Task;
+    fn task(&self, id: i64) -> Task;
+    fn list_tasks(&self, offset: i64, limit: i64, state: Option<&str>) -> Page<Task>;
+    fn cancel_task(&self, who: &Principal, id: i64) -> Task;
+    fn append_log(&self, who: &Principal, id: i64, data: &str) -> ();
+    fn task_log(&self, id: i64, after: i64) -> Vec<(i64, String)>;
 }
 
 /// The macro layers of a target (SPEC §2.5 layers 2 and 4).

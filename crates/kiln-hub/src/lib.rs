@@ -59,6 +59,17 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
         .local_addr()
         .map_err(|e| HubError::internal(format!("listening address: {e}")))?;
     ready(addr);
+    // Leases that ran out (a builder died) free their tasks for others.
+    let expiry = hub.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            if let Err(e) = expiry.db.expire_leases(db::now()).await {
+                tracing::warn!("expiring leases: {e}");
+            }
+        }
+    });
     let app = api::router(hub).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

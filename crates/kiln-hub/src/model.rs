@@ -370,3 +370,96 @@ pub struct Page<T> {
 
 /// The permissions kiln knows; tags may name custom ones.
 pub const PERMISSIONS: &[&str] = &["admin", "tag", "target", "build", "image", "host", "pipeline"];
+
+/// A builder, as registered on the hub.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct HostInfo {
+    pub name: String,
+    pub arch: String,
+    pub channels: Vec<String>,
+    pub capacity: i64,
+    pub enabled: bool,
+    pub last_seen: Option<i64>,
+    /// Tasks it holds now.
+    pub load: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewHost {
+    pub name: String,
+    pub arch: String,
+    #[serde(default = "default_channels")]
+    pub channels: Vec<String>,
+    #[serde(default = "default_capacity")]
+    pub capacity: i64,
+}
+
+fn default_channels() -> Vec<String> {
+    vec!["default".into()]
+}
+
+fn default_capacity() -> i64 {
+    1
+}
+
+/// A unit of work for a builder (SPEC §7.1).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Task {
+    pub id: i64,
+    pub method: String,
+    /// FREE, OPEN, CLOSED, FAILED or CANCELED.
+    pub state: String,
+    pub priority: i64,
+    pub channel: String,
+    pub arch: String,
+    pub owner: String,
+    pub parent: Option<i64>,
+    pub host: Option<String>,
+    pub designated_host: Option<String>,
+    pub request: serde_json::Value,
+    pub result: Option<serde_json::Value>,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub lease_expires: Option<i64>,
+    pub created: i64,
+    pub started: Option<i64>,
+    pub finished: Option<i64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    pub method: String,
+    #[serde(default)]
+    pub request: serde_json::Value,
+    #[serde(default = "default_priority")]
+    pub priority: i64,
+    #[serde(default = "default_channel")]
+    pub channel: String,
+    #[serde(default = "default_arch")]
+    pub arch: String,
+    /// Run on this builder only (the "designated device").
+    #[serde(default)]
+    pub builder: Option<String>,
+    #[serde(default)]
+    pub parent: Option<i64>,
+    #[serde(default = "default_attempts")]
+    pub max_attempts: i64,
+}
+
+fn default_priority() -> i64 {
+    20
+}
+fn default_channel() -> String {
+    "default".into()
+}
+fn default_arch() -> String {
+    "noarch".into()
+}
+fn default_attempts() -> i64 {
+    3
+}
+
+/// The methods a task may have.
+pub const TASK_METHODS: &[&str] = &["noop", "build", "update"];

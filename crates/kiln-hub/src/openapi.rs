@@ -156,6 +156,47 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "Upload a source image (streamed; X-Kiln-Sha256 verified)",
         "image",
     ),
+    ("get", "/hosts", "List builders with their load and last heartbeat", ""),
+    (
+        "post",
+        "/hosts",
+        "Register a builder; its host token is shown once",
+        "host",
+    ),
+    (
+        "post",
+        "/host/heartbeat",
+        "A builder is alive: renews its leases, answers the tasks to cancel",
+        "host token",
+    ),
+    (
+        "post",
+        "/host/claim",
+        "A builder claims its next task (atomically), or null",
+        "host token",
+    ),
+    ("get", "/tasks", "List tasks (paginated; ?state=)", ""),
+    ("post", "/tasks", "Submit a task", "build"),
+    ("get", "/tasks/{id}", "A task", ""),
+    (
+        "post",
+        "/tasks/{id}/cancel",
+        "Cancel a task and its children",
+        "owner or admin",
+    ),
+    (
+        "post",
+        "/tasks/{id}/result",
+        "A builder reports a task's end",
+        "host token",
+    ),
+    ("get", "/tasks/{id}/log", "A task's log after chunk ?after=N", ""),
+    (
+        "post",
+        "/tasks/{id}/log",
+        "A builder appends to a task's log",
+        "host token",
+    ),
 ];
 
 pub fn document() -> Value {

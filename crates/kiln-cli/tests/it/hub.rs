@@ -362,3 +362,67 @@ fn import_refuses_a_damaged_output_directory() {
     assert_eq!(json(&l.stdout), serde_json::json!([]));
     assert!(!Path::new(&hub.dir.path().join("data/store/blobs")).exists());
 }
+
+#[test]
+fn builders_claim_and_run_tasks() {
+    let hub = serve();
+    let r = run(kiln().args(["user", "create", "admin", "--admin", "--db", &hub.db]));
+    let admin = r.stdout.trim().to_string();
+    let host_token = hub
+        .ok(&admin, &["host", "add", "b1", "--arch", "amd64", "--capacity", "2"])
+        .trim()
+        .to_string();
+    assert!(host_token.starts_with("kiln_"));
+    let ids = hub.ok(&admin, &["task", "submit", "noop", "--count", "5"]);
+    assert_eq!(ids.lines().count(), 5);
+    let build = hub
+        .ok(&admin, &["task", "submit", "build", "--builder", "b1"])
+        .trim()
+        .to_string();
+    let r = run(hub.kiln(Some(&host_token)).args([
+        "builder",
+        "--name",
+        "b1",
+        "--capacity",
+        "2",
+        "--exit-when-idle",
+        "1",
+        "--poll",
+        "0.1",
+        "--stats",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let stats = json(r.stdout.trim());
+    assert_eq!(stats["tasks"], 6);
+    let tasks = json(&hub.ok(&admin, &["task", "ls", "--json"]));
+    let states: Vec<&str> = tasks
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter_map(|t| t["state"].as_str())
+        .collect();
+    assert_eq!(states.iter().filter(|s| **s == "CLOSED").count(), 5, "{tasks}");
+    let b = json(&hub.ok(&admin, &["task", "info", &build, "--json"]));
+    assert_eq!(b["state"], "FAILED");
+    assert!(
+        b["result"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("does not run `build`"),
+        "{b}"
+    );
+    // watch exits with the task's outcome.
+    let r = run(hub.kiln(Some(&admin)).args(["task", "watch", &build]));
+    assert_eq!(r.code, 1);
+    let first = ids.lines().next().expect("id");
+    let r = run(hub.kiln(Some(&admin)).args(["task", "watch", first]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let hosts = hub.ok(&admin, &["host", "ls"]);
+    assert!(hosts.contains("b1") && hosts.contains("ready"), "{hosts}");
+    // A user token is not a host token.
+    let r = run(hub
+        .kiln(Some(&admin))
+        .args(["builder", "--name", "x", "--exit-when-idle", "0"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("is not a host"), "{}", r.stderr);
+}
