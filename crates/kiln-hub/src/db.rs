@@ -83,7 +83,7 @@ fn may_change(who: &Principal, tag: &str, perm: Option<&str>, locked: bool, forc
 pub const LEASE_SECONDS: i64 = 60;
 
 macro_rules! backend {
-    ($m:ident, $DB:ty, $skip_locked:expr) => {
+    ($m:ident, $DB:ty, $skip_locked:expr, $string_agg:expr) => {
         pub mod $m {
             use super::*;
             use sqlx::Row;
@@ -230,34 +230,44 @@ macro_rules! backend {
                     Ok(out)
                 }
 
-                async fn perms_of(&self, id: i64) -> Result<Vec<String>> {
-                    Ok(sqlx::query_scalar(
-                        "SELECT perm FROM user_perms WHERE user_id = $1 AND revoke_event IS NULL ORDER BY perm",
-                    )
-                    .bind(id)
-                    .fetch_all(&self.read)
-                    .await?)
-                }
-
-                async fn principal(&self, id: i64, name: String) -> Result<Principal> {
-                    let perms = self.perms_of(id).await?;
-                    Ok(Principal { id: Some(id), name, admin: perms.iter().any(|p| p == "admin"), perms })
-                }
-
-                /// The user a token belongs to, if it is valid now.
+                /// The user (or builder) a token belongs to, if it is valid
+                /// now: one query, permissions and host registration included.
                 pub async fn principal_by_token(&self, hash: &str) -> Result<Option<Principal>> {
-                    let row = sqlx::query(
-                        "SELECT u.id, u.name FROM tokens t JOIN users u ON u.id = t.user_id \
+                    let sql = format!(
+                        "SELECT u.id, u.name, (SELECT {agg} FROM user_perms p WHERE p.user_id = u.id AND p.revoke_event IS NULL), \
+                         h.id, h.arch, h.channels, h.capacity, h.enabled \
+                         FROM tokens t JOIN users u ON u.id = t.user_id LEFT JOIN hosts h ON h.user_id = u.id \
                          WHERE t.hash = $1 AND t.revoked IS NULL AND (t.expires IS NULL OR t.expires > $2)",
-                    )
-                    .bind(hash)
-                    .bind(now())
-                    .fetch_optional(&self.read)
-                    .await?;
-                    match row {
-                        Some(r) => Ok(Some(self.principal(r.try_get(0)?, r.try_get(1)?).await?)),
-                        None => Ok(None),
-                    }
+                        agg = $string_agg
+                    );
+                    let Some(r) = sqlx::query(&sql).bind(hash).bind(now()).fetch_optional(&self.read).await? else {
+                        return Ok(None);
+                    };
+                    let perms: Option<String> = r.try_get(2)?;
+                    let mut perms: Vec<String> =
+                        perms.iter().flat_map(|p| p.split(',')).filter(|p| !p.is_empty()).map(str::to_string).collect();
+                    perms.sort();
+                    let host_id: Option<i64> = r.try_get(3)?;
+                    let host = match host_id {
+                        Some(id) => {
+                            let channels: String = r.try_get(5)?;
+                            Some(HostRef {
+                                id,
+                                arch: r.try_get(4)?,
+                                channels: channels.split(',').map(str::to_string).collect(),
+                                capacity: r.try_get(6)?,
+                                enabled: r.try_get(7)?,
+                            })
+                        }
+                        None => None,
+                    };
+                    Ok(Some(Principal {
+                        id: Some(r.try_get(0)?),
+                        name: r.try_get(1)?,
+                        admin: perms.iter().any(|p| p == "admin"),
+                        perms,
+                        host,
+                    }))
                 }
 
                 pub async fn password_of(&self, name: &str) -> Result<Option<(i64, Option<String>)>> {
@@ -1832,18 +1842,14 @@ macro_rules! backend {
 
                 /// The host a principal is: (id, arch, channels, capacity).
                 async fn host_of(&self, who: &Principal) -> Result<(i64, String, Vec<String>, i64)> {
-                    let uid = who.id.ok_or_else(|| HubError::unauthorized("builders authenticate with their host token"))?;
-                    let r = sqlx::query("SELECT id, arch, channels, capacity, enabled FROM hosts WHERE user_id = $1")
-                        .bind(uid)
-                        .fetch_optional(&self.read)
-                        .await?
-                        .ok_or_else(|| HubError::forbidden(format!("{} is not a host", who.name)))?;
-                    let enabled: bool = r.try_get(4)?;
-                    if !enabled {
+                    let h = who.host.as_ref().ok_or_else(|| match who.id {
+                        None => HubError::unauthorized("builders authenticate with their host token"),
+                        Some(_) => HubError::forbidden(format!("{} is not a host", who.name)),
+                    })?;
+                    if !h.enabled {
                         return Err(HubError::forbidden(format!("host {} is disabled", who.name)));
                     }
-                    let channels: String = r.try_get(2)?;
-                    Ok((r.try_get(0)?, r.try_get(1)?, channels.split(',').map(str::to_string).collect(), r.try_get(3)?))
+                    Ok((h.id, h.arch.clone(), h.channels.clone(), h.capacity))
                 }
 
                 /// A builder is alive: its leases are renewed. Returns the ids
@@ -1900,21 +1906,15 @@ macro_rules! backend {
                 pub async fn claim(&self, who: &Principal) -> Result<Option<Task>> {
                     let (host, arch, channels, capacity) = self.host_of(who).await?;
                     let t = now();
-                    let mut tx = self.write.begin().await?;
-                    let load: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE host_id = $1 AND state = 'OPEN'")
-                        .bind(host)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    if load >= capacity {
-                        return Ok(None);
-                    }
-                    // Channel names are checked names: safe as literals.
+                    // Channel names are checked names: safe as literals. One
+                    // statement: the capacity check, the pick and the claim.
                     let chans = channels.iter().map(|c| format!("'{}'", c.replace('\'', ""))).collect::<Vec<_>>().join(",");
                     let sql = format!(
                         "UPDATE tasks SET state = 'OPEN', host_id = $1, attempts = attempts + 1, lease_expires = $2, \
                          started = $3 WHERE state = 'FREE' AND id = (SELECT id FROM tasks WHERE state = 'FREE' \
                          AND (designated_host IS NULL OR designated_host = $1) AND (arch = $4 OR arch = 'noarch') \
-                         AND channel IN ({chans}) ORDER BY priority, id LIMIT 1 {skip}) RETURNING id",
+                         AND channel IN ({chans}) ORDER BY priority, id LIMIT 1 {skip}) \
+                         AND (SELECT COUNT(*) FROM tasks o WHERE o.host_id = $1 AND o.state = 'OPEN') < $5 RETURNING id",
                         skip = $skip_locked
                     );
                     let id: Option<i64> = sqlx::query_scalar(&sql)
@@ -1922,9 +1922,9 @@ macro_rules! backend {
                         .bind(t + LEASE_SECONDS)
                         .bind(t)
                         .bind(&arch)
-                        .fetch_optional(&mut *tx)
+                        .bind(capacity)
+                        .fetch_optional(&self.write)
                         .await?;
-                    tx.commit().await?;
                     match id {
                         Some(id) => Ok(Some(self.task(id).await?)),
                         None => Ok(None),
@@ -1934,7 +1934,6 @@ macro_rules! backend {
                 /// A builder reports a task's end.
                 pub async fn finish_task(&self, who: &Principal, id: i64, ok: bool, result: &serde_json::Value) -> Result<Task> {
                     let (host, ..) = self.host_of(who).await?;
-                    let mut tx = self.write.begin().await?;
                     let n = sqlx::query(
                         "UPDATE tasks SET state = $1, result = $2, finished = $3, lease_expires = NULL \
                          WHERE id = $4 AND host_id = $5 AND state = 'OPEN'",
@@ -1944,7 +1943,7 @@ macro_rules! backend {
                     .bind(now())
                     .bind(id)
                     .bind(host)
-                    .execute(&mut *tx)
+                    .execute(&self.write)
                     .await?
                     .rows_affected();
                     if n == 0 {
@@ -1953,7 +1952,6 @@ macro_rules! backend {
                             who.name
                         )));
                     }
-                    tx.commit().await?;
                     self.task(id).await
                 }
 
@@ -2130,8 +2128,8 @@ macro_rules! backend {
 // PostgreSQL claims with FOR UPDATE SKIP LOCKED so concurrent builders
 // never wait on each other's rows; SQLite's single writer makes the
 // conditional UPDATE atomic by itself.
-backend!(sqlite, sqlx::Sqlite, "");
-backend!(pg, sqlx::Postgres, "FOR UPDATE SKIP LOCKED");
+backend!(sqlite, sqlx::Sqlite, "", "group_concat(p.perm, ',')");
+backend!(pg, sqlx::Postgres, "FOR UPDATE SKIP LOCKED", "string_agg(p.perm, ',')");
 
 /// The hub's database, SQLite or PostgreSQL.
 pub enum Db {

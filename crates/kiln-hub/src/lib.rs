@@ -104,6 +104,7 @@ pub async fn bootstrap_user(
         name: "bootstrap".into(),
         admin: true,
         perms: Vec::new(),
+        host: None,
     };
     db.create_user(&who, name, hash, perms, "user").await?;
     let token = auth::new_token();

@@ -11,6 +11,18 @@ pub struct Principal {
     pub name: String,
     pub admin: bool,
     pub perms: Vec<String>,
+    /// Set when the principal is a builder.
+    pub host: Option<HostRef>,
+}
+
+/// A builder's registration, as its token resolves.
+#[derive(Clone, Debug, Default)]
+pub struct HostRef {
+    pub id: i64,
+    pub arch: String,
+    pub channels: Vec<String>,
+    pub capacity: i64,
+    pub enabled: bool,
 }
 
 impl Principal {
@@ -20,6 +32,7 @@ impl Principal {
             name: "anonymous".into(),
             admin: false,
             perms: Vec::new(),
+            host: None,
         }
     }
     pub fn has(&self, perm: &str) -> bool {

@@ -15,6 +15,7 @@ async fn user(db: &Db, name: &str, perms: &[&str]) -> Principal {
         name: "test".into(),
         admin: true,
         perms: vec![],
+        host: None,
     };
     let perms: Vec<String> = perms.iter().map(|p| p.to_string()).collect();
     let id = db.create_user(&boot, name, None, &perms, "user").await.expect("user");
@@ -23,6 +24,7 @@ async fn user(db: &Db, name: &str, perms: &[&str]) -> Principal {
         name: name.into(),
         admin: perms.iter().any(|p| p == "admin"),
         perms,
+        host: None,
     }
 }
 

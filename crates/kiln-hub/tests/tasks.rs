@@ -15,6 +15,7 @@ async fn admin(db: &Db) -> Principal {
         name: "test".into(),
         admin: true,
         perms: vec![],
+        host: None,
     };
     let id = db
         .create_user(&boot, "admin", None, &["admin".into()], "user")
@@ -25,6 +26,7 @@ async fn admin(db: &Db) -> Principal {
         name: "admin".into(),
         admin: true,
         perms: vec!["admin".into()],
+        host: None,
     }
 }
 
