@@ -880,6 +880,26 @@ fn inherit(c: &Client, cmd: &InheritCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Adds (or blocks) packages on a tag's own list, one request each.
+fn set_packages(
+    c: &Client,
+    tag: &str,
+    packages: &[String],
+    owner: Option<&str>,
+    blocked: bool,
+    query: &[(&str, String)],
+) -> Result<()> {
+    for p in packages {
+        let entry = PackageIn {
+            package: p.clone(),
+            owner: owner.map(str::to_string),
+            blocked,
+        };
+        let _: Value = c.call(Method::Post, &["tags", tag, "packages"], query, Some(&entry))?;
+    }
+    Ok(())
+}
+
 fn pkg(c: &Client, cmd: &PkgCommand) -> Result<ExitCode> {
     let force = |f: bool| -> Vec<(&str, String)> { if f { vec![("force", "true".into())] } else { Vec::new() } };
     match cmd {
@@ -889,18 +909,7 @@ fn pkg(c: &Client, cmd: &PkgCommand) -> Result<ExitCode> {
             owner,
             force: f,
         } => {
-            for p in packages {
-                let _: Value = c.call(
-                    Method::Post,
-                    &["tags", tag, "packages"],
-                    &force(*f),
-                    Some(&PackageIn {
-                        package: p.clone(),
-                        owner: owner.clone(),
-                        blocked: false,
-                    }),
-                )?;
-            }
+            set_packages(c, tag, packages, owner.as_deref(), false, &force(*f))?;
             println!("added {} to {tag}", packages.join(", "));
         }
         PkgCommand::Block {
@@ -908,18 +917,7 @@ fn pkg(c: &Client, cmd: &PkgCommand) -> Result<ExitCode> {
             packages,
             force: f,
         } => {
-            for p in packages {
-                let _: Value = c.call(
-                    Method::Post,
-                    &["tags", tag, "packages"],
-                    &force(*f),
-                    Some(&PackageIn {
-                        package: p.clone(),
-                        owner: None,
-                        blocked: true,
-                    }),
-                )?;
-            }
+            set_packages(c, tag, packages, None, true, &force(*f))?;
             println!("blocked {} in {tag}", packages.join(", "));
         }
         PkgCommand::Rm {
@@ -1143,7 +1141,7 @@ fn read_outdir(dir: &Path, nvr: Option<&str>) -> Result<(NewBuild, Vec<PathBuf>)
             .split_once("  ")
             .with_context(|| format!("{}: bad line `{line}`", spath.display()))?;
         let path = dir.join(file);
-        let got = kiln_hub::client::sha256_file(&path).with_context(|| format!("reading {}", path.display()))?;
+        let got = kiln_engine::fsutil::sha256_file(&path).with_context(|| format!("reading {}", path.display()))?;
         if got != sum {
             bail!("{file} does not match SHA256SUMS (sha256 {got}, listed {sum}); nothing was imported");
         }
@@ -1399,7 +1397,7 @@ pub fn image_import(hub: &HubOpts, name: &str, version: &str, file: &Path) -> Re
             file.display()
         );
     }
-    let sha = kiln_hub::client::sha256_file(file).with_context(|| format!("reading {}", file.display()))?;
+    let sha = kiln_engine::fsutil::sha256_file(file).with_context(|| format!("reading {}", file.display()))?;
     let i: Image = c.upload(&["images", name, version, "upload"], file, &sha)?;
     println!(
         "uploaded {name}@{version} ({}, {} bytes, sha256 {})",

@@ -94,13 +94,6 @@ pub enum ImageCommand {
     },
 }
 
-fn split_ref(reference: &str) -> Result<(&str, &str)> {
-    reference
-        .split_once('@')
-        .filter(|(n, v)| !n.is_empty() && !v.is_empty())
-        .with_context(|| format!("`{reference}`: expected NAME@VERSION"))
-}
-
 fn catalog(dir: &CacheDirArg) -> Result<Catalog> {
     Ok(Catalog::open(&dir.open()?)?)
 }
@@ -163,14 +156,14 @@ pub fn run_image(cmd: &ImageCommand) -> Result<ExitCode> {
         }
         ImageCommand::Rm { reference, dir, hub } => {
             if let Some(h) = hub.opts() {
-                let (n, v) = split_ref(reference)?;
+                let (n, v) = kiln_store::catalog::parse_reference(reference)?;
                 return crate::hub::image_rm(&h, n, v);
             }
             let img = catalog(dir)?.remove(reference)?;
             println!("removed {}", img.reference());
         }
         ImageCommand::Pull { reference, dir, hub } => {
-            let (n, v) = split_ref(reference)?;
+            let (n, v) = kiln_store::catalog::parse_reference(reference)?;
             let h = hub.opts().unwrap_or(crate::hub::HubOpts {
                 hub: std::env::var("KILN_HUB").ok(),
                 token: hub.token.clone(),

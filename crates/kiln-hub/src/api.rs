@@ -251,7 +251,7 @@ struct LoginIn {
     expires_days: Option<i64>,
 }
 
-async fn login(State(hub): St, headers: HeaderMap, Peer(addr): Peer, J(l): J<LoginIn>) -> Result<Response> {
+async fn login(State(hub): St, Peer(addr): Peer, J(l): J<LoginIn>) -> Result<Response> {
     let mut keys = vec![format!("user:{}", l.user)];
     if let Some(a) = addr {
         keys.push(format!("addr:{a}"));
@@ -268,7 +268,6 @@ async fn login(State(hub): St, headers: HeaderMap, Peer(addr): Peer, J(l): J<Log
         }
         return Ok(r);
     }
-    let _ = headers;
     let ok = match hub.db.password_of(&l.user).await? {
         Some((_, Some(hash))) => {
             let pw = l.password.clone();

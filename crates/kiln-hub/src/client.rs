@@ -211,11 +211,3 @@ fn root_cause(e: &dyn std::error::Error) -> String {
     }
     cur.to_string()
 }
-
-/// sha256 of a file, streamed.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = File::open(path)?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h)?;
-    Ok(hex::encode(h.finalize()))
-}

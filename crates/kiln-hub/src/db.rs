@@ -50,6 +50,14 @@ fn id_list(ids: &[i64]) -> String {
     ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
 }
 
+/// A unique-constraint failure as a conflict that names what exists.
+fn exists(e: sqlx::Error, what: impl FnOnce() -> String) -> HubError {
+    match HubError::from(e) {
+        e if e.code == "conflict" => HubError::conflict(what()),
+        e => e,
+    }
+}
+
 fn json_text(v: &serde_json::Value) -> String {
     v.to_string()
 }
@@ -140,12 +148,13 @@ macro_rules! backend {
                 })
             }
 
-            /// Serializes changes to one tag: a row lock in PostgreSQL (SQLite
-            /// has a single writer). Checks made after it see every change
-            /// committed before it.
-            async fn lock_tag(tx: &mut Tx<'_>, id: i64) -> Result<()> {
-                sqlx::query("UPDATE tags SET name = name WHERE id = $1").bind(id).execute(&mut **tx).await?;
-                Ok(())
+            /// A tag about to change, locked: a row lock in PostgreSQL
+            /// (SQLite has a single writer), so checks made after it see
+            /// every change committed before it.
+            async fn tag_for_change(tx: &mut Tx<'_>, name: &str) -> Result<TagRow> {
+                let t = tag_row(&mut **tx, name, None).await?;
+                sqlx::query("UPDATE tags SET name = name WHERE id = $1").bind(t.id).execute(&mut **tx).await?;
+                Ok(t)
             }
 
             async fn user_id(tx: &mut Tx<'_>, name: &str) -> Result<i64> {
@@ -190,10 +199,7 @@ macro_rules! backend {
                     .bind(now())
                     .fetch_one(&mut *tx)
                     .await
-                    .map_err(|e| match HubError::from(e) {
-                        e if e.code == "conflict" => HubError::conflict(format!("user `{name}` exists")),
-                        e => e,
-                    })?;
+                    .map_err(|e| exists(e, || format!("user `{name}` exists")))?;
                     for p in perms {
                         check_name("permission", p)?;
                         sqlx::query("INSERT INTO user_perms (user_id, perm, create_event) VALUES ($1, $2, $3)")
@@ -403,10 +409,7 @@ macro_rules! backend {
                         .bind(&t.name)
                         .fetch_one(&mut *tx)
                         .await
-                        .map_err(|e| match HubError::from(e) {
-                            e if e.code == "conflict" => HubError::conflict(format!("tag `{}` exists", t.name)),
-                            e => e,
-                        })?;
+                        .map_err(|e| exists(e, || format!("tag `{}` exists", t.name)))?;
                     sqlx::query(
                         "INSERT INTO tag_config (tag_id, arches, perm, locked, create_event) VALUES ($1, $2, $3, $4, $5)",
                     )
@@ -520,8 +523,7 @@ macro_rules! backend {
 
                 pub async fn edit_tag(&self, who: &Principal, name: &str, e: &TagEdit) -> Result<TagInfo> {
                     let mut tx = self.write.begin().await?;
-                    let t = tag_row(&mut *tx, name, None).await?;
-                    lock_tag(&mut tx, t.id).await?;
+                    let t = tag_for_change(&mut tx, name).await?;
                     if let Some(p) = &t.perm
                         && !who.has(p)
                     {
@@ -536,10 +538,7 @@ macro_rules! backend {
                             .bind(t.id)
                             .execute(&mut *tx)
                             .await
-                            .map_err(|err| match HubError::from(err) {
-                                x if x.code == "conflict" => HubError::conflict(format!("tag `{new}` exists")),
-                                x => x,
-                            })?;
+                            .map_err(|e| exists(e, || format!("tag `{new}` exists")))?;
                         final_name = new.clone();
                     }
                     if e.arches.is_some() || e.perm.is_some() || e.locked.is_some() {
@@ -610,8 +609,7 @@ macro_rules! backend {
                 /// keep it alive.
                 pub async fn delete_tag(&self, who: &Principal, name: &str) -> Result<()> {
                     let mut tx = self.write.begin().await?;
-                    let t = tag_row(&mut *tx, name, None).await?;
-                    lock_tag(&mut tx, t.id).await?;
+                    let t = tag_for_change(&mut tx, name).await?;
                     if let Some(p) = &t.perm
                         && !who.has(p)
                     {
@@ -769,8 +767,7 @@ macro_rules! backend {
                     remove: bool,
                 ) -> Result<Vec<LinkOut>> {
                     let mut tx = self.write.begin().await?;
-                    let c = tag_row(&mut *tx, child, None).await?;
-                    lock_tag(&mut tx, c.id).await?;
+                    let c = tag_for_change(&mut tx, child).await?;
                     let p = tag_row(&mut *tx, parent, None).await?;
                     may_change(who, child, c.perm.as_deref(), c.locked, false)?;
                     if c.id == p.id {
@@ -1009,8 +1006,7 @@ macro_rules! backend {
                 pub async fn set_package(&self, who: &Principal, tag: &str, p: &PackageIn, force: bool) -> Result<()> {
                     check_name("package", &p.package)?;
                     let mut tx = self.write.begin().await?;
-                    let t = tag_row(&mut *tx, tag, None).await?;
-                    lock_tag(&mut tx, t.id).await?;
+                    let t = tag_for_change(&mut tx, tag).await?;
                     may_change(who, tag, t.perm.as_deref(), t.locked, force)?;
                     let ev = event(
                         &mut tx,
@@ -1051,8 +1047,7 @@ macro_rules! backend {
                 /// Removes a package entry from a tag's own list.
                 pub async fn remove_package(&self, who: &Principal, tag: &str, package: &str, force: bool) -> Result<()> {
                     let mut tx = self.write.begin().await?;
-                    let t = tag_row(&mut *tx, tag, None).await?;
-                    lock_tag(&mut tx, t.id).await?;
+                    let t = tag_for_change(&mut tx, tag).await?;
                     may_change(who, tag, t.perm.as_deref(), t.locked, force)?;
                     let ev = event(&mut tx, who, &format!("remove package {package} from {tag}")).await?;
                     let n = sqlx::query(
@@ -1127,10 +1122,7 @@ macro_rules! backend {
                     .bind(json_text(b.extra.as_ref().unwrap_or(&serde_json::json!({}))))
                     .fetch_one(&mut *tx)
                     .await
-                    .map_err(|e| match HubError::from(e) {
-                        e if e.code == "conflict" => HubError::conflict(format!("build {nvr} exists")),
-                        e => e,
-                    })?;
+                    .map_err(|e| exists(e, || format!("build {nvr} exists")))?;
                     for a in &b.artifacts {
                         sqlx::query(
                             "INSERT INTO artifacts (build_id, file, format, size, sha256) VALUES ($1, $2, $3, $4, $5)",
@@ -1290,8 +1282,7 @@ macro_rules! backend {
 
                 pub async fn tag_build(&self, who: &Principal, tag: &str, nvr: &str, force: bool) -> Result<()> {
                     let mut tx = self.write.begin().await?;
-                    let t = tag_row(&mut *tx, tag, None).await?;
-                    lock_tag(&mut tx, t.id).await?;
+                    let t = tag_for_change(&mut tx, tag).await?;
                     may_change(who, tag, t.perm.as_deref(), t.locked, force)?;
                     let (bid, name, state): (i64, String, String) =
                         sqlx::query_as("SELECT id, name, state FROM builds WHERE nvr = $1")
@@ -1344,8 +1335,7 @@ macro_rules! backend {
 
                 pub async fn untag_build(&self, who: &Principal, tag: &str, nvr: &str, force: bool) -> Result<()> {
                     let mut tx = self.write.begin().await?;
-                    let t = tag_row(&mut *tx, tag, None).await?;
-                    lock_tag(&mut tx, t.id).await?;
+                    let t = tag_for_change(&mut tx, tag).await?;
                     may_change(who, tag, t.perm.as_deref(), t.locked, force)?;
                     let bid: i64 = sqlx::query_scalar("SELECT id FROM builds WHERE nvr = $1")
                         .bind(nvr)
@@ -1677,10 +1667,7 @@ macro_rules! backend {
                     .bind(ev)
                     .execute(&mut *tx)
                     .await
-                    .map_err(|e| match HubError::from(e) {
-                        e if e.code == "conflict" => HubError::conflict(format!("target `{}` exists", t.name)),
-                        e => e,
-                    })?;
+                    .map_err(|e| exists(e, || format!("target `{}` exists", t.name)))?;
                     tx.commit().await?;
                     self.target(&t.name, None).await
                 }
@@ -1720,10 +1707,7 @@ macro_rules! backend {
                     .bind(i.time)
                     .execute(&mut *tx)
                     .await
-                    .map_err(|e| match HubError::from(e) {
-                        e if e.code == "conflict" => HubError::conflict(format!("image {}@{} exists", i.name, i.version)),
-                        e => e,
-                    })?;
+                    .map_err(|e| exists(e, || format!("image {}@{} exists", i.name, i.version)))?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -1792,10 +1776,7 @@ macro_rules! backend {
                     .bind(now())
                     .fetch_one(&mut *tx)
                     .await
-                    .map_err(|e| match HubError::from(e) {
-                        e if e.code == "conflict" => HubError::conflict(format!("a user or host `{}` exists", h.name)),
-                        e => e,
-                    })?;
+                    .map_err(|e| exists(e, || format!("a user or host `{}` exists", h.name)))?;
                     sqlx::query(
                         "INSERT INTO hosts (user_id, name, arch, channels, capacity, enabled) VALUES ($1, $2, $3, $4, $5, TRUE)",
                     )
