@@ -67,14 +67,16 @@ farm_db() {
         pids+=($!)
     done
     while :; do
-        closed=$(curl -fs "$HUB_URL/api/v1/tasks?state=CLOSED&limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
+        # A light poll (no interpreter start per poll): the builders and the
+        # hub share this machine's CPUs with it.
+        closed=$(curl -fs "$HUB_URL/api/v1/tasks?state=CLOSED&limit=1" | grep -o '"total":[0-9]*' | cut -d: -f2)
         [ "$closed" -ge "$TASKS" ] && break
         for i in "${!pids[@]}"; do
             kill -0 "${pids[$i]}" 2>/dev/null || [ "$closed" -ge "$TASKS" ] || {
                 wait "${pids[$i]}" || { echo "farm.sh: builder $((i + 1)) failed:" >&2; tail -n 5 "$WORK/builder-$((i + 1)).log" >&2; exit 1; }
             }
         done
-        sleep 0.05
+        sleep 0.1
     done
     t1=$(now)
     wait "${pids[@]}"

@@ -91,7 +91,7 @@ fn may_change(who: &Principal, tag: &str, perm: Option<&str>, locked: bool, forc
 pub const LEASE_SECONDS: i64 = 60;
 
 macro_rules! backend {
-    ($m:ident, $DB:ty, $skip_locked:expr, $string_agg:expr) => {
+    ($m:ident, $DB:ty, $skip_locked:expr, $string_agg:expr, $dml_in_with:expr) => {
         pub mod $m {
             use super::*;
             use sqlx::Row;
@@ -1890,15 +1890,27 @@ macro_rules! backend {
                     // Channel names are checked names: safe as literals. One
                     // statement: the capacity check, the pick and the claim.
                     let chans = channels.iter().map(|c| format!("'{}'", c.replace('\'', ""))).collect::<Vec<_>>().join(",");
-                    let sql = format!(
+                    let update = format!(
                         "UPDATE tasks SET state = 'OPEN', host_id = $1, attempts = attempts + 1, lease_expires = $2, \
                          started = $3 WHERE state = 'FREE' AND id = (SELECT id FROM tasks WHERE state = 'FREE' \
                          AND (designated_host IS NULL OR designated_host = $1) AND (arch = $4 OR arch = 'noarch') \
                          AND channel IN ({chans}) ORDER BY priority, id LIMIT 1 {skip}) \
-                         AND (SELECT COUNT(*) FROM tasks o WHERE o.host_id = $1 AND o.state = 'OPEN') < $5 RETURNING id",
+                         AND (SELECT COUNT(*) FROM tasks o WHERE o.host_id = $1 AND o.state = 'OPEN') < $5",
                         skip = $skip_locked
                     );
-                    let id: Option<i64> = sqlx::query_scalar(&sql)
+                    let sql = if $dml_in_with {
+                        // One round trip: the claimed row comes back with its
+                        // names. The outer query reads the CTE's new row
+                        // (`tasks` itself it would see as before the update).
+                        format!(
+                            "WITH t AS ({update} RETURNING *) SELECT {} FROM {}",
+                            Self::TASK_COLS,
+                            Self::TASK_FROM.replacen("tasks t", "t", 1)
+                        )
+                    } else {
+                        format!("{update} RETURNING id")
+                    };
+                    let row = sqlx::query(&sql)
                         .bind(host)
                         .bind(t + LEASE_SECONDS)
                         .bind(t)
@@ -1906,9 +1918,10 @@ macro_rules! backend {
                         .bind(capacity)
                         .fetch_optional(&self.write)
                         .await?;
-                    match id {
-                        Some(id) => Ok(Some(self.task(id).await?)),
+                    match row {
                         None => Ok(None),
+                        Some(r) if $dml_in_with => Self::task_row(&r).map(Some),
+                        Some(r) => Ok(Some(self.task(r.try_get(0)?).await?)),
                     }
                 }
 
@@ -2109,8 +2122,14 @@ macro_rules! backend {
 // PostgreSQL claims with FOR UPDATE SKIP LOCKED so concurrent builders
 // never wait on each other's rows; SQLite's single writer makes the
 // conditional UPDATE atomic by itself.
-backend!(sqlite, sqlx::Sqlite, "", "group_concat(p.perm, ',')");
-backend!(pg, sqlx::Postgres, "FOR UPDATE SKIP LOCKED", "string_agg(p.perm, ',')");
+backend!(sqlite, sqlx::Sqlite, "", "group_concat(p.perm, ',')", false);
+backend!(
+    pg,
+    sqlx::Postgres,
+    "FOR UPDATE SKIP LOCKED",
+    "string_agg(p.perm, ',')",
+    true
+);
 
 /// The hub's database, SQLite or PostgreSQL.
 pub enum Db {
@@ -2165,6 +2184,27 @@ impl Db {
         };
         db.migrate().await?;
         Ok(db)
+    }
+
+    /// Periodic upkeep (the hub calls it every few seconds). On
+    /// PostgreSQL, the claim's plan depends on fresh statistics of the FREE
+    /// tasks: a burst of submissions between autovacuum's passes would make
+    /// the planner read and sort every FREE row per claim instead of taking
+    /// the first one from `tasks_free`, so `tasks` is analyzed once enough of
+    /// it changed.
+    pub async fn maintain(&self) -> Result<()> {
+        if let Db::Pg(b) = self {
+            let stale: Option<bool> = sqlx::query_scalar(
+                "SELECT s.n_mod_since_analyze > 200 + 0.1 * greatest(c.reltuples, 0) \
+                 FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid WHERE s.relname = 'tasks'",
+            )
+            .fetch_optional(&b.write)
+            .await?;
+            if stale == Some(true) {
+                sqlx::query("ANALYZE tasks").execute(&b.write).await?;
+            }
+        }
+        Ok(())
     }
 
     pub fn kind(&self) -> &'static str {

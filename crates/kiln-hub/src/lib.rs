@@ -68,6 +68,9 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
             if let Err(e) = expiry.db.expire_leases(db::now()).await {
                 tracing::warn!("expiring leases: {e}");
             }
+            if let Err(e) = expiry.db.maintain().await {
+                tracing::warn!("database upkeep: {e}");
+            }
         }
     });
     let app = api::router(hub).into_make_service_with_connect_info::<SocketAddr>();

@@ -224,3 +224,36 @@ both!(concurrent_claims_take_each_task_once, |t| async move {
     assert_eq!((n, all.len()), (200, 200), "every task claimed exactly once");
     assert_eq!(db.list_tasks(0, 10, Some("FREE")).await.expect("list").total, 0);
 });
+
+/// After a burst of submissions, upkeep refreshes PostgreSQL's statistics so
+/// a claim takes the first FREE task from the `tasks_free` index instead of
+/// reading and sorting every FREE row (the plan, not a timing, is checked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upkeep_keeps_the_claim_on_the_free_index() {
+    let t = common::postgres();
+    let db = common::open(&t).await;
+    let a = admin(&db).await;
+    let Db::Pg(b) = &db else { panic!("a PostgreSQL hub") };
+    // Statistics taken while the queue was empty.
+    sqlx::query("ANALYZE tasks").execute(&b.write).await.expect("analyze");
+    for _ in 0..3000 {
+        db.submit_task(&a, &task("noop")).await.expect("submit");
+    }
+    let plan = || async {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "EXPLAIN SELECT id FROM tasks WHERE state = 'FREE' AND (designated_host IS NULL OR designated_host = 1) \
+             AND (arch = 'amd64' OR arch = 'noarch') AND channel IN ('default') ORDER BY priority, id LIMIT 1 \
+             FOR UPDATE SKIP LOCKED",
+        )
+        .fetch_all(&b.read)
+        .await
+        .expect("explain");
+        rows.join("\n")
+    };
+    db.maintain().await.expect("upkeep");
+    let after = plan().await;
+    assert!(
+        after.contains("Index Scan using tasks_free") && !after.contains("Sort"),
+        "after upkeep the claim walks tasks_free in order:\n{after}"
+    );
+}
