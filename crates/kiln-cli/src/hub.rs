@@ -58,6 +58,17 @@ fn read_config() -> Result<ClientConfig> {
 }
 
 impl HubOpts {
+    /// The hub's URL and the token, from the options, the environment or client.toml.
+    pub fn resolved(&self) -> Result<(String, Option<String>)> {
+        let cfg = read_config()?;
+        let hub = self
+            .hub
+            .clone()
+            .or(cfg.hub)
+            .context("no hub given: pass --hub URL, set KILN_HUB, or run `kiln login --hub URL`")?;
+        Ok((hub, self.token.clone().or(cfg.token)))
+    }
+
     pub fn client(&self) -> Result<Client> {
         let cfg = read_config()?;
         let hub = self
@@ -176,6 +187,10 @@ pub struct ServeArgs {
     /// Require a token for reading too.
     #[arg(long)]
     no_anonymous_read: bool,
+    /// Seconds a claimed task stays a builder's without a heartbeat; then
+    /// it is retried elsewhere. Builders beat three times per lease.
+    #[arg(long, value_name = "SECONDS", default_value_t = kiln_hub::db::LEASE_SECONDS)]
+    lease: i64,
 }
 
 pub fn serve(a: &ServeArgs) -> Result<ExitCode> {
@@ -184,6 +199,7 @@ pub fn serve(a: &ServeArgs) -> Result<ExitCode> {
         store: a.store.clone(),
         listen: a.listen.clone(),
         anonymous_read: !a.no_anonymous_read,
+        lease_seconds: a.lease,
     };
     let db_shown = if a.db.starts_with("postgres") {
         "postgres://…"
@@ -1074,106 +1090,6 @@ pub enum BuildsCommand {
     },
 }
 
-fn split_nvr(nvr: &str) -> Option<(String, String, String)> {
-    let (nv, r) = nvr.rsplit_once('-')?;
-    let (n, v) = nv.rsplit_once('-')?;
-    (!n.is_empty() && !v.is_empty() && !r.is_empty()).then(|| (n.to_string(), v.to_string(), r.to_string()))
-}
-
-/// Reads an output directory: the manifest, and every file SHA256SUMS
-/// lists, each verified.
-fn read_outdir(dir: &Path, nvr: Option<&str>) -> Result<(NewBuild, Vec<PathBuf>)> {
-    let mut manifests = Vec::new();
-    let mut sums = Vec::new();
-    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let p = e?.path();
-        let n = p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if n.ends_with("manifest.json") {
-            manifests.push(p);
-        } else if n.ends_with("SHA256SUMS") {
-            sums.push(p);
-        }
-    }
-    let (Some(mpath), Some(spath)) = (manifests.first(), sums.first()) else {
-        bail!(
-            "{} has no manifest and SHA256SUMS: is it the output directory of kiln build or kiln update?",
-            dir.display()
-        );
-    };
-    if manifests.len() > 1 || sums.len() > 1 {
-        bail!(
-            "{} holds more than one result; import one output directory per build",
-            dir.display()
-        );
-    }
-    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(mpath)?)
-        .with_context(|| format!("reading {}", mpath.display()))?;
-    let (name, version, release) = match nvr {
-        Some(n) => split_nvr(n).with_context(|| format!("--nvr {n}: expected NAME-VERSION-RELEASE"))?,
-        None if manifest["kind"] == "update" => {
-            let file = manifest["target"]["file"].as_str().unwrap_or_default();
-            let stem = file.split('.').next().unwrap_or_default();
-            split_nvr(stem)
-                .with_context(|| format!("the update's target `{stem}` is not NAME-VERSION-RELEASE; pass --nvr"))?
-        }
-        None => (
-            manifest["name"]
-                .as_str()
-                .context("the manifest has no name")?
-                .to_string(),
-            manifest["version"]
-                .as_str()
-                .context("the manifest has no version")?
-                .to_string(),
-            manifest["release"]
-                .as_str()
-                .context("the manifest has no release")?
-                .to_string(),
-        ),
-    };
-    let mut artifacts = Vec::new();
-    let mut files = Vec::new();
-    for line in std::fs::read_to_string(spath)?.lines().filter(|l| !l.trim().is_empty()) {
-        let (sum, file) = line
-            .split_once("  ")
-            .with_context(|| format!("{}: bad line `{line}`", spath.display()))?;
-        let path = dir.join(file);
-        let got = kiln_engine::fsutil::sha256_file(&path).with_context(|| format!("reading {}", path.display()))?;
-        if got != sum {
-            bail!("{file} does not match SHA256SUMS (sha256 {got}, listed {sum}); nothing was imported");
-        }
-        let size = std::fs::metadata(&path)?.len() as i64;
-        let format = if file.ends_with("manifest.json") {
-            "manifest".to_string()
-        } else {
-            file.split_once('.').map_or("file".into(), |(_, ext)| {
-                ext.rsplit('.').next().unwrap_or(ext).to_string()
-            })
-        };
-        artifacts.push(NewArtifact {
-            file: file.to_string(),
-            format,
-            size,
-            sha256: sum.to_string(),
-        });
-        files.push(path);
-    }
-    Ok((
-        NewBuild {
-            name,
-            version,
-            release,
-            manifest: Some(manifest),
-            extra: None,
-            artifacts,
-        },
-        files,
-    ))
-}
-
 pub fn builds(hub: &HubOpts, cmd: &BuildsCommand) -> Result<ExitCode> {
     let c = hub.client()?;
     match cmd {
@@ -1208,7 +1124,7 @@ pub fn builds(hub: &HubOpts, cmd: &BuildsCommand) -> Result<ExitCode> {
             }
         }
         BuildsCommand::Import { outdir, nvr } => {
-            let (nb, files) = read_outdir(outdir, nvr.as_deref())?;
+            let (nb, files) = kiln_builder::outdir::read(outdir, nvr.as_deref())?;
             let b: Build = c.call(Method::Post, &["builds"], &[], Some(&nb))?;
             let upload = || -> Result<()> {
                 for (a, path) in nb.artifacts.iter().zip(&files) {
@@ -1438,16 +1354,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nvr_splits_on_the_last_two_dashes() {
-        assert_eq!(
-            split_nvr("cam-fw-2.3.11-1"),
-            Some(("cam-fw".into(), "2.3.11".into(), "1".into()))
-        );
-        assert_eq!(split_nvr("a-b"), None);
-        assert_eq!(split_nvr("-1-2"), None);
-    }
-
-    #[test]
     fn extra_values_are_json_or_strings() {
         assert_eq!(extra("a=1").expect("ok"), ("a".into(), json!(1)));
         assert_eq!(extra("a=x y").expect("ok"), ("a".into(), json!("x y")));
@@ -1577,6 +1483,68 @@ pub enum TaskCommand {
     Watch { id: i64 },
 }
 
+/// Follows a task's log until it ends: on a terminal with a line showing
+/// the task's state and latest step under the log. Exits 0 when the task
+/// CLOSED, 1 otherwise.
+fn watch(c: &Client, id: i64) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.enable_steady_tick(std::time::Duration::from_millis(120));
+        b
+    });
+    let mut after = 0i64;
+    let mut last_line = String::new();
+    loop {
+        let v: Value = c.get(&["tasks", &id.to_string(), "log"], &[("after", after.to_string())])?;
+        let text = v["text"].as_str().unwrap_or_default();
+        for line in text.lines() {
+            match &bar {
+                Some(b) => b.println(line),
+                None => println!("{line}"),
+            }
+            if !line.trim().is_empty() {
+                last_line = line.trim().chars().take(100).collect();
+            }
+        }
+        after = v["next"].as_i64().unwrap_or(after);
+        let state = v["state"].as_str().unwrap_or_default().to_string();
+        if let Some(b) = &bar {
+            b.set_message(format!("task {id}: {state} · {last_line}"));
+        }
+        if matches!(state.as_str(), "CLOSED" | "FAILED" | "CANCELED") && text.is_empty() {
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            let t: Task = c.get(&["tasks", &id.to_string()], &[])?;
+            match (&t.result, state.as_str()) {
+                (Some(r), "CLOSED") if r["nvr"].is_string() => {
+                    let into = r["tag"]
+                        .as_str()
+                        .map_or(String::from(" (scratch)"), |t| format!(", tagged into {t}"));
+                    eprintln!(
+                        "task {id}: CLOSED: built {}{into}",
+                        r["nvr"].as_str().unwrap_or_default()
+                    );
+                }
+                (Some(r), "FAILED") if r["error"].is_string() => {
+                    let e = r["error"].as_str().unwrap_or_default();
+                    eprintln!("task {id}: FAILED: {}", e.lines().next().unwrap_or_default());
+                }
+                _ => eprintln!("task {id}: {state}"),
+            }
+            return Ok(if state == "CLOSED" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        if text.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+}
+
 pub fn task(hub: &HubOpts, cmd: &TaskCommand) -> Result<ExitCode> {
     let c = hub.client()?;
     match cmd {
@@ -1648,29 +1616,7 @@ pub fn task(hub: &HubOpts, cmd: &TaskCommand) -> Result<ExitCode> {
             let t: Task = c.call::<(), _>(Method::Post, &["tasks", &id.to_string(), "cancel"], &[], None)?;
             println!("task {} is {}", t.id, t.state);
         }
-        TaskCommand::Watch { id } => {
-            let mut after = 0i64;
-            loop {
-                let v: Value = c.get(&["tasks", &id.to_string(), "log"], &[("after", after.to_string())])?;
-                let text = v["text"].as_str().unwrap_or_default();
-                if !text.is_empty() {
-                    print!("{text}");
-                }
-                after = v["next"].as_i64().unwrap_or(after);
-                let state = v["state"].as_str().unwrap_or_default().to_string();
-                if matches!(state.as_str(), "CLOSED" | "FAILED" | "CANCELED") && text.is_empty() {
-                    eprintln!("task {id}: {state}");
-                    return Ok(if state == "CLOSED" {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(1)
-                    });
-                }
-                if text.is_empty() {
-                    std::thread::sleep(std::time::Duration::from_millis(500));
-                }
-            }
-        }
+        TaskCommand::Watch { id } => return watch(&c, *id),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1685,6 +1631,13 @@ pub struct BuilderArgs {
     /// Tasks run at once (at most the registered capacity).
     #[arg(long, default_value_t = 1)]
     capacity: usize,
+    /// Where task checkouts, outputs and git mirrors go.
+    #[arg(long, value_name = "DIR", default_value = "/var/tmp/kiln-builder")]
+    workdir: PathBuf,
+    /// The builder config; its [macros] are macro layer 3 (default:
+    /// /etc/kiln/builder.toml when it exists). Read anew for each task.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Seconds between polls when there is no work.
     #[arg(long, default_value_t = 1.0)]
     poll: f64,
@@ -1696,93 +1649,50 @@ pub struct BuilderArgs {
     stats: bool,
 }
 
-/// `kiln builder`: heartbeats, claims tasks, runs them, reports. This
-/// version runs `noop` tasks; other methods are reported failed with the
-/// reason.
+/// `kiln builder`: heartbeats, claims tasks, runs them, reports. The first
+/// Ctrl-C or SIGTERM stops claiming and lets running tasks finish; the
+/// second interrupts them and hands them back to the hub.
 pub fn builder(a: &BuilderArgs) -> Result<ExitCode> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
-    let client = Arc::new(a.hub.client()?);
-    let stop = Arc::new(AtomicBool::new(false));
+    let (hub, token) = a.hub.resolved()?;
+    let config = match &a.config {
+        Some(p) => Some(p.clone()),
+        None => Some(PathBuf::from(crate::DEFAULT_BUILDER_CONFIG)).filter(|p| p.is_file()),
+    };
+    let cfg = kiln_builder::Config {
+        name: a.name.clone(),
+        hub,
+        token,
+        capacity: a.capacity,
+        poll: std::time::Duration::from_secs_f64(a.poll.max(0.01)),
+        exit_when_idle: a.exit_when_idle.map(std::time::Duration::from_secs_f64),
+        workdir: a.workdir.clone(),
+        config_file: config,
+        kiln: std::env::current_exe().context("cannot find the kiln executable")?,
+    };
+    let shutdown = std::sync::Arc::new(kiln_builder::Shutdown::default());
     {
-        let stop = stop.clone();
-        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
-    }
-    let _: Value = client.call::<(), _>(Method::Post, &["host", "heartbeat"], &[], None)?;
-    eprintln!("builder {} connected; {} slot(s)", a.name, a.capacity);
-    // Heartbeats renew the leases of running tasks.
-    {
-        let (client, stop) = (client.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                for _ in 0..50 {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                if let Err(e) = client.call::<(), Value>(Method::Post, &["host", "heartbeat"], &[], None) {
-                    eprintln!("heartbeat: {e}");
-                }
-            }
+        let shutdown = shutdown.clone();
+        let _ = ctrlc::set_handler(move || match shutdown.request() {
+            1 => eprintln!("finishing running tasks, then exiting (again to hand them back now)"),
+            _ => eprintln!("interrupting running tasks and handing them back"),
         });
     }
-    let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
-    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut workers = Vec::new();
-    for _ in 0..a.capacity.max(1) {
-        let (client, stop, latencies, done) = (client.clone(), stop.clone(), latencies.clone(), done.clone());
-        let (poll, idle_limit) = (
-            Duration::from_secs_f64(a.poll.max(0.01)),
-            a.exit_when_idle.map(Duration::from_secs_f64),
-        );
-        workers.push(std::thread::spawn(move || -> Result<()> {
-            let mut idle_since = Instant::now();
-            while !stop.load(Ordering::SeqCst) {
-                let start = Instant::now();
-                let t: Option<Task> = client.call::<(), _>(Method::Post, &["host", "claim"], &[], None)?;
-                if let Ok(mut l) = latencies.lock() {
-                    l.push(start.elapsed().as_secs_f64() * 1000.0);
-                }
-                let Some(t) = t else {
-                    if idle_limit.is_some_and(|l| idle_since.elapsed() >= l) {
-                        return Ok(());
-                    }
-                    std::thread::sleep(poll);
-                    continue;
-                };
-                let (ok, result) = match t.method.as_str() {
-                    "noop" => (true, serde_json::json!({"noop": true})),
-                    m => (
-                        false,
-                        serde_json::json!({"error": format!("this builder does not run `{m}` tasks yet")}),
-                    ),
-                };
-                let r: Result<Task, _> = client.call(
-                    Method::Post,
-                    &["tasks", &t.id.to_string(), "result"],
-                    &[],
-                    Some(&serde_json::json!({"ok": ok, "result": result})),
-                );
-                if let Err(e) = r {
-                    eprintln!("task {}: {e}", t.id);
-                }
-                done.fetch_add(1, Ordering::SeqCst);
-                idle_since = Instant::now();
-            }
-            Ok(())
-        }));
-    }
-    for w in workers {
-        match w.join() {
-            Ok(r) => r?,
-            Err(_) => bail!("a builder worker panicked"),
+    let summary = kiln_builder::run(cfg, shutdown).map_err(|e| {
+        if e.to_string().contains("is not a host") {
+            e.context("run the builder with the host token `kiln host add` printed")
+        } else {
+            e
         }
-    }
-    stop.store(true, Ordering::SeqCst);
+    });
+    let summary = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     if a.stats {
-        let mut l = latencies.lock().map(|l| l.clone()).unwrap_or_default();
+        let mut l = summary.claim_ms;
         l.sort_by(f64::total_cmp);
         let pct = |p: f64| {
             l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
@@ -1791,9 +1701,185 @@ pub fn builder(a: &BuilderArgs) -> Result<ExitCode> {
         };
         println!(
             "{}",
-            serde_json::json!({"builder": a.name, "tasks": done.load(Ordering::SeqCst), "claims": l.len(),
+            serde_json::json!({"builder": a.name, "tasks": summary.tasks, "claims": l.len(),
                 "claim_p50_ms": pct(0.5), "claim_p99_ms": pct(0.99), "claim_latencies_ms": l})
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+// ---- kiln submit (SPEC §7.3) ------------------------------------------------
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SubmitArgs {
+    #[command(subcommand)]
+    update: Option<SubmitCommand>,
+    #[command(flatten)]
+    hub: HubOpts,
+    /// The image to build, e.g. `ve/minimal`.
+    #[arg(required = true)]
+    image: Option<String>,
+    /// The build target: its build tag's config and its macros apply; the
+    /// build is tagged into its destination tag.
+    #[arg(long, required = true)]
+    target: Option<String>,
+    /// The profile repository, git+URL@REF (default: this directory's
+    /// `origin` remote at its HEAD commit).
+    #[arg(long, value_name = "git+URL@REF")]
+    repo: Option<String>,
+    #[command(flatten)]
+    task: SubmitTaskOpts,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SubmitCommand {
+    /// Update a source image on a builder (SPEC §5) and publish the result.
+    Update(SubmitUpdateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SubmitUpdateArgs {
+    #[command(flatten)]
+    hub: HubOpts,
+    /// A source image on the hub, NAME@VERSION (`kiln image ls --hub`).
+    #[arg(long, value_name = "NAME@VERSION")]
+    from: String,
+    /// The update script, git+URL@REF:PATH.
+    #[arg(long, value_name = "git+URL@REF:PATH")]
+    script: String,
+    /// The target image's name, NAME-VERSION-RELEASE.
+    #[arg(long, value_name = "NVR")]
+    name: String,
+    #[arg(long)]
+    target: String,
+    /// squashfs, erofs, tar, tar.zst, tar.xz or tar.gz (default: the source's).
+    #[arg(long)]
+    format: Option<String>,
+    #[command(flatten)]
+    task: SubmitTaskOpts,
+}
+
+/// What every submitted build or update takes.
+#[derive(Args, Debug)]
+pub struct SubmitTaskOpts {
+    /// Define a macro (layer 1, highest precedence); repeatable.
+    #[arg(short = 'D', long = "define", value_name = "NAME=VALUE")]
+    defines: Vec<String>,
+    /// Build, but record no build and tag nothing; the files stay with the task.
+    #[arg(long)]
+    scratch: bool,
+    /// Run on this builder only.
+    #[arg(long, value_name = "NAME")]
+    builder: Option<String>,
+    /// Follow the task's log until it ends; exit with its outcome.
+    #[arg(long)]
+    watch: bool,
+    /// Lower runs first.
+    #[arg(long, default_value_t = 20)]
+    priority: i64,
+    #[arg(long, default_value = "default")]
+    channel: String,
+    /// Only builders of this architecture (default: any).
+    #[arg(long, default_value = "noarch")]
+    arch: String,
+}
+
+impl SubmitTaskOpts {
+    fn defines(&self) -> Result<Vec<(String, String)>> {
+        self.defines
+            .iter()
+            .map(|d| {
+                let m = kiln_core::external::parse_define(d).map_err(anyhow::Error::msg)?;
+                Ok((m.name, m.value))
+            })
+            .collect()
+    }
+
+    fn submit(&self, hub: &HubOpts, method: &str, request: Value) -> Result<ExitCode> {
+        let c = hub.client()?;
+        let t: Task = c.call(
+            Method::Post,
+            &["tasks"],
+            &[],
+            Some(&NewTask {
+                method: method.into(),
+                request,
+                priority: self.priority,
+                channel: self.channel.clone(),
+                arch: self.arch.clone(),
+                builder: self.builder.clone(),
+                parent: None,
+                max_attempts: 3,
+            }),
+        )?;
+        println!("{}", t.id);
+        if self.watch {
+            eprintln!("task {} ({method}) submitted; following its log", t.id);
+            return watch(&c, t.id);
+        }
+        eprintln!(
+            "task {} ({method}) submitted; follow it with `kiln task watch {}`",
+            t.id, t.id
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// This directory's `origin` at HEAD, as git+URL@COMMIT.
+fn repo_here() -> Result<String> {
+    let git = |args: &[&str]| -> Result<String> {
+        let o = std::process::Command::new("git")
+            .args(args)
+            .output()
+            .context("cannot run git (install the `git` package)")?;
+        if !o.status.success() {
+            bail!("{}", String::from_utf8_lossy(&o.stderr).trim());
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let url = git(&["remote", "get-url", "origin"])
+        .context("no --repo given and this directory has no `origin` remote: pass --repo git+URL@REF")?;
+    let head = git(&["rev-parse", "HEAD"]).context("cannot read this repository's HEAD")?;
+    let url = if url.contains("://") {
+        url
+    } else if let Some((host, path)) = url.split_once(':').filter(|(h, _)| !h.contains('/')) {
+        // scp-like syntax, user@host:path.
+        format!("ssh://{host}/{path}")
+    } else {
+        format!("file://{}", std::fs::canonicalize(&url)?.display())
+    };
+    Ok(format!("git+{url}@{head}"))
+}
+
+pub fn submit(a: &SubmitArgs) -> Result<ExitCode> {
+    if let Some(SubmitCommand::Update(u)) = &a.update {
+        let req = UpdateRequest {
+            target: u.target.clone(),
+            from: u.from.clone(),
+            script: u.script.clone(),
+            name: u.name.clone(),
+            format: u.format.clone(),
+            defines: u.task.defines()?,
+            scratch: u.task.scratch,
+        };
+        req.check().map_err(anyhow::Error::msg)?;
+        return u.task.submit(&u.hub, "update", serde_json::to_value(req)?);
+    }
+    let (Some(image), Some(target)) = (&a.image, &a.target) else {
+        bail!("usage: kiln submit --target TARGET IMAGE [--repo git+URL@REF]");
+    };
+    let repo = match &a.repo {
+        Some(r) => r.clone(),
+        None => repo_here()?,
+    };
+    let req = BuildRequest {
+        target: target.clone(),
+        image: image.clone(),
+        repo,
+        defines: a.task.defines()?,
+        scratch: a.task.scratch,
+    };
+    req.check().map_err(anyhow::Error::msg)?;
+    a.task.submit(&a.hub, "build", serde_json::to_value(req)?)
 }

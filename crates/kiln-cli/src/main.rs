@@ -117,6 +117,8 @@ enum Command {
     },
     /// Run a builder: claim tasks from the hub and run them.
     Builder(hub::BuilderArgs),
+    /// Submit a build (or `submit update`) to the hub's builders.
+    Submit(Box<hub::SubmitArgs>),
 }
 
 /// Options shared by the commands that resolve profiles.
@@ -144,6 +146,11 @@ pub(crate) struct ResolveArgs {
     /// /etc/kiln/builder.toml when it exists).
     #[arg(long, value_name = "FILE", env = "KILN_BUILDER_CONFIG")]
     builder_config: Option<PathBuf>,
+
+    /// Macro layers 2 (the target's) and 4 (the build tag's) from the hub:
+    /// the JSON `kiln target macros TARGET --json` prints. Builders pass it.
+    #[arg(long, value_name = "FILE")]
+    target_macros: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -182,7 +189,7 @@ pub(crate) enum MessageFormat {
     Json,
 }
 
-const DEFAULT_BUILDER_CONFIG: &str = "/etc/kiln/builder.toml";
+pub(crate) const DEFAULT_BUILDER_CONFIG: &str = "/etc/kiln/builder.toml";
 
 /// How diagnostics are written to stderr.
 #[derive(Clone, Copy)]
@@ -253,6 +260,9 @@ impl ResolveArgs {
                 outside.extend(diags.into_iter().map(|d| (d, snap.clone())));
             }
         }
+        if let Some(path) = &self.target_macros {
+            external.extend(hub_macro_layers(path)?);
+        }
         let arch = self.arch.clone().unwrap_or_else(kiln_host::debian_arch);
         Ok(Session {
             repo,
@@ -263,6 +273,42 @@ impl ResolveArgs {
             outside,
         })
     }
+}
+
+/// Layers 2 and 4 from a saved `GET /targets/T/macros` answer.
+fn hub_macro_layers(path: &std::path::Path) -> Result<Vec<MacroDef>> {
+    use kiln_core::macros::MacroLayer;
+    use kiln_core::model::Origin;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the target macros `{}`", path.display()))?;
+    let l: kiln_hub::model::MacroLayers = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "`{}` is not the JSON of `kiln target macros TARGET --json`",
+            path.display()
+        )
+    })?;
+    let mut defs = Vec::new();
+    for (name, value) in l.target_macros {
+        defs.push(MacroDef {
+            origin: Origin::External(format!("target {}", l.target)),
+            name,
+            value,
+            layer: MacroLayer::Target,
+        });
+    }
+    for (name, v) in l.build_tag_macros {
+        let value = match v.value {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        };
+        defs.push(MacroDef {
+            origin: Origin::External(format!("build tag {} (extra of tag {})", l.build_tag, v.from)),
+            name,
+            value,
+            layer: MacroLayer::BuildTag,
+        });
+    }
+    Ok(defs)
 }
 
 pub(crate) fn report_outside(session: &Session, printer: Printer) -> Result<()> {
@@ -368,6 +414,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Host { hub: h, cmd } => hub::host(h, cmd),
         Command::Task { hub: h, cmd } => hub::task(h, cmd),
         Command::Builder(a) => hub::builder(a),
+        Command::Submit(a) => hub::submit(a),
     }
 }
 
@@ -375,6 +422,7 @@ fn main() -> ExitCode {
     // The sandbox re-executes this binary as its helper: that must be
     // decided before anything else runs.
     kiln_sandbox::maybe_run_helper();
+    kiln_builder::die_with_parent();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

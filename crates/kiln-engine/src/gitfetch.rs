@@ -36,21 +36,30 @@ fn git(args: &[&str], dir: Option<&Path>) -> Result<String, String> {
     }
 }
 
-/// Fetches `r` through a mirror under `mirrors` and writes the script into
-/// `dest_dir` (executable when git records it so).
-pub fn fetch(r: &GitRef, mirrors: &Path, dest_dir: &Path) -> Result<Fetched, String> {
+/// Updates (or makes) the local mirror of `url` under `mirrors` and
+/// resolves `rev` to a commit there: (mirror, commit).
+fn mirror_at(url: &str, rev: &str, mirrors: &Path) -> Result<(PathBuf, String), String> {
     fs::create_dir_all(mirrors).map_err(|e| format!("cannot create {}: {e}", mirrors.display()))?;
-    let name = blake3::hash(r.url.as_bytes()).to_hex()[..32].to_string();
+    let name = blake3::hash(url.as_bytes()).to_hex()[..32].to_string();
     let mirror = mirrors.join(format!("{name}.git"));
+    // One fetch of a mirror at a time (builds and builders share the cache).
+    let lock = fs::File::create(mirrors.join(format!("{name}.lock")))
+        .map_err(|e| format!("cannot create a lock in {}: {e}", mirrors.display()))?;
+    lock.lock()
+        .map_err(|e| format!("cannot lock the mirror of {url}: {e}"))?;
     if mirror.join("HEAD").exists() {
-        git(&["remote", "update", "--prune"], Some(&mirror)).map_err(|e| format!("cannot fetch {}: {e}", r.url))?;
+        git(&["remote", "update", "--prune"], Some(&mirror)).map_err(|e| format!("cannot fetch {url}: {e}"))?;
     } else {
-        let tmp = mirrors.join(format!("{name}.{}.tmp", std::process::id()));
+        let tmp = mirrors.join(format!(
+            "{name}.{}.{:?}.tmp",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         let _ = fs::remove_dir_all(&tmp);
         let tmp_s = tmp.to_string_lossy().into_owned();
-        git(&["clone", "--mirror", "--quiet", "--", &r.url, &tmp_s], None).map_err(|e| {
+        git(&["clone", "--mirror", "--quiet", "--", url, &tmp_s], None).map_err(|e| {
             let _ = fs::remove_dir_all(&tmp);
-            format!("cannot fetch {}: {e}", r.url)
+            format!("cannot fetch {url}: {e}")
         })?;
         if fs::rename(&tmp, &mirror).is_err() {
             // Another build made the mirror meanwhile.
@@ -58,7 +67,7 @@ pub fn fetch(r: &GitRef, mirrors: &Path, dest_dir: &Path) -> Result<Fetched, Str
         }
     }
     let commit = git(
-        &["rev-parse", "--verify", "--quiet", &format!("{}^{{commit}}", r.rev)],
+        &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")],
         Some(&mirror),
     )
     .map(|s| s.trim().to_string())
@@ -70,9 +79,7 @@ pub fn fetch(r: &GitRef, mirrors: &Path, dest_dir: &Path) -> Result<Fetched, Str
         .unwrap_or_default();
         let refs: Vec<&str> = refs.lines().collect();
         format!(
-            "{} has no branch, tag or commit `{}`{}",
-            r.url,
-            r.rev,
+            "{url} has no branch, tag or commit `{rev}`{}",
             if refs.is_empty() {
                 String::new()
             } else {
@@ -80,6 +87,27 @@ pub fn fetch(r: &GitRef, mirrors: &Path, dest_dir: &Path) -> Result<Fetched, Str
             }
         )
     })?;
+    Ok((mirror, commit))
+}
+
+/// Checks out the whole repository `url` at `rev` into `dest` (which must
+/// not exist), through the mirror under `mirrors`; returns the commit.
+/// `dest` is a git work tree, so the commit's time can date the build.
+pub fn checkout(url: &str, rev: &str, mirrors: &Path, dest: &Path) -> Result<String, String> {
+    let (mirror, commit) = mirror_at(url, rev, mirrors)?;
+    let m = mirror.to_string_lossy().into_owned();
+    let d = dest.to_string_lossy().into_owned();
+    git(&["clone", "--quiet", "--no-checkout", "--shared", "--", &m, &d], None)
+        .map_err(|e| format!("cannot clone {url}: {e}"))?;
+    git(&["checkout", "--quiet", "--detach", &commit], Some(dest))
+        .map_err(|e| format!("cannot check out {url} at {rev}: {e}"))?;
+    Ok(commit)
+}
+
+/// Fetches `r` through a mirror under `mirrors` and writes the script into
+/// `dest_dir` (executable when git records it so).
+pub fn fetch(r: &GitRef, mirrors: &Path, dest_dir: &Path) -> Result<Fetched, String> {
+    let (mirror, commit) = mirror_at(&r.url, &r.rev, mirrors)?;
     let tree = git(&["ls-tree", &commit, "--", &r.path], Some(&mirror)).unwrap_or_default();
     let mode = tree.split_whitespace().next().unwrap_or("");
     if !matches!(mode, "100644" | "100755") {

@@ -29,6 +29,28 @@ pub struct Hub {
     pub store: Store,
     pub anonymous_read: bool,
     pub limiter: LoginLimiter,
+    /// Held shared from a blob's upload until a row references it, and
+    /// exclusively while [`sweep`] deletes blobs nothing references: a
+    /// blob is never deleted under an upload that is about to use it.
+    pub gc: tokio::sync::RwLock<()>,
+}
+
+/// Deletes the uploads of task attempts that can no longer complete, and
+/// the blobs nothing else references. Returns how many blobs went.
+pub async fn sweep(hub: &Hub) -> Result<usize> {
+    let keys = hub.db.sweep_uploads().await?;
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let _gc = hub.gc.write().await;
+    let mut n = 0;
+    for k in keys {
+        if !hub.db.key_used(&k).await? {
+            hub.store.delete(&k).await?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 type St = State<Arc<Hub>>;
@@ -193,6 +215,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/tasks/{id}/cancel", post(cancel_task))
         .route("/tasks/{id}/result", post(finish_task))
         .route("/tasks/{id}/log", get(task_log).post(append_log))
+        .route("/tasks/{id}/release", post(release_task))
         .layer(DefaultBodyLimit::max(MAX_JSON));
     // Streams: no body limit.
     let streams = Router::new()
@@ -201,6 +224,10 @@ pub fn router(hub: Arc<Hub>) -> Router {
             put(upload_artifact).get(download_artifact),
         )
         .route("/images/{name}/{version}/upload", put(upload_image))
+        .route(
+            "/tasks/{id}/files/{file}",
+            put(upload_task_file).get(download_task_file),
+        )
         .layer(DefaultBodyLimit::disable());
     Router::new()
         .nest("/api/v1", api.merge(streams))
@@ -602,6 +629,7 @@ async fn upload_artifact(
     body: Body,
 ) -> Result<Response> {
     let who = writer(&hub, &headers, "build").await?;
+    let _gc = hub.gc.read().await;
     let (a, key) = hub.db.artifact_key(&nvr, &file).await?;
     if key.is_some() {
         return Err(HubError::conflict(format!("{file} of {nvr} is already uploaded")));
@@ -803,6 +831,7 @@ async fn upload_image(
         .get("x-kiln-sha256")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let _gc = hub.gc.read().await;
     let stored = hub
         .store
         .put(
@@ -873,7 +902,7 @@ async fn authenticated(hub: &Hub, headers: &HeaderMap) -> Result<Principal> {
 async fn heartbeat(State(hub): St, headers: HeaderMap) -> Result<Json<serde_json::Value>> {
     let who = authenticated(&hub, &headers).await?;
     let cancel = hub.db.heartbeat(&who).await?;
-    Ok(Json(json!({"cancel": cancel, "lease_seconds": db::LEASE_SECONDS})))
+    Ok(Json(json!({"cancel": cancel, "lease_seconds": hub.db.lease()})))
 }
 
 async fn claim(State(hub): St, headers: HeaderMap) -> Result<Json<Option<Task>>> {
@@ -881,22 +910,80 @@ async fn claim(State(hub): St, headers: HeaderMap) -> Result<Json<Option<Task>>>
     Ok(Json(hub.db.claim(&who).await?))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TaskResult {
-    ok: bool,
-    #[serde(default)]
-    result: serde_json::Value,
-}
-
 async fn finish_task(
     State(hub): St,
     headers: HeaderMap,
     Path(id): Path<i64>,
-    J(r): J<TaskResult>,
+    J(r): J<TaskReport>,
 ) -> Result<Json<Task>> {
     let who = authenticated(&hub, &headers).await?;
-    Ok(Json(hub.db.finish_task(&who, id, r.ok, &r.result).await?))
+    match (&r.build, r.ok) {
+        (Some(b), true) => Ok(Json(hub.db.complete_task_build(&who, id, b, &r.result).await?)),
+        (Some(_), false) => Err(HubError::bad_request("a failed task carries no build")),
+        (None, ok) => Ok(Json(hub.db.finish_task(&who, id, ok, &r.result).await?)),
+    }
+}
+
+async fn release_task(State(hub): St, headers: HeaderMap, Path(id): Path<i64>) -> Result<Json<Task>> {
+    let who = authenticated(&hub, &headers).await?;
+    Ok(Json(hub.db.release_task(&who, id).await?))
+}
+
+/// A builder's file for its task's current attempt: streamed into the
+/// store, verified against the declared sha256 and size.
+async fn upload_task_file(
+    State(hub): St,
+    headers: HeaderMap,
+    Path((id, file)): Path<(i64, String)>,
+    body: Body,
+) -> Result<Response> {
+    let who = authenticated(&hub, &headers).await?;
+    let sha256 = headers
+        .get("x-kiln-sha256")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| HubError::bad_request("an x-kiln-sha256 header is required"))?
+        .to_string();
+    let size: i64 = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| HubError::bad_request("a Content-Length is required"))?;
+    let _gc = hub.gc.read().await;
+    let up = hub.db.begin_upload(&who, id, &file, &sha256, size).await?;
+    let put = hub
+        .store
+        .put(
+            body.into_data_stream(),
+            Expect {
+                sha256: Some(&sha256),
+                size: Some(size as u64),
+            },
+        )
+        .await;
+    match put {
+        Ok(stored) => {
+            hub.db.end_upload(up, true).await?;
+            Ok(created(
+                serde_json::json!({"file": file, "sha256": stored.sha256, "size": stored.size}),
+            ))
+        }
+        Err(e) => {
+            if let Err(e2) = hub.db.end_upload(up, false).await {
+                tracing::warn!("forgetting a failed upload: {e2}");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn download_task_file(
+    State(hub): St,
+    headers: HeaderMap,
+    Path((id, file)): Path<(i64, String)>,
+) -> Result<Response> {
+    reader(&hub, &headers).await?;
+    let (f, key) = hub.db.task_file(id, &file).await?;
+    stream(&hub, &key, &f.sha256, &file).await
 }
 
 async fn submit_task(State(hub): St, headers: HeaderMap, J(t): J<NewTask>) -> Result<Response> {

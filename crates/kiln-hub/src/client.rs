@@ -137,6 +137,15 @@ impl Client {
         serde_json::from_str(text).map_err(|e| local("decode", format!("unexpected answer from the hub: {e}")))
     }
 
+    /// POSTs plain text (a task's log chunk); the answer is ignored.
+    pub fn post_text(&self, segments: &[&str], text: String) -> Result<()> {
+        let r = self
+            .request(Method::Post, self.url(segments, &[]))
+            .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(text);
+        self.send(r).map(drop)
+    }
+
     pub fn get<T: DeserializeOwned>(&self, segments: &[&str], query: &[(&str, String)]) -> Result<T> {
         self.call::<(), T>(Method::Get, segments, query, None)
     }

@@ -87,6 +87,42 @@ fn may_change(who: &Principal, tag: &str, perm: Option<&str>, locked: bool, forc
     Ok(())
 }
 
+/// Checks a new build's names and files; returns its NVR.
+fn check_new_build(b: &NewBuild) -> Result<String> {
+    for (what, v) in [("build", &b.name), ("version", &b.version), ("release", &b.release)] {
+        check_name(what, v)?;
+    }
+    if b.name.is_empty() || b.version.contains('-') || b.release.contains('-') {
+        return Err(HubError::bad_request("version and release may not contain `-`"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for a in &b.artifacts {
+        check_file_name(&a.file)?;
+        if !seen.insert(&a.file) {
+            return Err(HubError::bad_request(format!(
+                "repeated artifact file name `{}`",
+                a.file
+            )));
+        }
+        check_sha256(&a.file, &a.sha256, a.size)?;
+    }
+    Ok(format!("{}-{}-{}", b.name, b.version, b.release))
+}
+
+fn check_file_name(f: &str) -> Result<()> {
+    if f.contains('/') || f.starts_with('.') || f.is_empty() || f.len() > 255 {
+        return Err(HubError::bad_request(format!("bad file name `{f}`")));
+    }
+    Ok(())
+}
+
+fn check_sha256(file: &str, sha256: &str, size: i64) -> Result<()> {
+    if sha256.len() != 64 || !sha256.bytes().all(|c| c.is_ascii_hexdigit()) || size < 0 {
+        return Err(HubError::bad_request(format!("bad sha256 or size for `{file}`")));
+    }
+    Ok(())
+}
+
 /// How long a claimed task stays a builder's without a heartbeat.
 pub const LEASE_SECONDS: i64 = 60;
 
@@ -104,6 +140,8 @@ macro_rules! backend {
             pub struct Backend {
                 pub read: sqlx::Pool<Db>,
                 pub write: sqlx::Pool<Db>,
+                /// Seconds a claimed task stays a builder's without a heartbeat.
+                pub lease: i64,
             }
 
             async fn event(tx: &mut Tx<'_>, who: &Principal, action: &str) -> Result<i64> {
@@ -1090,22 +1128,7 @@ macro_rules! backend {
                      b.start_time, b.completion_time, b.extra";
 
                 pub async fn create_build(&self, who: &Principal, b: &NewBuild) -> Result<Build> {
-                    for (what, v) in [("build", &b.name), ("version", &b.version), ("release", &b.release)] {
-                        check_name(what, v)?;
-                    }
-                    if b.name.is_empty() || b.version.contains('-') || b.release.contains('-') {
-                        return Err(HubError::bad_request("version and release may not contain `-`"));
-                    }
-                    let nvr = format!("{}-{}-{}", b.name, b.version, b.release);
-                    let mut seen = std::collections::HashSet::new();
-                    for a in &b.artifacts {
-                        if a.file.contains('/') || a.file.starts_with('.') || a.file.is_empty() || !seen.insert(&a.file) {
-                            return Err(HubError::bad_request(format!("bad or repeated artifact file name `{}`", a.file)));
-                        }
-                        if a.sha256.len() != 64 || !a.sha256.bytes().all(|c| c.is_ascii_hexdigit()) || a.size < 0 {
-                            return Err(HubError::bad_request(format!("bad sha256 or size for `{}`", a.file)));
-                        }
-                    }
+                    let nvr = check_new_build(b)?;
                     let mut tx = self.write.begin().await?;
                     let owner = who.id.ok_or_else(|| HubError::unauthorized("log in to create builds"))?;
                     let id: i64 = sqlx::query_scalar(
@@ -1293,8 +1316,23 @@ macro_rules! backend {
                     if state != "COMPLETE" {
                         return Err(HubError::conflict(format!("build {nvr} is {state}; only COMPLETE builds can be tagged")));
                     }
-                    let pk = Self::inherited_packages_tx(&mut tx, t.id).await?;
-                    match pk.get(&name) {
+                    Self::tag_into(&mut tx, who, tag, &t, (bid, nvr, &name), force).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                /// Tags a COMPLETE build (id, NVR, package) into a tag whose
+                /// permissions were checked: Koji's listing rules and one event.
+                async fn tag_into(
+                    tx: &mut Tx<'_>,
+                    who: &Principal,
+                    tag: &str,
+                    t: &TagRow,
+                    (bid, nvr, name): (i64, &str, &str),
+                    force: bool,
+                ) -> Result<()> {
+                    let pk = Self::inherited_packages_tx(tx, t.id).await?;
+                    match pk.get(name) {
                         None => {
                             return Err(HubError::conflict(format!(
                                 "package {name} is not in tag {tag}'s package list (add it with `kiln tag pkg add {tag} {name}`)"
@@ -1310,26 +1348,25 @@ macro_rules! backend {
                     )
                     .bind(t.id)
                     .bind(bid)
-                    .fetch_one(&mut *tx)
+                    .fetch_one(&mut **tx)
                     .await?;
                     if present > 0 && !force {
                         return Err(HubError::conflict(format!("build {nvr} is already in tag {tag} (use force to re-tag)")));
                     }
-                    let ev = event(&mut tx, who, &format!("tag {nvr} into {tag}")).await?;
+                    let ev = event(tx, who, &format!("tag {nvr} into {tag}")).await?;
                     sqlx::query("UPDATE tag_listing SET revoke_event = $1 WHERE tag_id = $2 AND build_id = $3 AND revoke_event IS NULL")
                         .bind(ev)
                         .bind(t.id)
                         .bind(bid)
-                        .execute(&mut *tx)
+                        .execute(&mut **tx)
                         .await?;
                     sqlx::query("INSERT INTO tag_listing (tag_id, build_id, create_event, package) VALUES ($1, $2, $3, $4)")
                         .bind(t.id)
                         .bind(bid)
                         .bind(ev)
-                        .bind(&name)
-                        .execute(&mut *tx)
+                        .bind(name)
+                        .execute(&mut **tx)
                         .await?;
-                    tx.commit().await?;
                     Ok(())
                 }
 
@@ -1841,7 +1878,7 @@ macro_rules! backend {
                     let mut tx = self.write.begin().await?;
                     sqlx::query("UPDATE hosts SET last_seen = $1 WHERE id = $2").bind(t).bind(host).execute(&mut *tx).await?;
                     sqlx::query("UPDATE tasks SET lease_expires = $1 WHERE host_id = $2 AND state = 'OPEN'")
-                        .bind(t + LEASE_SECONDS)
+                        .bind(t + self.lease)
                         .bind(host)
                         .execute(&mut *tx)
                         .await?;
@@ -1849,7 +1886,7 @@ macro_rules! backend {
                         "SELECT id FROM tasks WHERE host_id = $1 AND state = 'CANCELED' AND finished >= $2",
                     )
                     .bind(host)
-                    .bind(t - 2 * LEASE_SECONDS)
+                    .bind(t - 2 * self.lease)
                     .fetch_all(&mut *tx)
                     .await?;
                     tx.commit().await?;
@@ -1912,7 +1949,7 @@ macro_rules! backend {
                     };
                     let row = sqlx::query(&sql)
                         .bind(host)
-                        .bind(t + LEASE_SECONDS)
+                        .bind(t + self.lease)
                         .bind(t)
                         .bind(&arch)
                         .bind(capacity)
@@ -1963,6 +2000,7 @@ macro_rules! backend {
                         return Err(HubError::bad_request("max_attempts must be between 1 and 100"));
                     }
                     let owner = who.id.ok_or_else(|| HubError::unauthorized("log in to submit tasks"))?;
+                    self.check_build_request(who, t).await?;
                     let mut tx = self.write.begin().await?;
                     let designated: Option<i64> = match &t.builder {
                         Some(b) => Some(
@@ -2104,10 +2142,303 @@ macro_rules! backend {
                     rows.into_iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
                 }
 
+                /// The task a host may report on: locks its row (a no-op
+                /// update) and returns (attempt, request, owner id, owner name).
+                async fn open_task_for(
+                    tx: &mut Tx<'_>,
+                    who: &Principal,
+                    host: i64,
+                    id: i64,
+                ) -> Result<(i64, serde_json::Value, i64, String)> {
+                    let r: Option<(i64, String, i64)> = sqlx::query_as(
+                        "UPDATE tasks SET lease_expires = lease_expires WHERE id = $1 AND host_id = $2 AND state = 'OPEN' \
+                         RETURNING attempts, request, owner_id",
+                    )
+                    .bind(id)
+                    .bind(host)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                    let (attempt, request, owner) = r.ok_or_else(|| {
+                        HubError::conflict(format!("task {id} is not open on {} (cancelled, or its lease expired)", who.name))
+                    })?;
+                    let owner_name: String = sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
+                        .bind(owner)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                    Ok((attempt, serde_json::from_str(&request).unwrap_or_default(), owner, owner_name))
+                }
+
+                /// A builder starts uploading a file of its task's current
+                /// attempt. The row comes first, so the blob it writes is
+                /// referenced from its first byte; returns the row's id.
+                pub async fn begin_upload(&self, who: &Principal, id: i64, file: &str, sha256: &str, size: i64) -> Result<i64> {
+                    let (host, ..) = self.host_of(who).await?;
+                    check_file_name(file)?;
+                    check_sha256(file, sha256, size)?;
+                    let sha256 = sha256.to_ascii_lowercase();
+                    let mut tx = self.write.begin().await?;
+                    let (attempt, ..) = Self::open_task_for(&mut tx, who, host, id).await?;
+                    let stored: Option<bool> = sqlx::query_scalar(
+                        "SELECT stored FROM task_uploads WHERE task_id = $1 AND attempt = $2 AND file = $3",
+                    )
+                    .bind(id)
+                    .bind(attempt)
+                    .bind(file)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match stored {
+                        Some(true) => return Err(HubError::conflict(format!("{file} of task {id} is already uploaded"))),
+                        // An upload of this file that broke off: start over.
+                        Some(false) => {
+                            sqlx::query("DELETE FROM task_uploads WHERE task_id = $1 AND attempt = $2 AND file = $3")
+                                .bind(id)
+                                .bind(attempt)
+                                .bind(file)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        None => {}
+                    }
+                    let up: i64 = sqlx::query_scalar(
+                        "INSERT INTO task_uploads (task_id, attempt, file, sha256, size, store_key, stored) \
+                         VALUES ($1, $2, $3, $4, $5, $6, FALSE) RETURNING id",
+                    )
+                    .bind(id)
+                    .bind(attempt)
+                    .bind(file)
+                    .bind(&sha256)
+                    .bind(size)
+                    .bind(format!("blobs/sha256/{sha256}"))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(up)
+                }
+
+                /// The upload's bytes are stored and verified (or not: the row goes).
+                pub async fn end_upload(&self, upload: i64, ok: bool) -> Result<()> {
+                    let sql = if ok {
+                        "UPDATE task_uploads SET stored = TRUE WHERE id = $1"
+                    } else {
+                        "DELETE FROM task_uploads WHERE id = $1"
+                    };
+                    sqlx::query(sql).bind(upload).execute(&self.write).await?;
+                    Ok(())
+                }
+
+                /// Forgets the uploads of attempts that can no longer
+                /// complete (the task was freed, failed or cancelled, or a
+                /// later attempt runs); returns their store keys, for the
+                /// caller to delete those nothing else references.
+                pub async fn sweep_uploads(&self) -> Result<Vec<String>> {
+                    let mut tx = self.write.begin().await?;
+                    let rows: Vec<(i64, String)> = sqlx::query_as(
+                        "SELECT u.id, u.store_key FROM task_uploads u JOIN tasks t ON t.id = u.task_id \
+                         WHERE t.state IN ('FREE', 'FAILED', 'CANCELED') OR u.attempt <> t.attempts",
+                    )
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    if rows.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let ids = id_list(&rows.iter().map(|r| r.0).collect::<Vec<_>>());
+                    sqlx::query(&format!("DELETE FROM task_uploads WHERE id IN ({ids})")).execute(&mut *tx).await?;
+                    tx.commit().await?;
+                    let mut keys: Vec<String> = rows.into_iter().map(|r| r.1).collect();
+                    keys.sort();
+                    keys.dedup();
+                    Ok(keys)
+                }
+
+                /// A build or update task succeeded: in one transaction the
+                /// build is recorded COMPLETE with the files this attempt
+                /// uploaded, tagged into the target's destination tag, and
+                /// the task closed. A scratch task keeps its files instead.
+                pub async fn complete_task_build(
+                    &self,
+                    who: &Principal,
+                    id: i64,
+                    b: &NewBuild,
+                    result: &serde_json::Value,
+                ) -> Result<Task> {
+                    let (host, ..) = self.host_of(who).await?;
+                    let nvr = check_new_build(b)?;
+                    let mut tx = self.write.begin().await?;
+                    let (attempt, request, owner, owner_name) = Self::open_task_for(&mut tx, who, host, id).await?;
+                    let uploads: Vec<(String, String, i64, String)> = sqlx::query_as(
+                        "SELECT file, sha256, size, store_key FROM task_uploads WHERE task_id = $1 AND attempt = $2 AND stored",
+                    )
+                    .bind(id)
+                    .bind(attempt)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let mut keys = Vec::new();
+                    for a in &b.artifacts {
+                        let up = uploads.iter().find(|u| u.0 == a.file).ok_or_else(|| {
+                            HubError::conflict(format!("{} was not uploaded for task {id}", a.file))
+                        })?;
+                        if !up.1.eq_ignore_ascii_case(&a.sha256) || up.2 != a.size {
+                            return Err(HubError::conflict(format!(
+                                "{} differs from its upload (sha256 {}, {} bytes)",
+                                a.file, up.1, up.2
+                            )));
+                        }
+                        keys.push(up.3.clone());
+                    }
+                    let scratch = request["scratch"].as_bool().unwrap_or(false);
+                    let mut out = result.clone();
+                    if !out.is_object() {
+                        out = serde_json::json!({});
+                    }
+                    out["nvr"] = serde_json::json!(nvr);
+                    out["scratch"] = serde_json::json!(scratch);
+                    out["files"] = serde_json::json!(b.artifacts.iter().map(|a| &a.file).collect::<Vec<_>>());
+                    if !scratch {
+                        let target = request["target"].as_str().unwrap_or_default().to_string();
+                        let dest: String = sqlx::query_scalar(&format!(
+                            "SELECT d.name FROM target_config c JOIN tags d ON d.id = c.dest_tag WHERE c.name = $1 AND {}",
+                            active(None, 2, "c")
+                        ))
+                        .bind(&target)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or_else(|| HubError::conflict(format!("target `{target}` no longer exists")))?;
+                        let owner = Principal {
+                            id: Some(owner),
+                            name: owner_name,
+                            admin: false,
+                            perms: Vec::new(),
+                            host: None,
+                        };
+                        let bid: i64 = sqlx::query_scalar(
+                            "INSERT INTO builds (name, version, release, nvr, state, owner_id, task_id, start_time, \
+                             completion_time, manifest, extra) VALUES ($1, $2, $3, $4, 'COMPLETE', $5, $6, $7, $8, $9, $10) \
+                             RETURNING id",
+                        )
+                        .bind(&b.name)
+                        .bind(&b.version)
+                        .bind(&b.release)
+                        .bind(&nvr)
+                        .bind(owner.id)
+                        .bind(id)
+                        .bind(now())
+                        .bind(now())
+                        .bind(b.manifest.as_ref().map(json_text))
+                        .bind(json_text(b.extra.as_ref().unwrap_or(&serde_json::json!({}))))
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| exists(e, || format!("build {nvr} exists")))?;
+                        for (a, key) in b.artifacts.iter().zip(&keys) {
+                            sqlx::query(
+                                "INSERT INTO artifacts (build_id, file, format, size, sha256, store_key) \
+                                 VALUES ($1, $2, $3, $4, $5, $6)",
+                            )
+                            .bind(bid)
+                            .bind(&a.file)
+                            .bind(&a.format)
+                            .bind(a.size)
+                            .bind(a.sha256.to_ascii_lowercase())
+                            .bind(key)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        // The owner's right to tag was checked when the task
+                        // was submitted; a tag locked since still refuses.
+                        let t = tag_for_change(&mut tx, &dest).await?;
+                        if t.locked {
+                            return Err(HubError::locked(format!("tag {dest} is locked")));
+                        }
+                        Self::tag_into(&mut tx, &owner, &dest, &t, (bid, &nvr, &b.name), false).await?;
+                        sqlx::query("DELETE FROM task_uploads WHERE task_id = $1")
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        out["tag"] = serde_json::json!(dest);
+                    }
+                    sqlx::query(
+                        "UPDATE tasks SET state = 'CLOSED', result = $1, finished = $2, lease_expires = NULL WHERE id = $3",
+                    )
+                    .bind(json_text(&out))
+                    .bind(now())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    self.task(id).await
+                }
+
+                /// A builder shutting down hands a task back: FREE again,
+                /// without using up an attempt.
+                pub async fn release_task(&self, who: &Principal, id: i64) -> Result<Task> {
+                    let (host, ..) = self.host_of(who).await?;
+                    let n = sqlx::query(
+                        "UPDATE tasks SET state = 'FREE', host_id = NULL, lease_expires = NULL, started = NULL, \
+                         attempts = attempts - 1 WHERE id = $1 AND host_id = $2 AND state = 'OPEN'",
+                    )
+                    .bind(id)
+                    .bind(host)
+                    .execute(&self.write)
+                    .await?
+                    .rows_affected();
+                    if n == 0 {
+                        return Err(HubError::conflict(format!("task {id} is not open on {}", who.name)));
+                    }
+                    self.task(id).await
+                }
+
+                /// A file a finished task kept (a scratch build's): its store key.
+                pub async fn task_file(&self, id: i64, file: &str) -> Result<(TaskFile, String)> {
+                    let r: Option<(String, i64, String, String)> = sqlx::query_as(
+                        "SELECT u.file, u.size, u.sha256, u.store_key FROM task_uploads u JOIN tasks t ON t.id = u.task_id \
+                         WHERE u.task_id = $1 AND u.file = $2 AND u.attempt = t.attempts AND u.stored AND t.state = 'CLOSED'",
+                    )
+                    .bind(id)
+                    .bind(file)
+                    .fetch_optional(&self.read)
+                    .await?;
+                    let (file, size, sha256, key) =
+                        r.ok_or_else(|| HubError::not_found(format!("task {id} has no file `{file}`")))?;
+                    Ok((TaskFile { file, size, sha256 }, key))
+                }
+
+                /// Checks a build or update request before it is queued:
+                /// its shape, its target, and (unless scratch) that the
+                /// submitter may tag into the destination tag.
+                async fn check_build_request(&self, who: &Principal, t: &NewTask) -> Result<()> {
+                    let bad = |e: String| HubError::bad_request(format!("{} request: {e}", t.method));
+                    let (target, scratch) = match t.method.as_str() {
+                        "build" => {
+                            let r: BuildRequest = serde_json::from_value(t.request.clone()).map_err(|e| bad(e.to_string()))?;
+                            r.check().map_err(bad)?;
+                            (r.target, r.scratch)
+                        }
+                        "update" => {
+                            let r: UpdateRequest = serde_json::from_value(t.request.clone()).map_err(|e| bad(e.to_string()))?;
+                            r.check().map_err(bad)?;
+                            let (name, version) = r.from.split_once('@').unwrap_or_default();
+                            if !self.images(Some(name)).await?.iter().any(|(i, _)| i.version == version) {
+                                return Err(HubError::not_found(format!(
+                                    "no source image {} on the hub (`kiln image import --hub`)",
+                                    r.from
+                                )));
+                            }
+                            (r.target, r.scratch)
+                        }
+                        _ => return Ok(()),
+                    };
+                    let target = self.target(&target, None).await?;
+                    if !scratch {
+                        let dest = tag_row(&self.read, &target.dest_tag, None).await?;
+                        may_change(who, &target.dest_tag, dest.perm.as_deref(), dest.locked, false)?;
+                    }
+                    Ok(())
+                }
+
                 /// Whether any image or artifact still uses a store key.
                 pub async fn key_used(&self, key: &str) -> Result<bool> {
                     let n: i64 = sqlx::query_scalar(
-                        "SELECT (SELECT COUNT(*) FROM images WHERE store_key = $1) + (SELECT COUNT(*) FROM artifacts WHERE store_key = $1)",
+                        "SELECT (SELECT COUNT(*) FROM images WHERE store_key = $1) + (SELECT COUNT(*) FROM artifacts WHERE store_key = $1) \
+                         + (SELECT COUNT(*) FROM task_uploads WHERE store_key = $1)",
                     )
                     .bind(key)
                     .fetch_one(&self.read)
@@ -2166,7 +2497,11 @@ impl Db {
                 .connect_with(opts)
                 .await
                 .map_err(|e| HubError::internal(format!("opening {}: {e}", path.display())))?;
-            Db::Sqlite(sqlite::Backend { read, write })
+            Db::Sqlite(sqlite::Backend {
+                read,
+                write,
+                lease: LEASE_SECONDS,
+            })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = sqlx::postgres::PgPoolOptions::new()
                 .max_connections(32)
@@ -2176,6 +2511,7 @@ impl Db {
             Db::Pg(pg::Backend {
                 read: pool.clone(),
                 write: pool,
+                lease: LEASE_SECONDS,
             })
         } else {
             return Err(HubError::bad_request(format!(
@@ -2205,6 +2541,21 @@ impl Db {
             }
         }
         Ok(())
+    }
+
+    /// Sets how long a claim lasts without a heartbeat (`kiln serve --lease`).
+    pub fn set_lease(&mut self, seconds: i64) {
+        match self {
+            Db::Sqlite(b) => b.lease = seconds,
+            Db::Pg(b) => b.lease = seconds,
+        }
+    }
+
+    pub fn lease(&self) -> i64 {
+        match self {
+            Db::Sqlite(b) => b.lease,
+            Db::Pg(b) => b.lease,
+        }
     }
 
     pub fn kind(&self) -> &'static str {
@@ -2287,6 +2638,12 @@ forward! {
     fn cancel_task(&self, who: &Principal, id: i64) -> Task;
     fn append_log(&self, who: &Principal, id: i64, data: &str) -> ();
     fn task_log(&self, id: i64, after: i64) -> Vec<(i64, String)>;
+    fn begin_upload(&self, who: &Principal, id: i64, file: &str, sha256: &str, size: i64) -> i64;
+    fn end_upload(&self, upload: i64, ok: bool) -> ();
+    fn sweep_uploads(&self) -> Vec<String>;
+    fn complete_task_build(&self, who: &Principal, id: i64, b: &NewBuild, result: &serde_json::Value) -> Task;
+    fn release_task(&self, who: &Principal, id: i64) -> Task;
+    fn task_file(&self, id: i64, file: &str) -> (TaskFile, String);
 }
 
 /// The macro layers of a target (SPEC §2.5 layers 2 and 4).

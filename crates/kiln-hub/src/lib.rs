@@ -24,6 +24,8 @@ pub struct ServeOptions {
     pub store: String,
     pub listen: String,
     pub anonymous_read: bool,
+    /// Seconds a claimed task stays a builder's without a heartbeat.
+    pub lease_seconds: i64,
 }
 
 impl Default for ServeOptions {
@@ -33,19 +35,25 @@ impl Default for ServeOptions {
             store: "file://./kiln-data/store".into(),
             listen: "127.0.0.1:8700".into(),
             anonymous_read: true,
+            lease_seconds: db::LEASE_SECONDS,
         }
     }
 }
 
 /// Opens the database (applying migrations) and the store.
 pub async fn open(opts: &ServeOptions) -> Result<api::Hub, HubError> {
-    let db = db::Db::open(&opts.db).await?;
+    let mut db = db::Db::open(&opts.db).await?;
+    if !(2..=86_400).contains(&opts.lease_seconds) {
+        return Err(HubError::bad_request("the lease must be between 2 and 86400 seconds"));
+    }
+    db.set_lease(opts.lease_seconds);
     let store = store::Store::open(&opts.store)?;
     Ok(api::Hub {
         db,
         store,
         anonymous_read: opts.anonymous_read,
         limiter: api::default_limiter(),
+        gc: tokio::sync::RwLock::new(()),
     })
 }
 
@@ -62,11 +70,14 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
     // Leases that ran out (a builder died) free their tasks for others.
     let expiry = hub.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
         loop {
             tick.tick().await;
             if let Err(e) = expiry.db.expire_leases(db::now()).await {
                 tracing::warn!("expiring leases: {e}");
+            }
+            if let Err(e) = api::sweep(&expiry).await {
+                tracing::warn!("sweeping task uploads: {e}");
             }
             if let Err(e) = expiry.db.maintain().await {
                 tracing::warn!("database upkeep: {e}");

@@ -476,3 +476,102 @@ fn default_attempts() -> i64 {
 
 /// The methods a task may have.
 pub const TASK_METHODS: &[&str] = &["noop", "build", "update"];
+
+/// A `build` task's request (SPEC §7.3): build IMAGE from the profile
+/// repository at REF with the target's macros.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BuildRequest {
+    pub target: String,
+    pub image: String,
+    /// `git+URL@REF`.
+    pub repo: String,
+    /// Macro layer 1 (`--define`), in the order given: a later one wins.
+    #[serde(default)]
+    pub defines: Vec<(String, String)>,
+    /// Build without recording or tagging a build (the files stay with the task).
+    #[serde(default)]
+    pub scratch: bool,
+}
+
+/// An `update` task's request (SPEC §5, §7.3): run a script from git in a
+/// source image from the hub and publish the result.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRequest {
+    pub target: String,
+    /// A source image on the hub, NAME@VERSION.
+    pub from: String,
+    /// `git+URL@REF:PATH`.
+    pub script: String,
+    /// The target image's name, NAME-VERSION-RELEASE.
+    pub name: String,
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub defines: Vec<(String, String)>,
+    #[serde(default)]
+    pub scratch: bool,
+}
+
+impl BuildRequest {
+    /// Checks what the hub can check before a builder runs it.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.repo.starts_with("git+") || !self.repo.contains('@') {
+            return Err(format!(
+                "repo `{}`: builders fetch repositories from git: use git+URL@REF",
+                self.repo
+            ));
+        }
+        if self.image.is_empty() {
+            return Err("the image is empty".into());
+        }
+        check_defines(&self.defines)
+    }
+}
+
+impl UpdateRequest {
+    pub fn check(&self) -> Result<(), String> {
+        if !self.script.starts_with("git+") {
+            return Err(format!(
+                "script `{}`: builders fetch scripts from git: use git+URL@REF:PATH",
+                self.script
+            ));
+        }
+        if !self.from.contains('@') {
+            return Err(format!("from `{}`: expected NAME@VERSION", self.from));
+        }
+        check_defines(&self.defines)
+    }
+}
+
+fn check_defines(d: &[(String, String)]) -> Result<(), String> {
+    match d
+        .iter()
+        .find(|(k, _)| k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    {
+        Some((k, _)) => Err(format!("bad macro name `{k}`: names are [A-Za-z0-9_]+")),
+        None => Ok(()),
+    }
+}
+
+/// A builder's report of a task's end. A build or update that succeeded
+/// carries its build: the hub records it with the files uploaded for this
+/// attempt and tags it, in one transaction.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskReport {
+    pub ok: bool,
+    #[serde(default)]
+    pub result: serde_json::Value,
+    #[serde(default)]
+    pub build: Option<NewBuild>,
+}
+
+/// A file a task uploaded (for scratch builds, kept with the task).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TaskFile {
+    pub file: String,
+    pub size: i64,
+    pub sha256: String,
+}

@@ -197,6 +197,24 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "A builder appends to a task's log",
         "host token",
     ),
+    (
+        "post",
+        "/tasks/{id}/release",
+        "A builder shutting down hands a task back (FREE, no attempt used)",
+        "host token",
+    ),
+    (
+        "put",
+        "/tasks/{id}/files/{file}",
+        "A builder streams a file of its task (x-kiln-sha256 and Content-Length required)",
+        "host token",
+    ),
+    (
+        "get",
+        "/tasks/{id}/files/{file}",
+        "A file a closed task kept (scratch builds)",
+        "",
+    ),
 ];
 
 pub fn document() -> Value {

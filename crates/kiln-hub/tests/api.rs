@@ -24,6 +24,7 @@ async fn start(t: &common::TestDb, anonymous_read: bool) -> Hub {
         store: format!("file://{}", store.path().display()),
         listen: "127.0.0.1:0".into(),
         anonymous_read,
+        lease_seconds: kiln_hub::db::LEASE_SECONDS,
     };
     let admin = kiln_hub::bootstrap_user(&t.url, "admin", Some("admin-password"), &["admin".into()])
         .await
@@ -60,6 +61,13 @@ impl Hub {
 
     async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let (s, v) = self.call(method, path, Some(&self.admin), body).await;
+        assert!(s.is_success(), "{method} {path}: {s} {v}");
+        v
+    }
+
+    /// A bodiless call with another token that must succeed.
+    async fn ok_as(&self, token: &str, method: &str, path: &str) -> Value {
+        let (s, v) = self.call(method, path, Some(token), None).await;
         assert!(s.is_success(), "{method} {path}: {s} {v}");
         v
     }
@@ -483,3 +491,243 @@ async fn every_documented_route_is_served() {
     let (s, _) = h.call("PATCH", "/status", None, None).await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+/// PUTs `body` as a task's file with the declared sha256.
+async fn put_task_file(
+    h: &Hub,
+    token: &str,
+    task: i64,
+    file: &str,
+    sha: &str,
+    body: &'static [u8],
+) -> (StatusCode, Value) {
+    let r = h
+        .http
+        .put(format!("{}/tasks/{task}/files/{file}", h.base))
+        .bearer_auth(token)
+        .header("x-kiln-sha256", sha)
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    let s = r.status();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+fn sha(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+fn blobs(h: &Hub) -> Vec<String> {
+    let dir = h._store.path().join("blobs/sha256");
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+both!(
+    a_build_task_records_its_build_once_and_sweeps_dead_attempts,
+    |t| async move {
+        let h = start(&t, true).await;
+        h.ok("POST", "/tags", Some(json!({"name": "fw-build"}))).await;
+        h.ok("POST", "/tags", Some(json!({"name": "fw"}))).await;
+        h.ok("POST", "/tags/fw/packages", Some(json!({"package": "cam-fw"})))
+            .await;
+        h.ok(
+            "POST",
+            "/targets",
+            Some(json!({"name": "fw", "build_tag": "fw-build", "dest_tag": "fw"})),
+        )
+        .await;
+        let host = h
+            .ok(
+                "POST",
+                "/hosts",
+                Some(json!({"name": "b1", "arch": "amd64", "channels": ["default"], "capacity": 1})),
+            )
+            .await["token"]
+            .as_str()
+            .expect("host token")
+            .to_string();
+        // Requests are checked before they are queued.
+        let (s, v) = h
+            .call(
+                "POST",
+                "/tasks",
+                Some(&h.admin),
+                Some(json!({"method": "build", "request": {"target": "fw", "image": "x", "repo": "/local/path"}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        let (s, v) = h
+        .call("POST", "/tasks", Some(&h.admin), Some(json!({"method": "build", "request": {"target": "nope", "image": "x", "repo": "git+file:///r@main"}})))
+        .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+        let req = json!({"target": "fw", "image": "cam/fw", "repo": "git+file:///r@main"});
+        let task = h
+            .ok("POST", "/tasks", Some(json!({"method": "build", "request": req})))
+            .await["id"]
+            .as_i64()
+            .expect("id");
+
+        // Attempt 1 uploads a file, then its builder vanishes.
+        let claimed = h.ok_as(&host, "POST", "/host/claim").await;
+        assert_eq!(claimed["id"], task);
+        let img: &'static [u8] = b"attempt one image bytes";
+        let (s, v) = put_task_file(&h, &host, task, "fw.img", &"0".repeat(64), img).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "a wrong sha256 is refused: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap_or("").contains("sha256 mismatch"),
+            "{v}"
+        );
+        assert!(blobs(&h).is_empty(), "a refused upload leaves nothing");
+        let (s, _) = put_task_file(&h, &host, task, "fw.img", &sha(img), img).await;
+        assert_eq!(s, StatusCode::CREATED);
+        let (s, _) = put_task_file(&h, &host, task, "fw.img", &sha(img), img).await;
+        assert_eq!(s, StatusCode::CONFLICT, "uploaded once per attempt");
+        assert_eq!(blobs(&h), vec![sha(img)]);
+        let lease = h.hub.db.lease();
+        h.hub
+            .db
+            .expire_leases(kiln_hub::db::now() + lease + 1)
+            .await
+            .expect("expire");
+        assert_eq!(kiln_hub::api::sweep(&h.hub).await.expect("sweep"), 1);
+        assert!(blobs(&h).is_empty(), "the dead attempt's upload is swept");
+
+        // Attempt 2 completes.
+        let claimed = h.ok_as(&host, "POST", "/host/claim").await;
+        assert_eq!(
+            (claimed["id"].as_i64(), claimed["attempts"].as_i64()),
+            (Some(task), Some(2))
+        );
+        let img2: &'static [u8] = b"attempt two image bytes";
+        let manifest: &'static [u8] = b"{\"name\": \"cam-fw\"}";
+        put_task_file(&h, &host, task, "fw.img", &sha(img2), img2).await;
+        let build = |files: Vec<(&str, &[u8])>| {
+            json!({"ok": true, "result": {"builder": "b1"}, "build": {
+                "name": "cam-fw", "version": "1.0", "release": "1", "manifest": {"name": "cam-fw"},
+                "artifacts": files.iter().map(|(f, b)| json!({"file": f, "format": "img", "size": b.len(), "sha256": sha(b)})).collect::<Vec<_>>()
+            }})
+        };
+        // A build naming a file that was not uploaded is refused, and nothing is recorded.
+        let (s, v) = h
+            .call(
+                "POST",
+                &format!("/tasks/{task}/result"),
+                Some(&host),
+                Some(build(vec![("fw.img", img2), ("manifest.json", manifest)])),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        let (s, _) = h.call("GET", "/builds/cam-fw-1.0-1", None, None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        put_task_file(&h, &host, task, "manifest.json", &sha(manifest), manifest).await;
+        let (s, v) = h
+            .call(
+                "POST",
+                &format!("/tasks/{task}/result"),
+                Some(&host),
+                Some(build(vec![("fw.img", img2), ("manifest.json", manifest)])),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(
+            (v["state"].as_str(), v["result"]["tag"].as_str()),
+            (Some("CLOSED"), Some("fw"))
+        );
+        let b = h.ok("GET", "/builds/cam-fw-1.0-1", None).await;
+        assert_eq!(
+            (b["state"].as_str(), b["task_id"].as_i64()),
+            (Some("COMPLETE"), Some(task))
+        );
+        assert!(
+            b["artifacts"]
+                .as_array()
+                .expect("artifacts")
+                .iter()
+                .all(|a| a["stored"] == true),
+            "{b}"
+        );
+        let tagged = h.ok("GET", "/tags/fw/builds", None).await;
+        assert_eq!(tagged.as_array().map(Vec::len), Some(1), "{tagged}");
+        // The files now belong to the build: a sweep keeps them.
+        kiln_hub::api::sweep(&h.hub).await.expect("sweep");
+        let mut want = vec![sha(img2), sha(manifest)];
+        want.sort();
+        assert_eq!(blobs(&h), want);
+        // A second report is stale.
+        let (s, _) = h
+            .call(
+                "POST",
+                &format!("/tasks/{task}/result"),
+                Some(&host),
+                Some(json!({"ok": false})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT);
+    }
+);
+
+both!(scratch_builds_keep_their_files_with_the_task, |t| async move {
+    let h = start(&t, true).await;
+    h.ok("POST", "/tags", Some(json!({"name": "b"}))).await;
+    h.ok("POST", "/tags", Some(json!({"name": "d", "locked": true}))).await;
+    h.ok(
+        "POST",
+        "/targets",
+        Some(json!({"name": "t", "build_tag": "b", "dest_tag": "d"})),
+    )
+    .await;
+    let user = h.token_for("dev", &["build"]).await;
+    let req = |scratch: bool| json!({"method": "build", "request": {"target": "t", "image": "x/y", "repo": "git+file:///r@main", "scratch": scratch}});
+    // Not allowed to tag into the (locked) destination: refused up front, unless scratch.
+    let (s, v) = h.call("POST", "/tasks", Some(&user), Some(req(false))).await;
+    assert_eq!(s, StatusCode::LOCKED, "{v}");
+    let (s, v) = h.call("POST", "/tasks", Some(&user), Some(req(true))).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let task = v["id"].as_i64().expect("id");
+    let host = h
+        .ok(
+            "POST",
+            "/hosts",
+            Some(json!({"name": "b1", "arch": "amd64", "channels": ["default"], "capacity": 1})),
+        )
+        .await["token"]
+        .as_str()
+        .expect("host token")
+        .to_string();
+    h.ok_as(&host, "POST", "/host/claim").await;
+    let img: &'static [u8] = b"scratch";
+    put_task_file(&h, &host, task, "y.img", &sha(img), img).await;
+    let (s, v) = h
+        .call(
+            "POST",
+            &format!("/tasks/{task}/result"),
+            Some(&host),
+            Some(json!({"ok": true, "build": {
+            "name": "x-y", "version": "1", "release": "1",
+            "artifacts": [{"file": "y.img", "format": "img", "size": img.len(), "sha256": sha(img)}]}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["result"]["scratch"], true);
+    let (s, _) = h.call("GET", "/builds/x-y-1-1", None, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a scratch build is not recorded");
+    kiln_hub::api::sweep(&h.hub).await.expect("sweep");
+    let r = h
+        .http
+        .get(format!("{}/tasks/{task}/files/y.img", h.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.expect("bytes").as_ref(), img);
+});

@@ -6,11 +6,11 @@ use std::process::{Child, Command, Stdio};
 
 use crate::support::{kiln, run};
 
-struct Served {
+pub(crate) struct Served {
     child: Child,
-    url: String,
-    db: String,
-    dir: tempfile::TempDir,
+    pub(crate) url: String,
+    pub(crate) db: String,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Drop for Served {
@@ -26,16 +26,16 @@ impl Served {
         let _ = Command::new("kill").arg(self.child.id().to_string()).status();
         let status = self.child.wait().expect("wait");
         assert!(status.success(), "kiln serve exits 0 on SIGTERM: {status}");
-        let mut log = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            use std::io::Read;
-            let _ = e.read_to_string(&mut log);
-        }
-        log
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
     }
 }
 
 fn serve() -> Served {
+    serve_with(&[])
+}
+
+/// A hub on a free loopback port with its data in a temporary directory.
+pub(crate) fn serve_with(extra: &[&str]) -> Served {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -52,8 +52,10 @@ fn serve() -> Served {
             "--store",
         ])
         .arg(format!("file://{}", dir.path().join("data/store").display()))
+        .args(extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        // A file, not a pipe: a busy hub would fill a pipe nobody reads and stall.
+        .stderr(std::fs::File::create(dir.path().join("serve.log")).expect("serve.log"))
         .spawn()
         .expect("kiln serve");
     for _ in 0..100 {
@@ -72,7 +74,7 @@ fn serve() -> Served {
 
 impl Served {
     /// `kiln` as a client of this hub, with its own HOME (client.toml).
-    fn kiln(&self, token: Option<&str>) -> Command {
+    pub(crate) fn kiln(&self, token: Option<&str>) -> Command {
         let mut c = kiln();
         c.env("KILN_HUB", &self.url)
             .env("HOME", self.dir.path())
@@ -84,14 +86,14 @@ impl Served {
         c
     }
 
-    fn ok(&self, token: &str, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, token: &str, args: &[&str]) -> String {
         let r = run(self.kiln(Some(token)).args(args));
         assert_eq!(r.code, 0, "kiln {}: {}{}", args.join(" "), r.stdout, r.stderr);
         r.stdout
     }
 }
 
-fn json(s: &str) -> serde_json::Value {
+pub(crate) fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
 
@@ -375,8 +377,24 @@ fn builders_claim_and_run_tasks() {
     assert!(host_token.starts_with("kiln_"));
     let ids = hub.ok(&admin, &["task", "submit", "noop", "--count", "5"]);
     assert_eq!(ids.lines().count(), 5);
+    hub.ok(&admin, &["tag", "create", "t-build"]);
+    hub.ok(&admin, &["tag", "create", "t-dest"]);
+    hub.ok(&admin, &["target", "create", "t", "t-build", "t-dest"]);
+    // A build from a repository that does not exist fails with the reason.
     let build = hub
-        .ok(&admin, &["task", "submit", "build", "--builder", "b1"])
+        .ok(
+            &admin,
+            &[
+                "submit",
+                "--target",
+                "t",
+                "ve/minimal",
+                "--repo",
+                "git+file:///nonexistent/kiln-profiles@main",
+                "--builder",
+                "b1",
+            ],
+        )
         .trim()
         .to_string();
     let r = run(hub.kiln(Some(&host_token)).args([
@@ -408,7 +426,7 @@ fn builders_claim_and_run_tasks() {
         b["result"]["error"]
             .as_str()
             .unwrap_or("")
-            .contains("does not run `build`"),
+            .contains("cannot fetch file:///nonexistent/kiln-profiles"),
         "{b}"
     );
     // watch exits with the task's outcome.

@@ -8,6 +8,7 @@ mod cache;
 mod check;
 mod cli;
 mod doctor;
+mod farm;
 mod hub;
 mod show;
 mod update;

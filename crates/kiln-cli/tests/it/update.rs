@@ -45,7 +45,7 @@ pub(crate) fn sources() -> &'static (PathBuf, PathBuf) {
     })
 }
 
-fn git(dir: &Path, args: &[&str]) {
+pub(crate) fn git(dir: &Path, args: &[&str]) {
     let s = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -57,7 +57,7 @@ fn git(dir: &Path, args: &[&str]) {
 }
 
 /// A git repository with `cam/update.sh` at tag v1 and at branch `main`.
-fn script_repo(root: &Path) -> PathBuf {
+pub(crate) fn script_repo(root: &Path) -> PathBuf {
     let g = root.join("scripts.git");
     std::fs::create_dir_all(g.join("cam")).expect("mkdir");
     git(&g, &["init", "-q", "-b", "main"]);

@@ -1,0 +1,331 @@
+//! The build farm end to end (SPEC §7): a real `kiln serve`, real `kiln
+//! builder` processes building real images through the run's shared stage
+//! cache, and `kiln submit` as a user runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::hub::{Served, json, serve_with};
+use crate::support::{examples_copy, run, write};
+use crate::update::{git, script_repo, sources};
+
+/// A short lease, so a killed builder's task is retried within seconds.
+const LEASE: &str = "4";
+
+struct Farm {
+    hub: Served,
+    admin: String,
+    repo: tempfile::TempDir,
+    builders: Vec<Builder>,
+}
+
+struct Builder {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Drop for Builder {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn chmod_x(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// The examples plus: `ve/farm` (ve/minimal as a plain tar, with the
+/// `probe` macro set by the image, a feature and the repository), and
+/// `ve/slow`, whose script sleeps (its file name is `marker`).
+fn profile_repo(marker: &str) -> tempfile::TempDir {
+    let repo = examples_copy();
+    let r = repo.path();
+    let kiln_toml = std::fs::read_to_string(r.join("kiln.toml")).expect("kiln.toml");
+    write(
+        r,
+        "kiln.toml",
+        &kiln_toml.replace("[macros]\n", "[macros]\nprobe = \"repo\"\n"),
+    );
+    write(
+        r,
+        "features/probe/feature.toml",
+        "description = \"a macro\"\n[macros]\nprobe = \"feature\"\n",
+    );
+    write(
+        r,
+        "images/ve/farm.toml",
+        "extends = [\"ve/minimal\"]\nuse = [\"probe\"]\noutputs = [\"tar\"]\n[macros]\nprobe = \"image\"\n",
+    );
+    write(
+        r,
+        "images/ve/slow.toml",
+        &format!("extends = [\"ve/minimal\"]\noutputs = [\"tar\"]\nscripts = [\"scripts/{marker}.sh\"]\n"),
+    );
+    write(
+        r,
+        &format!("scripts/{marker}.sh"),
+        "#!/bin/sh\necho \"slow script starts\"\nsleep \"${KILN_MACRO_nap:-600}\"\necho \"slow script ends\"\n",
+    );
+    chmod_x(&r.join(format!("scripts/{marker}.sh")));
+    git(r, &["init", "-q", "-b", "main"]);
+    git(r, &["add", "."]);
+    git(r, &["commit", "-qm", "profiles"]);
+    repo
+}
+
+impl Farm {
+    /// A hub with target `rel` (build tag `rel-build`, destination `rel`,
+    /// which lists ve-farm, ve-slow and cam-fw) and registered builders.
+    fn new(builders: &[&str], marker: &str) -> Farm {
+        let hub = serve_with(&["--lease", LEASE]);
+        let r = run(crate::support::kiln().args(["user", "create", "admin", "--admin", "--db", &hub.db]));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let admin = r.stdout.trim().to_string();
+        let mut farm = Farm {
+            hub,
+            admin,
+            repo: profile_repo(marker),
+            builders: Vec::new(),
+        };
+        farm.ok(&["tag", "create", "rel-build"]);
+        farm.ok(&["tag", "create", "rel"]);
+        farm.ok(&["tag", "pkg", "add", "rel", "ve-farm", "ve-slow", "cam-fw"]);
+        farm.ok(&["target", "create", "rel", "rel-build", "rel"]);
+        for b in builders {
+            farm.add_builder(b);
+        }
+        farm
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.hub.ok(&self.admin, args)
+    }
+
+    fn dir(&self) -> &Path {
+        self.hub.dir.path()
+    }
+
+    fn repo_url(&self) -> String {
+        format!("git+file://{}@main", self.repo.path().display())
+    }
+
+    fn add_builder(&mut self, name: &str) {
+        let token = self.ok(&["host", "add", name]).trim().to_string();
+        std::fs::write(self.dir().join(format!("{name}.token")), &token).expect("token");
+        std::fs::write(self.dir().join(format!("{name}.toml")), "[builder]\n").expect("config");
+        let log = self.dir().join(format!("{name}.log"));
+        let mut b = Builder {
+            name: name.to_string(),
+            child: None,
+            log,
+        };
+        self.start(&mut b);
+        self.builders.push(b);
+    }
+
+    fn start(&self, b: &mut Builder) {
+        let token = std::fs::read_to_string(self.dir().join(format!("{}.token", b.name))).expect("token");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&b.log)
+            .expect("log");
+        let child = self
+            .hub
+            .kiln(Some(&token))
+            .args(["builder", "--name", &b.name, "--poll", "0.2", "--workdir"])
+            .arg(self.dir().join(format!("work-{}", b.name)))
+            .arg("--config")
+            .arg(self.dir().join(format!("{}.toml", b.name)))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("kiln builder");
+        b.child = Some(child);
+    }
+
+    fn builder_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    fn submit(&self, args: &[&str]) -> String {
+        let mut a = vec!["submit"];
+        a.extend_from_slice(args);
+        self.ok(&a).trim().to_string()
+    }
+
+    fn task(&self, id: &str) -> serde_json::Value {
+        json(&self.ok(&["task", "info", id, "--json"]))
+    }
+
+    /// Waits until the task is in one of `states`; panics with the logs after `secs`.
+    fn wait_for(&self, id: &str, states: &[&str], secs: u64) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let t = self.task(id);
+            if states.iter().any(|s| t["state"] == *s) {
+                return t;
+            }
+            if start.elapsed() > Duration::from_secs(secs) {
+                let logs: Vec<String> = self
+                    .builders
+                    .iter()
+                    .map(|b| format!("--- {} ---\n{}", b.name, self.builder_log(&b.name)))
+                    .collect();
+                let log = self.ok(&["task", "watch", id]);
+                panic!(
+                    "task {id} is not {states:?} after {secs} s: {t}\n{log}\n{}",
+                    logs.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    fn log_of(&self, id: &str) -> String {
+        let r = run(self.hub.kiln(Some(&self.admin)).args(["task", "watch", id]));
+        r.stdout
+    }
+
+    /// Every blob in the store is referenced by a build's artifact or an image.
+    fn orphans(&self) -> Vec<String> {
+        let mut referenced = std::collections::HashSet::new();
+        for b in json(&self.ok(&["builds", "ls", "--json"])).as_array().expect("builds") {
+            let nvr = b["nvr"].as_str().expect("nvr");
+            let info = json(&self.ok(&["builds", "info", nvr, "--json"]));
+            for a in info["artifacts"].as_array().expect("artifacts") {
+                referenced.insert(a["sha256"].as_str().expect("sha").to_string());
+            }
+        }
+        for i in json(&self.ok(&["image", "ls", "--hub", "--json"]))
+            .as_array()
+            .expect("images")
+        {
+            referenced.insert(i["sha256"].as_str().expect("sha").to_string());
+        }
+        let blobs = self.dir().join("data/store/blobs/sha256");
+        std::fs::read_dir(&blobs)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !referenced.contains(n))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("proc").flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(marker) {
+                found.push(cmd);
+            }
+        }
+    }
+    found
+}
+
+fn wait_until(secs: u64, what: &str, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "{what} after {secs} s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn two_builders_build_update_tag_and_survive_a_crash() {
+    let marker = format!("kiln-crash-{}", std::process::id());
+    let mut farm = Farm::new(&["b1", "b2"], &marker);
+    // A source image on the hub, and update scripts in git.
+    let (squashfs, _) = sources();
+    let src = squashfs.to_string_lossy().into_owned();
+    farm.ok(&["image", "import", "src", "1.0", &src, "--hub"]);
+    let scripts = script_repo(farm.dir());
+    let script = format!("git+file://{}@v1:cam/update.sh", scripts.display());
+    let repo = farm.repo_url();
+
+    // Ten tasks: five builds and five updates.
+    let mut ids = Vec::new();
+    for i in 1..=5 {
+        let dist = format!("dist=.f{i}");
+        ids.push(farm.submit(&["--target", "rel", "ve/farm", "--repo", &repo, "-D", &dist]));
+        let name = format!("cam-fw-2.{i}-1");
+        let release = format!("release={i}");
+        ids.push(farm.submit(&[
+            "update", "--from", "src@1.0", "--script", &script, "--name", &name, "--target", "rel", "-D", &release,
+        ]));
+    }
+    for id in &ids {
+        let t = farm.wait_for(id, &["CLOSED", "FAILED"], 900);
+        assert_eq!(t["state"], "CLOSED", "{t}\n{}", farm.log_of(id));
+    }
+    let tasks: Vec<_> = ids.iter().map(|id| farm.task(id)).collect();
+    let hosts: std::collections::HashSet<_> = tasks.iter().filter_map(|t| t["host"].as_str()).collect();
+    assert_eq!(hosts.len(), 2, "both builders took tasks: {hosts:?}");
+    let tagged = json(&farm.ok(&["list-tagged", "rel", "--json"]));
+    let mut nvrs: Vec<String> = tagged
+        .as_array()
+        .expect("tagged")
+        .iter()
+        .filter_map(|b| b["nvr"].as_str().map(str::to_string))
+        .collect();
+    nvrs.sort();
+    let mut want: Vec<String> = (1..=5)
+        .flat_map(|i| [format!("cam-fw-2.{i}-1"), format!("ve-farm-1.0-1.f{i}")])
+        .collect();
+    want.sort();
+    assert_eq!(nvrs, want);
+    // Each build points at its task, and its artifacts download verified.
+    let b = json(&farm.ok(&["builds", "info", "ve-farm-1.0-1.f3", "--json"]));
+    assert!(ids.iter().any(|id| b["task_id"].as_i64() == id.parse().ok()), "{b}");
+    let dl = farm.dir().join("dl");
+    farm.ok(&["builds", "download", "ve-farm-1.0-1.f3", "-o", &dl.to_string_lossy()]);
+    assert!(dl.join("ve-farm-1.0-1.f3.amd64.tar").is_file() || std::fs::read_dir(&dl).expect("dl").count() >= 2);
+    farm.ok(&["builds", "download", "cam-fw-2.2-1", "-o", &dl.to_string_lossy()]);
+    assert!(dl.join("cam-fw-2.2-1.squashfs").is_file());
+    // The log was streamed while the build ran and kept.
+    let log = farm.log_of(&ids[0]);
+    assert!(log.contains("stage outputs") && log.contains("uploaded"), "{log}");
+
+    // A builder dies (SIGKILL) in the middle of a task: after its lease the
+    // task runs again on the other builder; the build is recorded once.
+    let slow = farm.submit(&["--target", "rel", "ve/slow", "--repo", &repo, "-D", "nap=8"]);
+    let t = farm.wait_for(&slow, &["OPEN"], 300);
+    let victim = t["host"].as_str().expect("host").to_string();
+    wait_until(300, "the slow script did not start", || {
+        !processes_with(&marker).is_empty()
+    });
+    let b = farm.builders.iter_mut().find(|b| b.name == victim).expect("builder");
+    let mut child = b.child.take().expect("running");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    let t = farm.wait_for(&slow, &["CLOSED", "FAILED"], 600);
+    assert_eq!(t["state"], "CLOSED", "{t}\n{}", farm.log_of(&slow));
+    assert_eq!(t["attempts"], 2, "{t}");
+    assert_ne!(t["host"].as_str(), Some(victim.as_str()), "{t}");
+    let builds = json(&farm.ok(&["builds", "ls", "--json"]));
+    let slow_builds: Vec<_> = builds
+        .as_array()
+        .expect("builds")
+        .iter()
+        .filter(|b| b["name"] == "ve-slow")
+        .collect();
+    assert_eq!(slow_builds.len(), 1, "{builds}");
+    // The killed attempt's build process died with its builder.
+    wait_until(60, "the killed builder's build still runs", || {
+        processes_with(&marker).is_empty()
+    });
+    // Nothing in the store that no build or image references (swept
+    // within a few seconds of the attempt's end).
+    wait_until(30, "orphaned blobs remain", || farm.orphans().is_empty());
+}
