@@ -329,7 +329,8 @@ fn build(ctx: &Ctx, t: &Task, dir: &Path, log: &TaskLog) -> Result<Outcome> {
     log.line(&format!("checked out {url} at {rev} ({commit})"));
     let out = dir.join("out");
     let mut cmd = Command::new(&ctx.cfg.kiln);
-    cmd.arg("build")
+    // Every line of the build's output goes to the task's log.
+    cmd.args(["build", "--verbose"])
         .arg(&req.image)
         .arg("--repo")
         .arg(&repo)

@@ -1481,6 +1481,13 @@ pub enum TaskCommand {
     },
     /// Follow a task's log until it ends; exits 0 when it CLOSED, 1 otherwise.
     Watch { id: i64 },
+    /// Download the files a closed task kept (a scratch build's), verified.
+    Download {
+        id: i64,
+        /// Directory to write to.
+        #[arg(short = 'o', long, default_value = ".")]
+        outdir: PathBuf,
+    },
 }
 
 /// Follows a task's log until it ends: on a terminal with a line showing
@@ -1617,6 +1624,24 @@ pub fn task(hub: &HubOpts, cmd: &TaskCommand) -> Result<ExitCode> {
             println!("task {} is {}", t.id, t.state);
         }
         TaskCommand::Watch { id } => return watch(&c, *id),
+        TaskCommand::Download { id, outdir } => {
+            let t: Task = c.get(&["tasks", &id.to_string()], &[])?;
+            let files: Vec<String> = t
+                .result
+                .as_ref()
+                .and_then(|r| r["files"].as_array())
+                .map(|f| f.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            if t.state != "CLOSED" || files.is_empty() {
+                bail!("task {id} is {} and kept no files", t.state);
+            }
+            std::fs::create_dir_all(outdir).with_context(|| format!("cannot create {}", outdir.display()))?;
+            for f in files {
+                let dest = outdir.join(&f);
+                let sha = c.download(&["tasks", &id.to_string(), "files", &f], &dest)?;
+                println!("{sha}  {}", dest.display());
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

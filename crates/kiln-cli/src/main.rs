@@ -287,6 +287,14 @@ fn hub_macro_layers(path: &std::path::Path) -> Result<Vec<MacroDef>> {
             path.display()
         )
     })?;
+    let bad = l
+        .target_macros
+        .keys()
+        .chain(l.build_tag_macros.keys())
+        .find(|n| !kiln_core::macros::is_macro_name(n));
+    if let Some(n) = bad {
+        bail!("{}: bad macro name `{n}`: names are [A-Za-z0-9_]+", path.display());
+    }
     let mut defs = Vec::new();
     for (name, value) in l.target_macros {
         defs.push(MacroDef {

@@ -329,3 +329,174 @@ fn two_builders_build_update_tag_and_survive_a_crash() {
     // within a few seconds of the attempt's end).
     wait_until(30, "orphaned blobs remain", || farm.orphans().is_empty());
 }
+
+#[test]
+fn cancel_stops_the_sandbox_and_the_builder_goes_on() {
+    let marker = format!("kiln-cancel-{}", std::process::id());
+    let farm = Farm::new(&["c1"], &marker);
+    let slow = farm.submit(&["--target", "rel", "ve/slow", "--repo", &farm.repo_url()]);
+    farm.wait_for(&slow, &["OPEN"], 300);
+    wait_until(600, "the slow script did not start", || {
+        !processes_with(&marker).is_empty()
+    });
+    // Its log streams while it runs.
+    wait_until(30, "the log did not stream while the task ran", || {
+        let o = std::process::Command::new("curl")
+            .args(["-fs", &format!("{}/api/v1/tasks/{slow}/log", farm.hub.url)])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&o.stdout).contains("slow script starts")
+    });
+    assert_eq!(farm.task(&slow)["state"], "OPEN");
+    let out = farm.ok(&["task", "cancel", &slow]);
+    assert!(out.contains("CANCELED"), "{out}");
+    // The next heartbeat tells the builder, which interrupts the build: the
+    // sandbox's processes are gone.
+    wait_until(60, "the cancelled task's processes still run", || {
+        processes_with(&marker).is_empty()
+    });
+    let r = run(farm.hub.kiln(Some(&farm.admin)).args(["task", "watch", &slow]));
+    assert_eq!(r.code, 1, "watch exits with the outcome");
+    // The builder takes the next task.
+    let next = farm.ok(&["task", "submit", "noop"]).trim().to_string();
+    let t = farm.wait_for(&next, &["CLOSED"], 60);
+    assert_eq!(t["host"], "c1");
+    let log = farm.builder_log("c1");
+    assert!(log.contains(&format!("task {slow}: cancelled")), "{log}");
+}
+
+/// The manifest's record of macro `probe` in a scratch build: (value, layer).
+fn probe_of(farm: &Farm, step: &str, extra: &[&str]) -> (String, String) {
+    let repo = farm.repo_url();
+    let mut args = vec!["--target", "rel", "ve/farm", "--repo", &repo, "--scratch"];
+    args.extend_from_slice(extra);
+    let id = farm.submit(&args);
+    let t = farm.wait_for(&id, &["CLOSED", "FAILED"], 600);
+    assert_eq!(t["state"], "CLOSED", "{step}: {t}\n{}", farm.log_of(&id));
+    assert_eq!(t["result"]["scratch"], true);
+    let dir = farm.dir().join(format!("scratch-{id}"));
+    farm.ok(&["task", "download", &id, "-o", &dir.to_string_lossy()]);
+    let manifest = std::fs::read_dir(&dir)
+        .expect("downloaded")
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with("manifest.json"))
+        .expect("a manifest");
+    let m = json(&std::fs::read_to_string(manifest.path()).expect("manifest"));
+    let probe = m["plan"]["macros"]
+        .as_array()
+        .expect("macros")
+        .iter()
+        .find(|x| x["name"] == "probe")
+        .unwrap_or_else(|| panic!("{step}: no probe macro in {}", m["plan"]["macros"]))
+        .clone();
+    (
+        probe["value"].as_str().unwrap_or_default().to_string(),
+        probe["layer"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn macros_take_precedence_across_seven_layers() {
+    let farm = Farm::new(&["m1"], "kiln-macros-unused");
+    let r = farm.repo.path();
+    // Layers 7, 6 and 5 are in the repository; 4 is the build tag's extra,
+    // 3 the builder's config, 2 the target's macros, 1 the submit's -D.
+    farm.ok(&["tag", "edit", "rel-build", "-x", "macro.probe=build-tag"]);
+    std::fs::write(farm.dir().join("m1.toml"), "[macros]\nprobe = \"builder\"\n").expect("config");
+    farm.ok(&["target", "edit", "rel", "-D", "probe=target"]);
+    assert_eq!(
+        probe_of(&farm, "every layer", &["-D", "probe=cli"]),
+        ("cli".into(), "cli".into())
+    );
+
+    // Removed layer by layer, the next one wins.
+    farm.ok(&["target", "edit", "rel", "--undefine", "probe"]);
+    assert_eq!(
+        probe_of(&farm, "no target macro", &[]),
+        ("builder".into(), "builder".into())
+    );
+    std::fs::write(farm.dir().join("m1.toml"), "[macros]\n").expect("config");
+    assert_eq!(
+        probe_of(&farm, "no builder macro", &[]),
+        ("build-tag".into(), "build-tag".into())
+    );
+    farm.ok(&["tag", "edit", "rel-build", "-r", "macro.probe"]);
+    assert_eq!(
+        probe_of(&farm, "no build tag macro", &[]),
+        ("image".into(), "image".into())
+    );
+    write(
+        r,
+        "images/ve/farm.toml",
+        "extends = [\"ve/minimal\"]\nuse = [\"probe\"]\noutputs = [\"tar\"]\n",
+    );
+    git(r, &["commit", "-qam", "no image macro"]);
+    assert_eq!(
+        probe_of(&farm, "no image macro", &[]),
+        ("feature".into(), "feature".into())
+    );
+    write(r, "features/probe/feature.toml", "description = \"a macro\"\n");
+    git(r, &["commit", "-qam", "no feature macro"]);
+    assert_eq!(probe_of(&farm, "no feature macro", &[]), ("repo".into(), "repo".into()));
+}
+
+/// Sends `sig` to a builder.
+fn signal(b: &Builder, sig: &str) {
+    let pid = b.child.as_ref().expect("running").id().to_string();
+    let s = std::process::Command::new("kill")
+        .args(["-s", sig, &pid])
+        .status()
+        .expect("kill");
+    assert!(s.success());
+}
+
+#[test]
+fn shutdown_finishes_running_tasks_or_hands_them_back() {
+    let marker = format!("kiln-shutdown-{}", std::process::id());
+    let mut farm = Farm::new(&["s1"], &marker);
+    let repo = farm.repo_url();
+    // One SIGTERM: no new claims, the running task finishes, then exit 0.
+    let first = farm.submit(&[
+        "--target", "rel", "ve/slow", "--repo", &repo, "-D", "nap=4", "-D", "dist=.s1",
+    ]);
+    let queued = farm.ok(&["task", "submit", "noop"]).trim().to_string();
+    farm.wait_for(&first, &["OPEN"], 300);
+    wait_until(600, "the slow script did not start", || {
+        !processes_with(&marker).is_empty()
+    });
+    signal(&farm.builders[0], "TERM");
+    let status = farm.builders[0].child.as_mut().expect("running").wait().expect("wait");
+    assert!(status.success(), "{status}: {}", farm.builder_log("s1"));
+    assert_eq!(farm.task(&first)["state"], "CLOSED", "{}", farm.builder_log("s1"));
+    assert_eq!(farm.task(&queued)["state"], "FREE", "nothing new was claimed");
+    farm.ok(&["task", "cancel", &queued]);
+
+    // Two: the running task is interrupted and handed back, unused.
+    let b = &mut farm.builders[0];
+    b.child = None;
+    let mut b = Builder {
+        name: b.name.clone(),
+        child: None,
+        log: b.log.clone(),
+    };
+    farm.start(&mut b);
+    let second = farm.submit(&["--target", "rel", "ve/slow", "--repo", &repo, "-D", "dist=.s2"]);
+    farm.wait_for(&second, &["OPEN"], 300);
+    wait_until(600, "the slow script did not start", || {
+        !processes_with(&marker).is_empty()
+    });
+    signal(&b, "TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&b, "TERM");
+    let status = b.child.as_mut().expect("running").wait().expect("wait");
+    assert!(status.success(), "{status}: {}", farm.builder_log("s1"));
+    let t = farm.task(&second);
+    assert_eq!(
+        (t["state"].as_str(), t["attempts"].as_i64()),
+        (Some("FREE"), Some(0)),
+        "{t}"
+    );
+    wait_until(60, "the interrupted build's processes still run", || {
+        processes_with(&marker).is_empty()
+    });
+}
