@@ -70,13 +70,7 @@ impl HubOpts {
     }
 
     pub fn client(&self) -> Result<Client> {
-        let cfg = read_config()?;
-        let hub = self
-            .hub
-            .clone()
-            .or(cfg.hub)
-            .context("no hub given: pass --hub URL, set KILN_HUB, or run `kiln login --hub URL`")?;
-        let token = self.token.clone().or(cfg.token);
+        let (hub, token) = self.resolved()?;
         Ok(Client::new(&hub, token)?)
     }
 }
@@ -1466,15 +1460,8 @@ pub enum TaskCommand {
         /// The request, JSON.
         #[arg(long, default_value = "{}")]
         request: String,
-        #[arg(long, default_value_t = 20)]
-        priority: i64,
-        #[arg(long, default_value = "default")]
-        channel: String,
-        #[arg(long, default_value = "noarch")]
-        arch: String,
-        /// Only this builder may run it.
-        #[arg(long)]
-        builder: Option<String>,
+        #[command(flatten)]
+        queue: QueueOpts,
         /// How many identical tasks.
         #[arg(long, default_value_t = 1)]
         count: u32,
@@ -1597,23 +1584,11 @@ pub fn task(hub: &HubOpts, cmd: &TaskCommand) -> Result<ExitCode> {
         TaskCommand::Submit {
             method,
             request,
-            priority,
-            channel,
-            arch,
-            builder,
+            queue,
             count,
         } => {
             let request: Value = serde_json::from_str(request).context("--request: not JSON")?;
-            let nt = NewTask {
-                method: method.clone(),
-                request,
-                priority: *priority,
-                channel: channel.clone(),
-                arch: arch.clone(),
-                builder: builder.clone(),
-                parent: None,
-                max_attempts: 3,
-            };
+            let nt = queue.task(method, request);
             for _ in 0..*count {
                 let t: Task = c.call(Method::Post, &["tasks"], &[], Some(&nt))?;
                 println!("{}", t.id);
@@ -1785,6 +1760,37 @@ pub struct SubmitUpdateArgs {
     task: SubmitTaskOpts,
 }
 
+/// Where and when a task runs.
+#[derive(Args, Debug)]
+pub struct QueueOpts {
+    /// Run on this builder only.
+    #[arg(long, value_name = "NAME")]
+    builder: Option<String>,
+    /// Lower runs first.
+    #[arg(long, default_value_t = 20)]
+    priority: i64,
+    #[arg(long, default_value = "default")]
+    channel: String,
+    /// Only builders of this architecture (default: any).
+    #[arg(long, default_value = "noarch")]
+    arch: String,
+}
+
+impl QueueOpts {
+    fn task(&self, method: &str, request: Value) -> NewTask {
+        NewTask {
+            method: method.into(),
+            request,
+            priority: self.priority,
+            channel: self.channel.clone(),
+            arch: self.arch.clone(),
+            builder: self.builder.clone(),
+            parent: None,
+            max_attempts: 3,
+        }
+    }
+}
+
 /// What every submitted build or update takes.
 #[derive(Args, Debug)]
 pub struct SubmitTaskOpts {
@@ -1794,20 +1800,11 @@ pub struct SubmitTaskOpts {
     /// Build, but record no build and tag nothing; the files stay with the task.
     #[arg(long)]
     scratch: bool,
-    /// Run on this builder only.
-    #[arg(long, value_name = "NAME")]
-    builder: Option<String>,
     /// Follow the task's log until it ends; exit with its outcome.
     #[arg(long)]
     watch: bool,
-    /// Lower runs first.
-    #[arg(long, default_value_t = 20)]
-    priority: i64,
-    #[arg(long, default_value = "default")]
-    channel: String,
-    /// Only builders of this architecture (default: any).
-    #[arg(long, default_value = "noarch")]
-    arch: String,
+    #[command(flatten)]
+    queue: QueueOpts,
 }
 
 impl SubmitTaskOpts {
@@ -1823,21 +1820,7 @@ impl SubmitTaskOpts {
 
     fn submit(&self, hub: &HubOpts, method: &str, request: Value) -> Result<ExitCode> {
         let c = hub.client()?;
-        let t: Task = c.call(
-            Method::Post,
-            &["tasks"],
-            &[],
-            Some(&NewTask {
-                method: method.into(),
-                request,
-                priority: self.priority,
-                channel: self.channel.clone(),
-                arch: self.arch.clone(),
-                builder: self.builder.clone(),
-                parent: None,
-                max_attempts: 3,
-            }),
-        )?;
+        let t: Task = c.call(Method::Post, &["tasks"], &[], Some(&self.queue.task(method, request)))?;
         println!("{}", t.id);
         if self.watch {
             eprintln!("task {} ({method}) submitted; following its log", t.id);

@@ -65,6 +65,18 @@ impl Hub {
         v
     }
 
+    /// Registers a builder; returns its host token.
+    async fn host(&self, name: &str) -> String {
+        let v = self
+            .ok(
+                "POST",
+                "/hosts",
+                Some(json!({"name": name, "arch": "amd64", "channels": ["default"], "capacity": 1})),
+            )
+            .await;
+        v["token"].as_str().expect("host token").to_string()
+    }
+
     /// A bodiless call with another token that must succeed.
     async fn ok_as(&self, token: &str, method: &str, path: &str) -> Value {
         let (s, v) = self.call(method, path, Some(token), None).await;
@@ -546,16 +558,7 @@ both!(
             Some(json!({"name": "fw", "build_tag": "fw-build", "dest_tag": "fw"})),
         )
         .await;
-        let host = h
-            .ok(
-                "POST",
-                "/hosts",
-                Some(json!({"name": "b1", "arch": "amd64", "channels": ["default"], "capacity": 1})),
-            )
-            .await["token"]
-            .as_str()
-            .expect("host token")
-            .to_string();
+        let host = h.host("b1").await;
         // Requests are checked before they are queued.
         let (s, v) = h
             .call(
@@ -617,13 +620,14 @@ both!(
                 "artifacts": files.iter().map(|(f, b)| json!({"file": f, "format": "img", "size": b.len(), "sha256": sha(b)})).collect::<Vec<_>>()
             }})
         };
+        let report = build(vec![("fw.img", img2), ("manifest.json", manifest)]);
         // A build naming a file that was not uploaded is refused, and nothing is recorded.
         let (s, v) = h
             .call(
                 "POST",
                 &format!("/tasks/{task}/result"),
                 Some(&host),
-                Some(build(vec![("fw.img", img2), ("manifest.json", manifest)])),
+                Some(report.clone()),
             )
             .await;
         assert_eq!(s, StatusCode::CONFLICT, "{v}");
@@ -631,12 +635,7 @@ both!(
         assert_eq!(s, StatusCode::NOT_FOUND);
         put_task_file(&h, &host, task, "manifest.json", &sha(manifest), manifest).await;
         let (s, v) = h
-            .call(
-                "POST",
-                &format!("/tasks/{task}/result"),
-                Some(&host),
-                Some(build(vec![("fw.img", img2), ("manifest.json", manifest)])),
-            )
+            .call("POST", &format!("/tasks/{task}/result"), Some(&host), Some(report))
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         assert_eq!(
@@ -694,16 +693,7 @@ both!(scratch_builds_keep_their_files_with_the_task, |t| async move {
     let (s, v) = h.call("POST", "/tasks", Some(&user), Some(req(true))).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let task = v["id"].as_i64().expect("id");
-    let host = h
-        .ok(
-            "POST",
-            "/hosts",
-            Some(json!({"name": "b1", "arch": "amd64", "channels": ["default"], "capacity": 1})),
-        )
-        .await["token"]
-        .as_str()
-        .expect("host token")
-        .to_string();
+    let host = h.host("b1").await;
     h.ok_as(&host, "POST", "/host/claim").await;
     let img: &'static [u8] = b"scratch";
     put_task_file(&h, &host, task, "y.img", &sha(img), img).await;

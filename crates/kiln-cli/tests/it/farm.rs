@@ -7,7 +7,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::hub::{Served, json, serve_with};
-use crate::support::{examples_copy, run, write};
+use crate::support::{examples_copy, processes_with, run, write};
 use crate::update::{git, script_repo, sources};
 
 /// A short lease, so a killed builder's task is retried within seconds.
@@ -219,19 +219,6 @@ impl Farm {
             })
             .unwrap_or_default()
     }
-}
-
-fn processes_with(marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").expect("proc").flatten() {
-        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(marker) {
-                found.push(cmd);
-            }
-        }
-    }
-    found
 }
 
 fn wait_until(secs: u64, what: &str, mut ok: impl FnMut() -> bool) {

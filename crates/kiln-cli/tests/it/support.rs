@@ -70,3 +70,17 @@ pub fn write(repo: &Path, file: &str, text: &str) {
     }
     std::fs::write(path, text).expect("writable");
 }
+
+/// Command lines of running processes that mention `marker`.
+pub fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("proc").flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(marker) {
+                found.push(cmd);
+            }
+        }
+    }
+    found
+}
