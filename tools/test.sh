@@ -17,7 +17,7 @@ if [ "$(id -u)" = 0 ]; then
     # trees, xattr/capability tools, and the compressors' CLIs; and the
     # PostgreSQL server the hub's tests start on a loopback port.
     need=()
-    for p in busybox-static attr libcap2-bin zstd xz-utils gzip tar python3 postgresql postgresql-client; do
+    for p in busybox-static attr libcap2-bin zstd xz-utils gzip tar python3 python3-venv postgresql postgresql-client; do
         dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
     done
     if [ ${#need[@]} -gt 0 ]; then
@@ -26,6 +26,17 @@ if [ "$(id -u)" = 0 ]; then
     fi
 else
     ./target/debug/kiln doctor || echo "warning: some host tools are missing; run as root to install them" >&2
+fi
+
+# The S3-compatible server the store's tests run against: moto_server, from
+# PyPI, in a virtual environment under target/ (unless one is on PATH).
+if ! command -v moto_server >/dev/null 2>&1; then
+    step "moto_server (PyPI) for the S3 store tests"
+    if [ ! -x target/test-venv/bin/moto_server ]; then
+        python3 -m venv target/test-venv
+        target/test-venv/bin/pip install --quiet 'moto[server]'
+    fi
+    export PATH="$PWD/target/test-venv/bin:$PATH"
 fi
 
 step "formatting"

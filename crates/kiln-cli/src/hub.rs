@@ -167,7 +167,8 @@ pub struct ServeArgs {
         value_name = "URL"
     )]
     db: String,
-    /// Blob store for artifacts and source images: file://PATH.
+    /// Blob store for artifacts and source images: file://PATH or
+    /// s3://BUCKET[/PREFIX]?endpoint=URL (credentials from AWS_* variables).
     #[arg(
         long,
         env = "KILN_STORE",

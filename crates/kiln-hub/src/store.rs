@@ -39,7 +39,11 @@ fn io(what: &str) -> impl Fn(object_store::Error) -> HubError + '_ {
 }
 
 impl Store {
-    /// `file://PATH` (created if missing).
+    /// `file://PATH` (created if missing), or an S3-compatible bucket:
+    /// `s3://BUCKET[/PREFIX][?endpoint=URL&region=R&allow_http=true]`, with
+    /// credentials from the environment (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, …). With
+    /// an endpoint (MinIO, Ceph, moto…) requests are path-style.
     pub fn open(url: &str) -> Result<Store> {
         if let Some(path) = url.strip_prefix("file://") {
             std::fs::create_dir_all(path)
@@ -51,9 +55,55 @@ impl Store {
                 url: url.to_string(),
             });
         }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            return Self::open_s3(url, rest);
+        }
         Err(HubError::bad_request(format!(
-            "unsupported store URL `{url}`: use file://PATH"
+            "unsupported store URL `{url}`: use file://PATH or s3://BUCKET?endpoint=URL"
         )))
+    }
+
+    fn open_s3(url: &str, rest: &str) -> Result<Store> {
+        use object_store::aws::AmazonS3Builder;
+        let bad = |m: String| HubError::bad_request(format!("store URL `{url}`: {m}"));
+        let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
+        if bucket.is_empty() {
+            return Err(bad("no bucket".into()));
+        }
+        let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            b = match k.as_ref() {
+                "endpoint" => {
+                    let b = b.with_endpoint(v.as_ref()).with_virtual_hosted_style_request(false);
+                    if v.starts_with("http://") {
+                        b.with_allow_http(true)
+                    } else {
+                        b
+                    }
+                }
+                "region" => b.with_region(v.as_ref()),
+                "allow_http" => b.with_allow_http(v == "true"),
+                other => {
+                    return Err(bad(format!(
+                        "unknown option `{other}` (known: endpoint, region, allow_http)"
+                    )));
+                }
+            };
+        }
+        let s3 = b
+            .build()
+            .map_err(|e| HubError::internal(format!("cannot open the store {url}: {e}")))?;
+        let prefix = prefix.trim_matches('/');
+        let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+        };
+        Ok(Store {
+            inner,
+            url: url.to_string(),
+        })
     }
 
     /// Streams `body` into the store under its sha256.
@@ -114,15 +164,12 @@ impl Store {
         }
         let key = format!("blobs/sha256/{sha256}");
         let dest = ObjPath::from(key.as_str());
-        match self.inner.rename_if_not_exists(&tmp, &dest).await {
-            Ok(()) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                let _ = self.inner.delete(&tmp).await;
-            }
-            Err(e) => {
-                let _ = self.inner.delete(&tmp).await;
-                return Err(io("storing an upload")(e));
-            }
+        // A plain rename (S3 has no rename-if-absent without extra setup):
+        // the address is the content's, so replacing an object that is
+        // already there replaces it with the same bytes.
+        if let Err(e) = self.inner.rename(&tmp, &dest).await {
+            let _ = self.inner.delete(&tmp).await;
+            return Err(io("storing an upload")(e));
         }
         Ok(Stored {
             key,
@@ -146,6 +193,22 @@ impl Store {
         })?;
         let size = r.meta.size;
         Ok((size, r.into_stream()))
+    }
+
+    /// Every key under `prefix` (e.g. `blobs/`), sorted.
+    pub async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let p = ObjPath::from(prefix);
+        let mut keys: Vec<String> = self
+            .inner
+            .list(Some(&p))
+            .map(|m| m.map(|m| m.location.to_string()))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<std::result::Result<_, _>>()
+            .map_err(io("listing"))?;
+        keys.sort();
+        Ok(keys)
     }
 
     pub async fn delete(&self, key: &str) -> Result<()> {

@@ -10,5 +10,6 @@ mod cli;
 mod doctor;
 mod farm;
 mod hub;
+mod s3;
 mod show;
 mod update;
