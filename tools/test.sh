@@ -29,8 +29,9 @@ else
 fi
 
 # The S3-compatible server the store's tests run against: moto_server, from
-# PyPI, in a virtual environment under target/ (unless one is on PATH).
-if ! command -v moto_server >/dev/null 2>&1; then
+# PyPI, in a virtual environment under target/ (unless one on PATH runs: a
+# pyenv shim may be there without moto behind it).
+if ! moto_server --help >/dev/null 2>&1; then
     step "moto_server (PyPI) for the S3 store tests"
     if [ ! -x target/test-venv/bin/moto_server ]; then
         python3 -m venv target/test-venv

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, WriteMultipart};
 use sha2::{Digest, Sha256};
@@ -16,8 +16,19 @@ use crate::error::{HubError, Result};
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
+    /// The same store for requests that may rightly take long: downloads,
+    /// which stream at their reader's pace, and the server-side copy that
+    /// publishes an upload. On S3 their request timeout is an hour instead
+    /// of object_store's 30 s (which would also bound a download's body).
+    long: Arc<dyn ObjectStore>,
     pub url: String,
 }
+
+/// Parts (of 5 MiB) an upload may have in flight: the memory it may hold.
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// The request timeout of [`Store::long`] on S3, unless `AWS_TIMEOUT` says.
+const LONG_TIMEOUT: &str = "1h";
 
 /// What an upload must be.
 #[derive(Default)]
@@ -42,16 +53,19 @@ impl Store {
     /// `file://PATH` (created if missing), or an S3-compatible bucket:
     /// `s3://BUCKET[/PREFIX][?endpoint=URL&region=R&allow_http=true]`, with
     /// credentials from the environment (`AWS_ACCESS_KEY_ID`,
-    /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, …). With
-    /// an endpoint (MinIO, Ceph, moto…) requests are path-style.
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, …) and the
+    /// URL's options over them. With an endpoint (MinIO, Ceph, moto…)
+    /// requests are path-style, and an `http://` endpoint allows plain HTTP.
     pub fn open(url: &str) -> Result<Store> {
         if let Some(path) = url.strip_prefix("file://") {
             std::fs::create_dir_all(path)
                 .map_err(|e| HubError::internal(format!("cannot create the store {path}: {e}")))?;
             let fs = object_store::local::LocalFileSystem::new_with_prefix(path)
                 .map_err(|e| HubError::internal(format!("cannot open the store {path}: {e}")))?;
+            let inner: Arc<dyn ObjectStore> = Arc::new(fs);
             return Ok(Store {
-                inner: Arc::new(fs),
+                long: inner.clone(),
+                inner,
                 url: url.to_string(),
             });
         }
@@ -59,54 +73,85 @@ impl Store {
             return Self::open_s3(url, rest);
         }
         Err(HubError::bad_request(format!(
-            "unsupported store URL `{url}`: use file://PATH or s3://BUCKET?endpoint=URL"
+            "unsupported store URL `{url}`: use file://PATH or s3://BUCKET[/PREFIX]?endpoint=URL"
         )))
     }
 
     fn open_s3(url: &str, rest: &str) -> Result<Store> {
-        use object_store::aws::AmazonS3Builder;
-        let bad = |m: String| HubError::bad_request(format!("store URL `{url}`: {m}"));
+        use object_store::ClientConfigKey;
+        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+        let bad = |m: String| HubError::bad_request(format!("cannot open the store {url}: {m}"));
         let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
         if bucket.is_empty() {
-            return Err(bad("no bucket".into()));
+            return Err(bad("no bucket (s3://BUCKET[/PREFIX]?endpoint=URL)".into()));
         }
         let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        let mut http_endpoint = false;
+        let mut allow_http = None;
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-            b = match k.as_ref() {
+            match k.as_ref() {
                 "endpoint" => {
-                    let b = b.with_endpoint(v.as_ref()).with_virtual_hosted_style_request(false);
-                    if v.starts_with("http://") {
-                        b.with_allow_http(true)
-                    } else {
-                        b
+                    let e = url::Url::parse(&v).map_err(|e| bad(format!("endpoint `{v}`: {e}")))?;
+                    match e.scheme() {
+                        "http" => http_endpoint = true,
+                        "https" => http_endpoint = false,
+                        s => return Err(bad(format!("endpoint `{v}`: use http:// or https://, not {s}://"))),
                     }
+                    b = b.with_endpoint(v.as_ref()).with_virtual_hosted_style_request(false);
                 }
-                "region" => b.with_region(v.as_ref()),
-                "allow_http" => b.with_allow_http(v == "true"),
+                "region" if !v.is_empty() => b = b.with_region(v.as_ref()),
+                "region" => return Err(bad("an empty region".into())),
+                "allow_http" => {
+                    allow_http = Some(match v.as_ref() {
+                        "true" => true,
+                        "false" => false,
+                        v => return Err(bad(format!("allow_http must be true or false, not `{v}`"))),
+                    })
+                }
                 other => {
                     return Err(bad(format!(
                         "unknown option `{other}` (known: endpoint, region, allow_http)"
                     )));
                 }
-            };
+            }
         }
-        let s3 = b
-            .build()
-            .map_err(|e| HubError::internal(format!("cannot open the store {url}: {e}")))?;
-        let prefix = prefix.trim_matches('/');
-        let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
-            Arc::new(s3)
+        b = match allow_http {
+            Some(false) if http_endpoint => {
+                return Err(bad("allow_http=false contradicts an http:// endpoint".into()));
+            }
+            Some(a) => b.with_allow_http(a),
+            None if http_endpoint => b.with_allow_http(true),
+            None => b,
+        };
+        let long = if std::env::var_os("AWS_TIMEOUT").is_some() {
+            b.clone()
         } else {
-            Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+            b.clone()
+                .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), LONG_TIMEOUT)
+        };
+        let build = |b: AmazonS3Builder| -> Result<Arc<dyn ObjectStore>> {
+            let s3 = b
+                .build()
+                .map_err(|e| HubError::internal(format!("cannot open the store {url}: {e}")))?;
+            let prefix = prefix.trim_matches('/');
+            Ok(if prefix.is_empty() {
+                Arc::new(s3)
+            } else {
+                Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+            })
         };
         Ok(Store {
-            inner,
+            inner: build(b)?,
+            long: build(long)?,
             url: url.to_string(),
         })
     }
 
-    /// Streams `body` into the store under its sha256.
+    /// Streams `body` into the store under its sha256: into a temporary
+    /// object (in parts, with at most [`PARTS_IN_FLIGHT`] in memory) while
+    /// it is hashed, then, once it matched `expect`, to
+    /// `blobs/sha256/<hex>`. A failed or mismatched upload leaves nothing.
     pub async fn put<S, E>(&self, mut body: S, expect: Expect<'_>) -> Result<Stored>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
@@ -137,7 +182,13 @@ impl Store {
                         head.extend_from_slice(&b[..b.len().min(4096 - head.len())]);
                     }
                     hasher.update(&b);
-                    w.write(&b);
+                    // Back pressure: a client faster than the store waits
+                    // rather than filling the hub's memory with parts.
+                    if let Err(e) = w.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                        failure = Some(io("uploading a part")(e));
+                        break;
+                    }
+                    w.put(b);
                 }
                 Err(e) => {
                     failure = Some(HubError::bad_request(format!("upload interrupted: {e}")));
@@ -149,6 +200,9 @@ impl Store {
             let _ = w.abort().await;
             return Err(e);
         }
+        // (A part that fails here leaves an unfinished multipart upload on
+        // S3, which lists nothing: WriteMultipart::finish aborts only when
+        // the completion itself fails.)
         w.finish().await.map_err(io("finishing an upload"))?;
         let sha256 = hex::encode(hasher.finalize());
         let mismatch = match (expect.sha256, expect.size) {
@@ -164,12 +218,20 @@ impl Store {
         }
         let key = format!("blobs/sha256/{sha256}");
         let dest = ObjPath::from(key.as_str());
-        // A plain rename (S3 has no rename-if-absent without extra setup):
-        // the address is the content's, so replacing an object that is
-        // already there replaces it with the same bytes.
-        if let Err(e) = self.inner.rename(&tmp, &dest).await {
+        // A plain rename, one path for both backends: a file rename, or a
+        // server-side copy then a delete on S3 (which has no
+        // rename-if-absent without extra setup). The address is the
+        // content's, so an object already there is replaced by the same
+        // bytes, and "already exists" is success.
+        if let Err(e) = self.long.rename(&tmp, &dest).await {
+            // The copy may have gone through and only the delete failed,
+            // or the blob was there already: either way it is in place.
+            let in_place =
+                matches!(e, object_store::Error::AlreadyExists { .. }) || self.inner.head(&dest).await.is_ok();
             let _ = self.inner.delete(&tmp).await;
-            return Err(io("storing an upload")(e));
+            if !in_place {
+                return Err(io("storing an upload")(e));
+            }
         }
         Ok(Stored {
             key,
@@ -187,7 +249,7 @@ impl Store {
         u64,
         impl Stream<Item = std::result::Result<Bytes, object_store::Error>> + use<>,
     )> {
-        let r = self.inner.get(&ObjPath::from(key)).await.map_err(|e| match e {
+        let r = self.long.get(&ObjPath::from(key)).await.map_err(|e| match e {
             object_store::Error::NotFound { .. } => HubError::not_found(format!("{key} is missing from the store")),
             e => io("reading")(e),
         })?;
@@ -195,22 +257,24 @@ impl Store {
         Ok((size, r.into_stream()))
     }
 
-    /// Every key under `prefix` (e.g. `blobs/`), sorted.
+    /// Every key under `prefix` (e.g. `blobs/`; whole path segments, so
+    /// `blob` matches nothing of `blobs/…`; `""` is everything), sorted,
+    /// relative to the store URL's own prefix. Unfinished uploads are not
+    /// keys: S3 lists no multipart upload before it completes.
     pub async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
         let p = ObjPath::from(prefix);
         let mut keys: Vec<String> = self
             .inner
             .list(Some(&p))
-            .map(|m| m.map(|m| m.location.to_string()))
-            .collect::<Vec<_>>()
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
             .await
-            .into_iter()
-            .collect::<std::result::Result<_, _>>()
             .map_err(io("listing"))?;
         keys.sort();
         Ok(keys)
     }
 
+    /// Deletes `key`; a missing key is no error.
     pub async fn delete(&self, key: &str) -> Result<()> {
         match self.inner.delete(&ObjPath::from(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
