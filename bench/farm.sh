@@ -31,12 +31,6 @@ esac
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-if [ -z "${KILN:-}" ]; then
-    cargo build --release --quiet -p kiln-cli
-    KILN="$TARGET_DIR/release/kiln"
-fi
 BENCH=farm.sh
 # shellcheck source=bench/lib-hub.sh
 source "$ROOT/bench/lib-hub.sh"

@@ -74,21 +74,15 @@ done
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-if [ -z "${KILN:-}" ]; then
-    cargo build --release --quiet -p kiln-cli
-    KILN="$TARGET_DIR/release/kiln"
-fi
+BENCH=hub.sh
+# shellcheck source=bench/lib-hub.sh
+source "$ROOT/bench/lib-hub.sh"
+
 cargo build --release --quiet -p kiln-hub --example hubload
 HUBLOAD="$TARGET_DIR/release/examples/hubload"
 [ -x "$KILN" ] || { echo "hub.sh: no kiln binary at $KILN" >&2; exit 1; }
 [ -x "$HUBLOAD" ] || { echo "hub.sh: no hubload at $HUBLOAD" >&2; exit 1; }
 "$KILN" serve --help >/dev/null 2>&1 || { echo "hub.sh: $KILN has no \`serve\` command" >&2; exit 1; }
-
-BENCH=hub.sh
-# shellcheck source=bench/lib-hub.sh
-source "$ROOT/bench/lib-hub.sh"
 
 # bench_db NAME DB_URL: one database through the whole benchmark; the
 # figures go to $WORK/NAME.json.

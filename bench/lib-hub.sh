@@ -1,7 +1,14 @@
 # Shared by bench/hub.sh and bench/farm.sh: a work directory, `kiln serve`
-# on a free loopback port, and a throwaway PostgreSQL cluster. Expects KILN,
+# on a free loopback port, and a throwaway PostgreSQL cluster. Expects
 # BENCH (the script's name, for messages) and PG_SHARED_BUFFERS.
 # shellcheck shell=bash
+# A release kiln (unless KILN names one).
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+if [ -z "${KILN:-}" ]; then
+    cargo build --release --quiet -p kiln-cli
+    KILN="$TARGET_DIR/release/kiln"
+fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kiln-bench-${BENCH%.sh}.XXXXXX")
 HUB_PID=
 PGDIR=

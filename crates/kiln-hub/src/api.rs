@@ -39,14 +39,22 @@ pub struct Hub {
 /// the blobs nothing else references. Returns how many blobs went.
 pub async fn sweep(hub: &Hub) -> Result<usize> {
     let keys = hub.db.sweep_uploads().await?;
+    forget(hub, &keys).await
+}
+
+/// Deletes the blobs among `keys` that nothing references, holding `gc`
+/// exclusively: an upload of the same content that has stored its blob
+/// but not yet its row finishes first. The caller holds no `gc` guard.
+/// Returns how many blobs went.
+async fn forget(hub: &Hub, keys: &[String]) -> Result<usize> {
     if keys.is_empty() {
         return Ok(0);
     }
     let _gc = hub.gc.write().await;
     let mut n = 0;
     for k in keys {
-        if !hub.db.key_used(&k).await? {
-            hub.store.delete(&k).await?;
+        if !hub.db.key_used(k).await? {
+            hub.store.delete(k).await?;
             n += 1;
         }
     }
@@ -831,7 +839,7 @@ async fn upload_image(
         .get("x-kiln-sha256")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let _gc = hub.gc.read().await;
+    let gc = hub.gc.read().await;
     let stored = hub
         .store
         .put(
@@ -843,9 +851,8 @@ async fn upload_image(
         )
         .await?;
     let Some(format) = store::sniff(&stored.head) else {
-        if !hub.db.key_used(&stored.key).await? {
-            hub.store.delete(&stored.key).await?;
-        }
+        drop(gc);
+        forget(&hub, &[stored.key]).await?;
         return Err(HubError::bad_request("not a squashfs, erofs or tar image"));
     };
     let image = Image {
@@ -858,9 +865,8 @@ async fn upload_image(
         time: db::now(),
     };
     if let Err(e) = hub.db.add_image(&who, &image, &stored.key).await {
-        if !hub.db.key_used(&stored.key).await? {
-            hub.store.delete(&stored.key).await?;
-        }
+        drop(gc);
+        forget(&hub, &[stored.key]).await?;
         return Err(e);
     }
     Ok(created(image))
@@ -873,9 +879,7 @@ async fn remove_image(
 ) -> Result<Response> {
     writer(&hub, &headers, "image").await?;
     let key = hub.db.remove_image(&name, &version).await?;
-    if !hub.db.key_used(&key).await? {
-        hub.store.delete(&key).await?;
-    }
+    forget(&hub, &[key]).await?;
     Ok(no_content())
 }
 
