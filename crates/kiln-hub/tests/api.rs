@@ -37,7 +37,13 @@ async fn start(t: &common::TestDb, anonymous_read: bool) -> Hub {
     Hub {
         base: format!("http://{addr}/api/v1"),
         admin,
-        http: reqwest::Client::new(),
+        // No reuse of idle connections: a hub that refused a body (413)
+        // without reading it closes that connection, and a request sent
+        // on it next fails with IncompleteMessage.
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("client"),
         _store: store,
         hub,
     }
