@@ -44,6 +44,9 @@ pub struct BuildArgs {
     #[arg(long)]
     reproducible: bool,
 
+    #[command(flatten)]
+    sandbox: SandboxArg,
+
     /// Only errors.
     #[arg(short, long)]
     quiet: bool,
@@ -82,8 +85,23 @@ pub enum LogFormat {
     Json,
 }
 
+/// `--insecure-sandbox`, shared by the commands that run profile or
+/// update scripts.
+#[derive(clap::Args, Debug, Clone, Copy, Default)]
+pub struct SandboxArg {
+    /// Run scripts even where the kernel cannot confine them as documented
+    /// (no user namespaces, no idmapped mounts on the work directory's
+    /// filesystem, no seccomp): then with what it can give. Only for trusted
+    /// profiles on machines that cannot do better.
+    #[arg(long, env = "KILN_INSECURE_SANDBOX")]
+    pub insecure_sandbox: bool,
+}
+
 /// The sandbox as the engine's way to run commands inside an image.
-struct Sandboxed(kiln_sandbox::Sandbox);
+struct Sandboxed {
+    sandbox: kiln_sandbox::Sandbox,
+    insecure: bool,
+}
 
 impl Inside for Sandboxed {
     fn run(&self, req: &InsideRun, log: &BuildLog) -> Result<Ended, String> {
@@ -91,7 +109,7 @@ impl Inside for Sandboxed {
             root: req.root.clone(),
             argv: req.argv.clone(),
             env: req.env.clone(),
-            cwd: "/".into(),
+            cwd: req.cwd.clone(),
             hostname: "kiln".into(),
             network: req.network,
             binds: req
@@ -104,6 +122,21 @@ impl Inside for Sandboxed {
                 })
                 .collect(),
             timeout: req.timeout,
+            view: match req.view {
+                kiln_engine::View::Image => kiln_sandbox::View::Tree,
+                kiln_engine::View::Host => kiln_sandbox::View::Host,
+            },
+            copies: req
+                .copies
+                .iter()
+                .map(|(source, target, mode)| kiln_sandbox::CopyIn {
+                    source: source.clone(),
+                    target: target.clone(),
+                    mode: *mode,
+                })
+                .collect(),
+            nested_mounts: req.nested_mounts,
+            insecure: self.insecure,
         };
         let io = if req.interactive {
             kiln_sandbox::Io::Inherit
@@ -127,7 +160,7 @@ impl Inside for Sandboxed {
                 }
             })
         };
-        let result = self.0.run_with_cancel(&spec, io, &cancel);
+        let result = self.sandbox.run_with_cancel(&spec, io, &cancel);
         done.store(true, Ordering::SeqCst);
         let _ = watcher.join();
         match result {
@@ -339,7 +372,7 @@ pub fn run(args: &BuildArgs, printer: Printer) -> Result<ExitCode> {
         shell_on_failure: args.shell_on_failure,
         reporter,
     };
-    let sandbox = sandbox()?;
+    let sandbox = sandbox(args.sandbox)?;
     let result = kiln_engine::build(&req, &sandbox);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
@@ -403,10 +436,11 @@ pub(crate) fn report_failure(what: &str, e: &kiln_engine::BuildError) -> ExitCod
 }
 
 /// The sandbox, through the re-executed kiln binary.
-pub(crate) fn sandbox() -> Result<impl Inside> {
-    Ok(Sandboxed(
-        kiln_sandbox::Sandbox::current_exe().context("cannot locate the kiln binary for the sandbox")?,
-    ))
+pub(crate) fn sandbox(arg: SandboxArg) -> Result<impl Inside> {
+    Ok(Sandboxed {
+        sandbox: kiln_sandbox::Sandbox::current_exe().context("cannot locate the kiln binary for the sandbox")?,
+        insecure: arg.insecure_sandbox,
+    })
 }
 
 /// The end of a `--log-format json` build: one `built` or `failed` event.

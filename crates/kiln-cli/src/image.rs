@@ -198,6 +198,8 @@ pub struct UpdateArgs {
     /// Give the script the host's network.
     #[arg(long)]
     network: bool,
+    #[command(flatten)]
+    sandbox: crate::build::SandboxArg,
     #[arg(short = 'o', long, value_name = "OUTDIR", default_value = "out")]
     outdir: PathBuf,
     #[arg(long, value_name = "DIR", env = "KILN_WORKDIR", default_value = "/var/tmp/kiln")]
@@ -276,7 +278,7 @@ pub fn run_update(args: &UpdateArgs) -> Result<ExitCode> {
         timeout: Duration::from_secs(args.timeout),
         reporter,
     };
-    let sandbox = crate::build::sandbox()?;
+    let sandbox = crate::build::sandbox(args.sandbox)?;
     match kiln_engine::update::update(&req, &sandbox) {
         Ok(u) => {
             println!("{}  {}", u.manifest.target.sha256, u.target.display());

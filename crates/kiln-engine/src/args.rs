@@ -57,7 +57,7 @@ pub fn mmdebstrap(plan: &Plan, target: &Path) -> Option<Cmd> {
     else {
         return None;
     };
-    let mut cmd = Cmd::new("mmdebstrap").arg("--mode=root").arg("--format=directory");
+    let mut cmd = Cmd::new("mmdebstrap").arg("--mode=unshare").arg("--format=directory");
     if let Some(v) = variant {
         cmd = cmd.arg(format!("--variant={}", v.value));
     }
@@ -245,7 +245,7 @@ mod tests {
         let cmd = mmdebstrap(&p, Path::new("/w/root")).expect("bootstrap");
         assert_eq!(
             cmd.display(),
-            "mmdebstrap --mode=root --format=directory --variant=minbase --architectures=amd64 \
+            "mmdebstrap --mode=unshare --format=directory --variant=minbase --architectures=amd64 \
              --components=main,contrib --include=less bookworm /w/root http://mirror.invalid/debian"
         );
         let src = plan("ve/y", "[base]\nfrom = \"edge@1\"\n");

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::sys::stat::{UtimensatFlags, utimensat};
@@ -42,59 +42,6 @@ pub fn in_root(root: &Path, image_path: &str) -> io::Result<PathBuf> {
         }
     }
     Ok(out)
-}
-
-/// Makes the parent directories of `path` inside `root`, refusing to go
-/// through a symlink that already exists in the tree (a feature file must
-/// not be written outside the image through a link the image ships).
-pub fn make_parents(root: &Path, path: &Path) -> io::Result<()> {
-    let rel = path.strip_prefix(root).map_err(io::Error::other)?;
-    let mut cur = root.to_path_buf();
-    let comps: Vec<_> = rel.components().collect();
-    for c in &comps[..comps.len().saturating_sub(1)] {
-        cur.push(c);
-        match fs::symlink_metadata(&cur) {
-            Ok(m) if m.file_type().is_symlink() => {
-                // Resolve the link inside the tree only if it stays inside.
-                let target = fs::read_link(&cur)?;
-                let resolved = if target.is_absolute() {
-                    in_root(root, &target.to_string_lossy())?
-                } else {
-                    let parent = cur.parent().unwrap_or(root);
-                    parent.join(target)
-                };
-                if !resolved.starts_with(root) || !resolved.is_dir() {
-                    return Err(io::Error::other(format!(
-                        "`{}` is a symlink out of the image",
-                        cur.display()
-                    )));
-                }
-            }
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(io::Error::other(format!("`{}` is not a directory", cur.display()))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&cur)?;
-                fs::set_permissions(&cur, fs::Permissions::from_mode(0o755))?;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Copies a regular file or symlink from the repository into the tree with
-/// the given mode, replacing what is there.
-pub fn install(source: &Path, dest: &Path, symlink_target: Option<&str>, mode: u32) -> io::Result<()> {
-    if fs::symlink_metadata(dest).is_ok() {
-        fs::remove_file(dest)?;
-    }
-    match symlink_target {
-        Some(t) => symlink(t, dest),
-        None => {
-            fs::copy(source, dest)?;
-            fs::set_permissions(dest, fs::Permissions::from_mode(mode))
-        }
-    }
 }
 
 /// Bytes used by a tree (file sizes, directories counted as 4 KiB).
@@ -195,14 +142,16 @@ fn keep_hardlinks_while_clamping(root: &Path, epoch: u64, t: &TimeSpec) -> io::R
 }
 
 /// Resolves `user:group` names to ids through the tree's passwd and group
-/// files; numeric parts are taken as is.
-pub fn resolve_owner(root: &Path, owner: &str) -> Result<(u32, u32), String> {
+/// files (read inside the tree's root); numeric parts are taken as is.
+pub fn resolve_owner(tree: &crate::tree::Tree, owner: &str) -> Result<(u32, u32), String> {
     let (u, g) = owner.split_once(':').ok_or_else(|| format!("bad owner `{owner}`"))?;
     let lookup = |file: &str, name: &str| -> Result<u32, String> {
         if let Ok(n) = name.parse() {
             return Ok(n);
         }
-        let text = fs::read_to_string(root.join(file)).map_err(|e| format!("cannot read /{file} of the image: {e}"))?;
+        let text = tree
+            .read_to_string(file)
+            .map_err(|e| format!("cannot read /{file} of the image: {e}"))?;
         text.lines()
             .filter_map(|l| {
                 let mut f = l.split(':');
@@ -235,9 +184,10 @@ mod tests {
             "root:x:0:0::/root:/bin/sh\nkiln:x:1000:1000::/home/kiln:/bin/sh\n",
         )?;
         fs::write(d.path().join("etc/group"), "root:x:0:\nadm:x:4:\n")?;
-        assert_eq!(resolve_owner(d.path(), "kiln:adm"), Ok((1000, 4)));
-        assert_eq!(resolve_owner(d.path(), "0:0"), Ok((0, 0)));
-        assert!(resolve_owner(d.path(), "nobody:adm").is_err());
+        let tree = crate::tree::Tree::open(d.path())?;
+        assert_eq!(resolve_owner(&tree, "kiln:adm"), Ok((1000, 4)));
+        assert_eq!(resolve_owner(&tree, "0:0"), Ok((0, 0)));
+        assert!(resolve_owner(&tree, "nobody:adm").is_err());
         Ok(())
     }
 

@@ -24,6 +24,7 @@ pub mod keys;
 pub mod log;
 pub mod manifest;
 pub mod run;
+pub mod tree;
 pub mod update;
 
 use std::fs;
@@ -45,18 +46,62 @@ use crate::manifest::{
 };
 use crate::run::{Ended, interrupted, run_logged};
 
-/// A command to run inside the image tree, in the sandbox (SPEC §3.2).
+/// A command to run in the sandbox (docs/sandbox.md): inside the image
+/// tree, or on it with the host's tools.
 #[derive(Clone, Debug)]
 pub struct InsideRun {
+    /// The image tree ([`View::Image`]), or an empty directory the host view
+    /// is mounted on ([`View::Host`]).
     pub root: PathBuf,
+    pub view: View,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Working directory inside.
+    pub cwd: String,
     pub network: bool,
     /// (host path, path inside, read-only)
     pub binds: Vec<(PathBuf, String, bool)>,
+    /// (host file, path inside under `/run`, mode): copied in, never bound.
+    pub copies: Vec<(PathBuf, String, u32)>,
+    /// The command mounts in namespaces of its own (the package bootstrap).
+    pub nested_mounts: bool,
     pub timeout: Option<Duration>,
     /// Interactive (terminal attached): `--shell-on-failure`.
     pub interactive: bool,
+}
+
+/// What a sandboxed command sees as `/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// The image tree.
+    Image,
+    /// The host's programs read-only; the tree is bound at [`HOST_VIEW_ROOT`].
+    Host,
+}
+
+/// Where the host view shows the image tree (`$KILN_ROOT` of build-side
+/// scripts).
+pub const HOST_VIEW_ROOT: &str = "/kiln/root";
+/// Where the host view shows the profile repository, read-only.
+pub const HOST_VIEW_REPO: &str = "/kiln/repo";
+
+impl InsideRun {
+    /// `argv` inside the image tree `root`: no network, binds or copies.
+    pub fn image(root: &Path, argv: Vec<String>, env: Vec<(String, String)>, timeout: Option<Duration>) -> Self {
+        InsideRun {
+            root: root.to_path_buf(),
+            view: View::Image,
+            argv,
+            env,
+            cwd: "/".into(),
+            network: false,
+            binds: Vec::new(),
+            copies: Vec::new(),
+            nested_mounts: false,
+            timeout,
+            interactive: false,
+        }
+    }
 }
 
 /// Runs commands inside an image tree. Implemented by the front end with
@@ -875,35 +920,21 @@ impl Engine<'_> {
         // Keep the apt lists so the mirror's Release digests can be recorded.
         let mut cmd = cmd;
         cmd.args.insert(2, "--skip=cleanup/apt/lists".into());
-        // mmdebstrap mounts /proc, /sys and /dev inside the target; in a
-        // private mount namespace those mounts end with it, however it ends.
-        let mut wrapped = Cmd {
-            program: "unshare",
-            args: vec![
-                "--mount".into(),
-                "--propagation".into(),
-                "private".into(),
-                "--".into(),
-                cmd.program.into(),
-            ],
-            env: cmd.env.clone(),
-        };
-        wrapped.args.extend(cmd.args.iter().cloned());
-        self.host("base", "mmdebstrap", &wrapped, None)?;
+        self.bootstrap(&cmd)?;
         let mut digests = Vec::new();
-        if let Ok(rd) = fs::read_dir(self.root.join("var/lib/apt/lists")) {
-            let mut names: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
-            names.sort();
-            for p in names {
-                let name = p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                if (name.ends_with("_InRelease") || name.ends_with("_Release"))
-                    && let Ok(h) = fsutil::sha256_file(&p)
-                {
-                    digests.push((name, h));
-                }
+        let tree = tree::Tree::open(&self.root).map_err(self.io("base", "cannot open the tree".into()))?;
+        let lists = "var/lib/apt/lists";
+        for (name, kind) in tree
+            .entries(lists)
+            .map_err(self.io("base", "cannot list the apt lists".into()))?
+        {
+            let name = name.to_string_lossy().into_owned();
+            if kind == tree::EntryKind::File
+                && (name.ends_with("_InRelease") || name.ends_with("_Release"))
+                && let Ok(f) = tree.open_file(&format!("{lists}/{name}"))
+                && let Ok((h, _)) = kiln_store::sha256_copy(f, None)
+            {
+                digests.push((name, h));
             }
         }
         let mirror = match &plan.base {
@@ -918,13 +949,67 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// mmdebstrap in the sandbox's host view (docs/sandbox.md): the tree
+    /// bound at `/kiln/root`, the network for the mirror, and leave to mount
+    /// `/proc` and `/dev` in namespaces of its own; package maintainer
+    /// scripts run as the sandbox's root, never the host's.
+    fn bootstrap(&mut self, cmd: &Cmd) -> Result<(), BuildError> {
+        fs::create_dir_all(&self.root).map_err(self.io("base", format!("cannot create {}", self.root.display())))?;
+        let mut argv = vec![cmd.program.to_string()];
+        argv.extend(cmd.args.iter().map(|a| a.to_string_lossy().into_owned()));
+        if let Some(target) = argv.iter_mut().find(|a| Path::new(a.as_str()) == self.root) {
+            *target = HOST_VIEW_ROOT.to_string();
+        }
+        let mut env = base_env(self.req.source_date_epoch);
+        env.extend(cmd.env.iter().cloned());
+        // A proxy the host's apt is told about through the environment.
+        for name in [
+            "http_proxy",
+            "https_proxy",
+            "no_proxy",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "NO_PROXY",
+        ] {
+            if let Ok(v) = std::env::var(name) {
+                env.push((name.to_string(), v));
+            }
+        }
+        let mut req = self.host_view(
+            argv.clone(),
+            env,
+            vec![(self.root.clone(), HOST_VIEW_ROOT.into(), false)],
+            Vec::new(),
+            true,
+        )?;
+        req.nested_mounts = true;
+        req.timeout = None;
+        self.log.reset_tail();
+        self.log.reporter().step("mmdebstrap");
+        self.log.note(&format!("$ [host view] {}", cmd.display()));
+        let ended = self
+            .inside
+            .run(&req, &self.log)
+            .map_err(|m| self.fail("base", Some("mmdebstrap"), Some(cmd.display()), m))?;
+        if ended.success() {
+            Ok(())
+        } else {
+            Err(self.fail(
+                "base",
+                Some("mmdebstrap"),
+                Some(cmd.display()),
+                format!("`mmdebstrap` {}", ended.describe()),
+            ))
+        }
+    }
+
     /// The removals (`remove`, `!pkg`) that the base still has installed:
     /// brought in by the variant or as a dependency, not by the package set.
     fn packages_to_purge(&self) -> Option<Vec<String>> {
         if self.plan().removed.is_empty() {
             return None;
         }
-        let status = fs::read_to_string(self.root.join("var/lib/dpkg/status")).unwrap_or_default();
+        let status = dpkg_status(&self.root);
         let installed: std::collections::HashSet<String> =
             dpkg::parse_status(&status).into_iter().map(|p| p.name).collect();
         let purge: Vec<String> = self
@@ -958,17 +1043,13 @@ impl Engine<'_> {
                 "kiln-packages".to_string(),
             ];
             argv.extend(purge.iter().cloned());
-            let req = InsideRun {
-                root: engine.root.clone(),
+            let mut req = InsideRun::image(
+                &engine.root,
                 argv,
-                env: script_env(&plan, engine.req.source_date_epoch, &[]),
-                network: false,
-                binds: vec![(simdir.clone(), "/run/kiln/packages".into(), false)],
-                timeout: Some(Duration::from_secs(
-                    u64::try_from(plan.build.timeout.value).unwrap_or(1800),
-                )),
-                interactive: false,
-            };
+                script_env(&plan, engine.req.source_date_epoch, &[]),
+                Some(step_timeout(&plan)),
+            );
+            req.binds = vec![(simdir.clone(), "/run/kiln/packages".into(), false)];
             engine.log.reset_tail();
             engine.log.reporter().step(step);
             engine.log.note(&format!("$ [inside] {step} {}", purge.join(" ")));
@@ -1034,23 +1115,37 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// Feature files: read from the repository without following symlinks,
+    /// written inside the tree's root (docs/sandbox.md).
     fn install_files(&mut self, root: &Path, files: &[kiln_core::plan::FileEntry]) -> Result<(), BuildError> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let tree = tree::Tree::open(root).map_err(self.io("files", "cannot open the tree".into()))?;
+        let repo = tree::Tree::open(&self.req.repo).map_err(self.io("files", "cannot open the repository".into()))?;
         for f in files {
-            let source = self.req.repo.join(&f.source);
-            let dest = fsutil::in_root(root, &f.path).map_err(self.io("files", f.path.clone()))?;
-            fsutil::make_parents(root, &dest)
-                .map_err(self.io("files", format!("cannot create the parents of {}", f.path)))?;
+            fsutil::in_root(root, &f.path).map_err(self.io("files", f.path.clone()))?;
             let mode = f
                 .mode
                 .as_deref()
                 .and_then(|m| u32::from_str_radix(m, 8).ok())
                 .unwrap_or(0o644);
-            fsutil::install(&source, &dest, f.target.as_deref(), mode)
-                .map_err(self.io("files", format!("cannot install {} from {}", f.path, f.source)))?;
-            let (uid, gid) = fsutil::resolve_owner(root, &f.owner)
+            let written = match f.target.as_deref() {
+                Some(target) => tree.create_symlink(&f.path, target),
+                None => repo
+                    .read_regular(&f.source)
+                    .and_then(|mut source| tree.create_file(&f.path, mode, &mut source).map(drop)),
+            };
+            written.map_err(self.io("files", format!("cannot install {} from {}", f.path, f.source)))?;
+            let (uid, gid) = fsutil::resolve_owner(&tree, &f.owner)
                 .map_err(|m| self.fail("files", Some(&f.path), None, format!("owner of {}: {m}", f.path)))?;
-            std::os::unix::fs::lchown(&dest, Some(uid), Some(gid))
+            tree.chown(&f.path, uid, gid)
                 .map_err(self.io("files", format!("cannot set the owner of {}", f.path)))?;
+            if f.target.is_none() {
+                // chown clears set-id bits: the mode goes on last.
+                tree.set_mode(&f.path, mode)
+                    .map_err(self.io("files", format!("cannot set the mode of {}", f.path)))?;
+            }
             self.log.note(&format!(
                 "installed {} ({} {}) from {}",
                 f.path,
@@ -1068,13 +1163,11 @@ impl Engine<'_> {
         let Some(file) = self.plan().macros_file.clone() else {
             return Ok(());
         };
-        let dest = fsutil::in_root(root, &file.value).map_err(self.io("files", file.value.clone()))?;
-        fsutil::make_parents(root, &dest)
-            .map_err(self.io("files", format!("cannot create the parents of {}", file.value)))?;
+        fsutil::in_root(root, &file.value).map_err(self.io("files", file.value.clone()))?;
         let text = kiln_core::stagekey::rpm_macros(self.plan());
-        fs::write(&dest, text).map_err(self.io("files", format!("cannot write {}", file.value)))?;
-        fs::set_permissions(&dest, fs::Permissions::from_mode(0o644))
-            .map_err(self.io("files", format!("cannot set the mode of {}", file.value)))?;
+        tree::Tree::open(root)
+            .and_then(|tree| tree.create_file(&file.value, 0o644, &mut text.as_bytes()))
+            .map_err(self.io("files", format!("cannot write {}", file.value)))?;
         self.log.note(&format!("wrote the macros to {}", file.value));
         Ok(())
     }
@@ -1091,17 +1184,13 @@ impl Engine<'_> {
             "kiln-packages".to_string(),
         ];
         argv.extend(names.iter().cloned());
-        let req = InsideRun {
-            root: self.root.clone(),
+        let mut req = InsideRun::image(
+            &self.root,
             argv,
-            env: script_env(&plan, self.req.source_date_epoch, &[]),
-            network: true,
-            binds: Vec::new(),
-            timeout: Some(Duration::from_secs(
-                u64::try_from(plan.build.timeout.value).unwrap_or(1800),
-            )),
-            interactive: false,
-        };
+            script_env(&plan, self.req.source_date_epoch, &[]),
+            Some(step_timeout(&plan)),
+        );
+        req.network = true;
         self.log.reset_tail();
         self.log.reporter().step("apt-get install");
         self.log
@@ -1156,50 +1245,62 @@ impl Engine<'_> {
             return Ok(());
         }
         // Package scripts must not start daemons in the image (SPEC §3.2).
-        let policy = root.join(POLICY_RC_D);
-        let had_policy = policy.exists();
+        // Written and removed inside the tree's root: a /usr/sbin that is a
+        // symlink leads elsewhere in the tree, never onto the host.
+        let tree = tree::Tree::open(root).map_err(self.io("image-scripts", "cannot open the tree".into()))?;
+        let had_policy = tree.exists(POLICY_RC_D);
         if !had_policy {
-            if let Some(dir) = policy.parent() {
-                fs::create_dir_all(dir).map_err(self.io("image-scripts", "cannot create /usr/sbin".into()))?;
-            }
-            fs::write(&policy, "#!/bin/sh\nexit 101\n")
-                .map_err(self.io("image-scripts", "cannot write policy-rc.d".into()))?;
-            fs::set_permissions(&policy, fs::Permissions::from_mode(0o755))
+            tree.create_file(POLICY_RC_D, 0o755, &mut &b"#!/bin/sh\nexit 101\n"[..])
                 .map_err(self.io("image-scripts", "cannot write policy-rc.d".into()))?;
         }
         let result = self.run_image_scripts(root, scripts, sub);
         if !had_policy {
-            let _ = fs::remove_file(&policy);
+            let _ = tree.remove_file(POLICY_RC_D);
         }
         result
+    }
+
+    /// A kiln-owned copy of a script: read from the repository without
+    /// following any symlink (or from the git mirror), so what runs is
+    /// exactly what was hashed.
+    fn staged_script(&self, s: &Script, stage: &str) -> Result<(PathBuf, bool), BuildError> {
+        let dir = self.work.join("scripts");
+        fs::create_dir_all(&dir).map_err(self.io(stage, format!("cannot create {}", dir.display())))?;
+        let staged = dir.join(&s.name);
+        let mut source = match (&s.path, &s.git) {
+            (Some(p), _) => tree::Tree::open(&self.req.repo)
+                .and_then(|repo| repo.read_regular(p))
+                .map_err(|e| self.fail(stage, Some(&s.name), None, format!("cannot read script {p}: {e}")))?,
+            _ => {
+                let path = self.script_source(s, stage)?;
+                fs::File::open(&path).map_err(self.io(stage, format!("cannot read {}", path.display())))?
+            }
+        };
+        let executable = source.metadata().is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
+        let _ = fs::remove_file(&staged);
+        let mut out =
+            fs::File::create(&staged).map_err(self.io(stage, format!("cannot write {}", staged.display())))?;
+        std::io::copy(&mut source, &mut out).map_err(self.io(stage, format!("cannot copy script {}", s.name)))?;
+        Ok((staged, executable))
     }
 
     fn run_image_scripts(&mut self, root: &Path, scripts: &[Script], sub: Option<&str>) -> Result<(), BuildError> {
         let plan = self.plan().clone();
         for s in scripts {
-            let source = self.script_source(s, "image-scripts")?;
+            let (source, executable) = self.staged_script(s, "image-scripts")?;
             let inside_path = format!("/run/kiln/scripts/{}", s.name);
             let mut env = script_env(&plan, self.req.source_date_epoch, &[("KILN_SCRIPT", s.name.clone())]);
             if let Some(sub) = sub {
                 env.push(("KILN_SUBPROFILE".into(), sub.to_string()));
             }
-            let executable = is_executable(&source);
             let argv = if executable {
                 vec![inside_path.clone()]
             } else {
                 vec!["/bin/sh".to_string(), inside_path.clone()]
             };
-            let req = InsideRun {
-                root: root.to_path_buf(),
-                argv,
-                env,
-                network: plan.build.network.value,
-                binds: vec![(source.clone(), inside_path.clone(), true)],
-                timeout: Some(Duration::from_secs(
-                    u64::try_from(plan.build.timeout.value).unwrap_or(1800),
-                )),
-                interactive: false,
-            };
+            let mut req = InsideRun::image(root, argv, env, Some(step_timeout(&plan)));
+            req.network = plan.build.network.value;
+            req.copies = vec![(source.clone(), inside_path.clone(), 0o755)];
             let step = format!("{} ({})", s.name, s.feature.as_deref().unwrap_or("image"));
             self.log.reset_tail();
             self.log.reporter().step(&step);
@@ -1220,7 +1321,7 @@ impl Engine<'_> {
                     Some(format!(
                         "{} (inside the image, from {})",
                         req.argv.join(" "),
-                        source.display()
+                        s.path.as_deref().unwrap_or(&s.name)
                     )),
                     format!("script `{}` {}", s.name, ended.describe()),
                 );
@@ -1247,53 +1348,94 @@ impl Engine<'_> {
         let _ = self.inside.run(&req, &self.log);
     }
 
+    /// Build-side scripts (docs/sandbox.md): the host's tools in a sandbox
+    /// of their own, the tree at `$KILN_ROOT` (writable), the repository
+    /// read-only as the working directory, nothing else of the host.
     fn build_scripts(&mut self, root: &Path, scripts: &[Script], sub: Option<&str>) -> Result<(), BuildError> {
         let plan = self.plan().clone();
-        let timeout = Duration::from_secs(u64::try_from(plan.build.timeout.value).unwrap_or(1800));
         for s in scripts {
-            let source = self.script_source(s, "scripts")?;
+            let (source, executable) = self.staged_script(s, "scripts")?;
+            let inside_path = format!("/run/kiln/scripts/{}", s.name);
             let mut extra = vec![
-                ("KILN_ROOT", root.display().to_string()),
-                ("KILN_OUTDIR", self.req.outdir.display().to_string()),
+                ("KILN_ROOT", HOST_VIEW_ROOT.to_string()),
                 ("KILN_SCRIPT", s.name.clone()),
             ];
             if let Some(sub) = sub {
                 extra.push(("KILN_SUBPROFILE", sub.to_string()));
             }
             let env = script_env(&plan, self.req.source_date_epoch, &extra);
-            let executable = is_executable(&source);
-            let mut cmd = if executable {
-                Command::new(&source)
+            let argv = if executable {
+                vec![inside_path.clone()]
             } else {
-                let mut c = Command::new("/bin/sh");
-                c.arg(&source);
-                c
+                vec!["/bin/sh".to_string(), inside_path.clone()]
             };
-            cmd.env_clear().envs(env).current_dir(&self.req.repo);
+            let req = self.host_view(
+                argv,
+                env,
+                vec![
+                    (root.to_path_buf(), HOST_VIEW_ROOT.into(), false),
+                    (self.req.repo.clone(), HOST_VIEW_REPO.into(), true),
+                ],
+                vec![(source.clone(), inside_path.clone(), 0o755)],
+                plan.build.network.value,
+            )?;
             let step = format!("{} ({})", s.name, s.feature.as_deref().unwrap_or("image"));
             self.log.reset_tail();
             self.log.reporter().step(&step);
-            self.log.note(&format!("$ {}", source.display()));
+            self.log.note(&format!("$ [build side] {}", req.argv.join(" ")));
             let start = Instant::now();
-            let ended = run_logged(cmd, &self.log, Some(timeout)).map_err(|e| {
-                self.fail(
-                    "scripts",
-                    Some(&step),
-                    Some(source.display().to_string()),
-                    format!("cannot run: {e}"),
-                )
-            })?;
+            let command = format!(
+                "{} (build side, from {})",
+                req.argv.join(" "),
+                s.path.as_deref().unwrap_or(&s.name)
+            );
+            let ended = self
+                .inside
+                .run(&req, &self.log)
+                .map_err(|m| self.fail("scripts", Some(&step), Some(command.clone()), m))?;
             if !ended.success() {
                 return Err(self.fail(
                     "scripts",
                     Some(&step),
-                    Some(format!("{} (build side)", source.display())),
+                    Some(command),
                     format!("script `{}` {}", s.name, ended.describe()),
                 ));
             }
             self.record_script("scripts", s, &source, sub, start.elapsed().as_secs_f64());
         }
         Ok(())
+    }
+
+    /// A run in the host view: an empty directory of the work tree as the
+    /// view's mount point, the repository's directory as cwd when bound.
+    fn host_view(
+        &self,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        binds: Vec<(PathBuf, String, bool)>,
+        copies: Vec<(PathBuf, String, u32)>,
+        network: bool,
+    ) -> Result<InsideRun, BuildError> {
+        let view_root = self.work.join("host-view");
+        fs::create_dir_all(&view_root).map_err(self.io("scripts", format!("cannot create {}", view_root.display())))?;
+        let cwd = if binds.iter().any(|(_, t, _)| t == HOST_VIEW_REPO) {
+            HOST_VIEW_REPO
+        } else {
+            "/"
+        };
+        Ok(InsideRun {
+            root: view_root,
+            view: View::Host,
+            argv,
+            env,
+            cwd: cwd.into(),
+            network,
+            binds,
+            copies,
+            nested_mounts: false,
+            timeout: Some(step_timeout(self.plan())),
+            interactive: false,
+        })
     }
 
     fn outputs(&mut self) -> Result<(), BuildError> {
@@ -1448,22 +1590,18 @@ impl Engine<'_> {
                 script += &format!("apt-get purge -y -q {}\n", purge.join(" "));
             }
             script += "apt-get clean\nrm -rf /var/lib/apt/lists/*\n";
-            let req = InsideRun {
-                root: tree.to_path_buf(),
-                argv: vec!["/bin/sh".into(), "-c".into(), script],
-                env: script_env(
+            let mut req = InsideRun::image(
+                tree,
+                vec!["/bin/sh".into(), "-c".into(), script],
+                script_env(
                     &plan,
                     self.req.source_date_epoch,
                     &[("KILN_SUBPROFILE", sub.name.clone())],
                 ),
-                // The package manager needs the mirror; scripts do not get it.
-                network: true,
-                binds: Vec::new(),
-                timeout: Some(Duration::from_secs(
-                    u64::try_from(plan.build.timeout.value).unwrap_or(1800),
-                )),
-                interactive: false,
-            };
+                Some(step_timeout(&plan)),
+            );
+            // The package manager needs the mirror; scripts do not get it.
+            req.network = true;
             let ended = self
                 .inside
                 .run(&req, &self.log)
@@ -1497,7 +1635,7 @@ impl Engine<'_> {
         let plan = self.plan().clone();
         let packages = match self.packages.take() {
             Some(p) => p,
-            None => dpkg::parse_status(&fs::read_to_string(self.root.join("var/lib/dpkg/status")).unwrap_or_default()),
+            None => dpkg::parse_status(&dpkg_status(&self.root)),
         };
         let manifest = Manifest {
             schema: manifest::MANIFEST_SCHEMA,
@@ -1572,56 +1710,34 @@ impl Engine<'_> {
     }
 }
 
-/// Scripts with an execute bit run directly; others through `/bin/sh`.
-fn is_executable(path: &Path) -> bool {
-    fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+/// The plan's limit for one step inside the sandbox.
+fn step_timeout(plan: &Plan) -> Duration {
+    Duration::from_secs(u64::try_from(plan.build.timeout.value).unwrap_or(1800))
 }
 
-/// The cleanup stage (SPEC §3.1): apt lists and caches, machine-id emptied,
-/// logs truncated.
+/// The cleanup stage (docs/profiles.md): apt lists and caches, machine-id
+/// emptied, logs truncated. Every path resolves inside the tree's root and
+/// nothing is removed or truncated through a symlink.
 pub fn cleanup(root: &Path) -> std::io::Result<()> {
-    let empty_dir = |rel: &str| -> std::io::Result<()> {
-        let dir = root.join(rel);
-        if let Ok(rd) = fs::read_dir(&dir) {
-            for e in rd.flatten() {
-                let p = e.path();
-                let m = p.symlink_metadata()?;
-                if m.is_dir() {
-                    if rel.ends_with("archives") && p.file_name().is_some_and(|n| n == "partial") {
-                        continue;
-                    }
-                    fs::remove_dir_all(&p)?;
-                } else if p.file_name().is_some_and(|n| n != "lock") {
-                    fs::remove_file(&p)?;
-                }
-            }
-        }
-        Ok(())
-    };
-    empty_dir("var/lib/apt/lists")?;
-    empty_dir("var/cache/apt/archives")?;
+    let tree = tree::Tree::open(root)?;
+    tree.clear_dir("var/lib/apt/lists", |name, _| name != "lock")?;
+    tree.clear_dir("var/cache/apt/archives", |name, kind| {
+        !(name == "lock" || (name == "partial" && kind == tree::EntryKind::Dir))
+    })?;
     for f in ["var/cache/apt/pkgcache.bin", "var/cache/apt/srcpkgcache.bin"] {
-        let _ = fs::remove_file(root.join(f));
+        tree.remove_file(f)?;
     }
-    let mid = root.join("etc/machine-id");
-    if mid.exists() {
-        fs::write(&mid, "")?;
-    }
-    let _ = fs::remove_file(root.join("var/lib/dbus/machine-id"));
-    let mut stack = vec![root.join("var/log")];
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&dir) else { continue };
-        for e in rd.flatten() {
-            let p = e.path();
-            let m = p.symlink_metadata()?;
-            if m.is_dir() {
-                stack.push(p);
-            } else if m.is_file() {
-                fs::OpenOptions::new().write(true).truncate(true).open(&p)?;
-            }
-        }
-    }
-    Ok(())
+    tree.truncate("etc/machine-id")?;
+    tree.remove_file("var/lib/dbus/machine-id")?;
+    tree.truncate_all("var/log")
+}
+
+/// The tree's dpkg status database (read inside the tree's root), or
+/// nothing.
+fn dpkg_status(root: &Path) -> String {
+    tree::Tree::open(root)
+        .and_then(|t| t.read_to_string("var/lib/dpkg/status"))
+        .unwrap_or_default()
 }
 
 fn repo_info(repo: &Path) -> RepoInfo {

@@ -300,15 +300,9 @@ fn run(
     } else {
         vec!["/bin/sh".into(), inside_path.clone()]
     };
-    let run = InsideRun {
-        root: root.clone(),
-        argv: argv.clone(),
-        env,
-        network: req.network,
-        binds: vec![(req.script_path.clone(), inside_path, true)],
-        timeout: Some(req.timeout),
-        interactive: false,
-    };
+    let mut run = InsideRun::image(&root, argv.clone(), env, Some(req.timeout));
+    run.network = req.network;
+    run.copies = vec![(req.script_path.clone(), inside_path, 0o755)];
     log.reporter().step(&req.script.origin);
     log.note(&format!("$ [inside {}] {}", req.source.reference(), argv.join(" ")));
     let ended = inside.run(&run, log).map_err(|m| err("script", m))?;

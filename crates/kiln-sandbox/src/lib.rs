@@ -126,10 +126,15 @@
 //!   onto `/` and `chroot`ing into it; the host's mounts then stay
 //!   underneath, unreachable, in the private namespace.
 
+mod confine;
+mod hostview;
 mod mountinfo;
+mod mounts;
 mod protocol;
 mod stage1;
 mod stage2;
+mod sys;
+mod userns;
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -147,7 +152,11 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, pipe2};
 use serde::{Deserialize, Serialize};
 
+pub use confine::{ID_BASE, ID_COUNT};
+pub use hostview::{HOST_DIRS, HOST_ETC};
 pub use mountinfo::mounts_under;
+pub use stage2::{MASKED, READ_ONLY_PROC};
+pub use userns::USERNS_ARG;
 
 use protocol::Report;
 
@@ -171,6 +180,8 @@ pub fn maybe_run_helper() {
         stage1::main()
     } else if arg == INIT_ARG {
         stage2::main()
+    } else if arg == USERNS_ARG {
+        userns::helper_main()
     }
 }
 
@@ -197,6 +208,50 @@ pub struct Spec {
     /// Kill everything this long after [`Sandbox::run`] started the helper
     /// ([`Outcome::TimedOut`]).
     pub timeout: Option<Duration>,
+    /// What the root is: the tree itself, or the host's programs.
+    #[serde(default)]
+    pub view: View,
+    /// Host files copied into the sandbox's own tmpfs before the command
+    /// starts (never bind-mounted: nothing of the host file is reachable).
+    #[serde(default)]
+    pub copies: Vec<CopyIn>,
+    /// Let the command mount in namespaces of its own (the package bootstrap,
+    /// which mounts `/proc` and `/dev` in the tree it builds). Its user
+    /// namespace still keeps it from mounting anything of the host; the
+    /// seccomp filter allows the mount calls and keeps the rest.
+    #[serde(default)]
+    pub nested_mounts: bool,
+    /// Run even if the kernel cannot give the documented confinement (no user
+    /// namespaces, no idmapped mounts on the tree's filesystem, no seccomp):
+    /// then with whatever it can give. Never the default.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// The sandbox's root.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum View {
+    /// [`Spec::root`] is the tree the command runs in (an image).
+    #[default]
+    Tree,
+    /// A read-only tmpfs mounted on [`Spec::root`] (an empty directory)
+    /// holding the host's programs and libraries read-only ([`HOST_DIRS`]),
+    /// an `/etc` of the listed public files ([`HOST_ETC`]), and the binds.
+    /// For commands that run host tools on a tree: build-side scripts, the
+    /// package bootstrap.
+    Host,
+}
+
+/// A host file copied into the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyIn {
+    /// Host file (read by the sandbox's setup as the caller).
+    pub source: PathBuf,
+    /// Absolute path under `/run` or `/tmp` (the sandbox's own tmpfs).
+    pub target: String,
+    /// Permission bits of the copy.
+    pub mode: u32,
 }
 
 impl Spec {
@@ -212,6 +267,10 @@ impl Spec {
             network: false,
             binds: Vec::new(),
             timeout: None,
+            view: View::Tree,
+            copies: Vec::new(),
+            nested_mounts: false,
+            insecure: false,
         }
     }
 
@@ -248,6 +307,16 @@ impl Spec {
                     "bind target {:?} (from {}) must be an absolute path below /",
                     bind.target,
                     bind.source.display()
+                ));
+            }
+        }
+        for copy in &self.copies {
+            let under_tmpfs = ["/run/", "/tmp/"].iter().any(|p| copy.target.starts_with(p));
+            if !under_tmpfs || copy.target.split('/').any(|c| c == "..") {
+                return bad(format!(
+                    "copy target {:?} (from {}) must be a path under /run or /tmp",
+                    copy.target,
+                    copy.source.display()
                 ));
             }
         }

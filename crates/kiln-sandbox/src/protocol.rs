@@ -30,6 +30,8 @@ pub(crate) const ENV_STATUS: &str = "KILN_SANDBOX_STATUS";
 pub(crate) const ENV_CALLER: &str = "KILN_SANDBOX_CALLER";
 /// PID of stage 1 (in the host's PID namespace); stage 2 checks it.
 pub(crate) const ENV_STAGE1: &str = "KILN_SANDBOX_STAGE1";
+/// The sandbox's user namespace, `/proc/<stage 1 pid>/fd/<n>`, for stage 2.
+pub(crate) const ENV_USERNS: &str = "KILN_SANDBOX_USERNS";
 
 /// Exit code of a helper stage whose setup failed (the report says why).
 pub(crate) const SETUP_FAILED_EXIT: i32 = 125;

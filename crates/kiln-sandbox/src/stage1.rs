@@ -1,5 +1,6 @@
 //! Stage 1 of the helper: create the namespaces, start PID 1, wait.
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 
@@ -9,8 +10,8 @@ use nix::sys::prctl::set_pdeathsig;
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::getppid;
 
-use crate::INIT_ARG;
-use crate::protocol::{self, ENV_CALLER, ENV_STAGE1, Report, SETUP_FAILED_EXIT, StatusWriter};
+use crate::protocol::{self, ENV_CALLER, ENV_STAGE1, ENV_USERNS, Report, SETUP_FAILED_EXIT, StatusWriter};
+use crate::{INIT_ARG, userns};
 
 /// A failed setup step.
 pub(crate) struct Failure {
@@ -68,6 +69,15 @@ fn run(status: &StatusWriter) -> Result<i32, Failure> {
     let spec = protocol::decode_spec().map_err(|e| fail("spec", e))?;
     check_root(&spec.root)?;
 
+    // The command's user namespace, made while we are still in the host's
+    // PID namespace (its helper's PID is the one /proc shows). Kept open
+    // until the end; stage 2 opens it through our descriptor table.
+    let userns = match userns::create() {
+        Ok(fd) => Some(fd),
+        Err(_) if spec.insecure => None,
+        Err(e) => return Err(fail("user namespace", e)),
+    };
+
     // Signals are taken with sigwait: SIGCHLD (PID 1 ended), SIGTERM/SIGHUP
     // (stop: kill PID 1, wait for the namespace to empty), SIGINT/SIGQUIT
     // (the terminal's Ctrl-C/Ctrl-\: ignored here; the command gets them
@@ -103,13 +113,18 @@ fn run(status: &StatusWriter) -> Result<i32, Failure> {
 
     // After unshare(CLONE_NEWPID) our first child is PID 1 of the new
     // namespace. /proc/self/exe: the very binary we are, even if replaced.
-    let mut child = Command::new("/proc/self/exe")
-        .arg(INIT_ARG)
+    let mut init = Command::new("/proc/self/exe");
+    init.arg(INIT_ARG)
         .env_clear()
         .envs(protocol::passthrough_env())
-        .env(ENV_STAGE1, std::process::id().to_string())
-        .spawn()
-        .map_err(|e| fail("start init", e.to_string()))?;
+        .env(ENV_STAGE1, std::process::id().to_string());
+    if let Some(fd) = &userns {
+        init.env(
+            ENV_USERNS,
+            format!("/proc/{}/fd/{}", std::process::id(), fd.as_raw_fd()),
+        );
+    }
+    let mut child = init.spawn().map_err(|e| fail("start init", e.to_string()))?;
 
     let report = match wait(&mut child, &signals) {
         Ok(Some(exit)) => {

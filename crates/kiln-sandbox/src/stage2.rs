@@ -4,8 +4,8 @@
 use std::convert::Infallible;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::symlink;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
 use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
@@ -19,9 +19,10 @@ use nix::sys::stat::{Mode, SFlag, fstat, umask};
 use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::unistd::{chdir, chroot, pivot_root, sethostname};
 
-use crate::protocol::{self, ENV_STAGE1, Report, SETUP_FAILED_EXIT, StatusWriter};
+use crate::confine::{self, ID_BASE};
+use crate::protocol::{self, ENV_STAGE1, ENV_USERNS, Report, SETUP_FAILED_EXIT, StatusWriter};
 use crate::stage1::{Failure, check_root, fail};
-use crate::{Bind, Spec};
+use crate::{Bind, CopyIn, Spec, View, hostview, mounts, sys};
 
 /// Device nodes bound from the host into the sandbox's `/dev`.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -56,7 +57,7 @@ fn parent_is_stage1() -> bool {
 }
 
 /// A host file or directory opened (`O_PATH`) before leaving the host's tree;
-/// mounted later through `/proc/self/fd/N`.
+/// mounted later from the descriptor (`open_tree`).
 struct HostPath {
     fd: OwnedFd,
     is_dir: bool,
@@ -69,11 +70,40 @@ impl HostPath {
         let is_dir = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
         Ok(Self { fd, is_dir })
     }
+}
 
-    /// Its path through the sandbox's own `/proc`.
-    fn proc_path(&self) -> String {
-        format!("/proc/self/fd/{}", self.fd.as_raw_fd())
+/// How the command is confined: the user namespace it enters (and whose
+/// mapping the tree's mount gets), if any.
+struct Confined {
+    userns: Option<OwnedFd>,
+}
+
+impl Confined {
+    fn idmap(&self) -> Option<BorrowedFd<'_>> {
+        self.userns.as_ref().map(AsFd::as_fd)
     }
+
+    /// Mount options giving a tmpfs's root to the sandbox's root.
+    fn tmpfs_owner(&self) -> String {
+        if self.userns.is_some() {
+            format!(",uid={ID_BASE},gid={ID_BASE}")
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// The user namespace stage 1 made, through `/proc/<stage 1>/fd/<n>`.
+fn open_userns(spec: &Spec) -> Result<Confined, Failure> {
+    let Some(path) = std::env::var_os(ENV_USERNS) else {
+        if spec.insecure {
+            return Ok(Confined { userns: None });
+        }
+        return Err(fail("user namespace", "stage 1 passed no user namespace"));
+    };
+    let fd = open(path.as_os_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| fail("user namespace", format!("open {}: {e}", path.to_string_lossy())))?;
+    Ok(Confined { userns: Some(fd) })
 }
 
 fn setup_and_exec() -> Result<Infallible, Failure> {
@@ -83,6 +113,8 @@ fn setup_and_exec() -> Result<Infallible, Failure> {
         loopback_up().map_err(|e| fail("loopback", e))?;
     }
     let root = check_root(&spec.root)?;
+    let confined = open_userns(&spec)?;
+    let stage1 = stage1_pidfd();
 
     // Everything the sandbox gets from the host is opened now, while the
     // host's tree is still ours to name.
@@ -111,25 +143,72 @@ fn setup_and_exec() -> Result<Infallible, Failure> {
         })?;
         binds.push((bind, host));
     }
+    let mut copies = Vec::new();
+    for copy in &spec.copies {
+        let file = File::open(&copy.source).map_err(|e| {
+            fail(
+                format!("copy {}", copy.target),
+                format!("source {}: {e}", copy.source.display()),
+            )
+        })?;
+        copies.push((copy, file));
+    }
 
-    let pivoted = enter_root(&root)?;
+    if spec.view == View::Host {
+        mount(
+            Some("tmpfs"),
+            &root,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(format!("mode=755{}", confined.tmpfs_owner()).as_str()),
+        )
+        .map_err(|e| fail("host view", format!("tmpfs on {}: {e}", root.display())))?;
+        hostview::build(&root)?;
+    }
+
+    let idmap_root = if spec.view == View::Tree {
+        confined.idmap()
+    } else {
+        None
+    };
+    let pivoted = enter_root(&root, idmap_root)?;
+    if confined.userns.is_some() {
+        // Files kiln creates from here on (mount points, copies) belong to
+        // the sandbox's root, and through the tree's idmapped mount to root.
+        sys::set_fs_ids(ID_BASE, ID_BASE);
+    }
 
     // From here on every path is inside the tree: symlinks in it resolve in
     // it. The old root is still attached (stacked on top of "/" after
     // pivot_root, or underneath after the chroot fallback), so the host paths
-    // opened above can be bound through /proc/self/fd.
+    // opened above can still be attached through their descriptors.
+    let owner = confined.tmpfs_owner();
     mount_proc()?;
     mount_sys()?;
-    mount_dev(&devices)?;
-    mount_tmpfs("/tmp", "mode=1777")?;
-    mount_tmpfs("/run", "mode=755")?;
+    mount_dev(&devices, &owner)?;
+    mount_tmpfs("/tmp", &format!("mode=1777{owner}"))?;
+    mount_tmpfs("/run", &format!("mode=755{owner}"))?;
     if let Some(resolv) = &resolv {
         bind_resolv_conf(resolv)?;
     }
     for (bind, host) in &binds {
-        bind_caller(bind, host)?;
+        bind_caller(bind, host, &confined, spec.insecure)?;
     }
-    protect_proc()?;
+    for (copy, file) in copies {
+        copy_in(copy, file)?;
+    }
+    if !spec.nested_mounts {
+        // A fresh proc in a namespace of the command's own needs a fully
+        // visible one here; only the bootstrap (which mounts one) goes
+        // without these. Its user namespace keeps it out of what they hide.
+        if let Some((_, null)) = devices.first() {
+            mask_paths(null)?;
+        }
+        protect_proc()?;
+    }
+    if spec.view == View::Host {
+        remount_read_only(Path::new("/")).map_err(|e| fail("host view", e))?;
+    }
 
     if pivoted {
         // cwd is still the new root, under the old root stacked on it.
@@ -141,8 +220,109 @@ fn setup_and_exec() -> Result<Infallible, Failure> {
     drop(binds);
 
     sethostname(&spec.hostname).map_err(|e| fail("hostname", format!("{:?}: {e}", spec.hostname)))?;
+    if let Some(userns) = &confined.userns {
+        confine::enter_userns(userns).map_err(|e| fail("user namespace", e))?;
+    }
+    drop(confined);
+    let confinement = confine::drop_capabilities(spec.nested_mounts)
+        .map_err(|e| fail("capabilities", e))
+        .and_then(|()| confine::seccomp(spec.nested_mounts).map_err(|e| fail("seccomp", e)));
+    if let Err(e) = confinement
+        && !spec.insecure
+    {
+        return Err(e);
+    }
+    // Changing credentials (fsuid above, the user namespace) cleared the
+    // parent-death signal: set it again, then make sure stage 1 did not die
+    // in between.
+    rearm_parent_death(stage1.as_ref()).map_err(|e| fail("parent death signal", e))?;
     chdir(spec.cwd.as_str()).map_err(|e| fail("cwd", format!("{}: {e}", spec.cwd)))?;
     Err(exec(&spec))
+}
+
+/// A pidfd of stage 1 (our parent, outside our PID namespace).
+fn stage1_pidfd() -> Option<OwnedFd> {
+    let pid = std::env::var(ENV_STAGE1).ok()?.parse::<i32>().ok()?;
+    let pid = rustix::process::Pid::from_raw(pid)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+}
+
+fn rearm_parent_death(stage1: Option<&OwnedFd>) -> Result<(), String> {
+    set_pdeathsig(Signal::SIGKILL).map_err(|e| e.to_string())?;
+    let Some(fd) = stage1 else { return Ok(()) };
+    let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+    let ready = rustix::event::poll(&mut fds, Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 }))
+        .map_err(|e| format!("poll stage 1: {e}"))?;
+    if ready > 0 {
+        // Stage 1 is gone: nobody waits for us.
+        std::process::exit(SETUP_FAILED_EXIT);
+    }
+    Ok(())
+}
+
+/// Paths of `/proc` and `/sys` that tell about, or act on, the host rather
+/// than the sandbox (the list OCI runtimes mask): files get `/dev/null`
+/// bound over them, directories an empty read-only tmpfs.
+pub const MASKED: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/key-users",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/kallsyms",
+    "/proc/kmsg",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+    "/sys/kernel/debug",
+    "/sys/kernel/security",
+];
+/// Made read-only (besides `/proc/sys` and `/proc/sysrq-trigger`).
+pub const READ_ONLY_PROC: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq"];
+
+fn mask_paths(null: &HostPath) -> Result<(), Failure> {
+    for path in MASKED {
+        let step = || format!("mask {path}");
+        let Ok(meta) = fs::symlink_metadata(path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            mount(
+                Some("tmpfs"),
+                *path,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some("size=0,mode=555"),
+            )
+            .map_err(|e| fail(step(), format!("tmpfs on {path}: {e}")))?;
+        } else {
+            bind_host(null, Path::new(path), true).map_err(|e| fail(step(), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies a host file (opened before `pivot_root`) into the sandbox's tmpfs.
+fn copy_in(copy: &CopyIn, mut file: File) -> Result<(), Failure> {
+    let step = || format!("copy {}", copy.target);
+    let target = Path::new(&copy.target);
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent).map_err(|e| fail(step(), format!("create {}: {e}", parent.display())))?;
+    }
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(copy.mode & 0o7777)
+        .open(target)
+        .map_err(|e| fail(step(), format!("create {}: {e}", copy.target)))?;
+    io::copy(&mut file, &mut out).map_err(|e| fail(step(), format!("copy from {}: {e}", copy.source.display())))?;
+    out.set_permissions(fs::Permissions::from_mode(copy.mode & 0o7777))
+        .map_err(|e| fail(step(), format!("chmod {}: {e}", copy.target)))
 }
 
 fn exec(spec: &Spec) -> Failure {
@@ -167,18 +347,26 @@ fn exec(spec: &Spec) -> Failure {
     }
 }
 
-/// Binds the tree onto itself (pivot_root needs a mount point) and makes it
-/// the root. Returns whether `pivot_root` was used (then the old root must
+/// Makes the tree the root: a bind of it onto itself (pivot_root needs a
+/// mount point), idmapped through `idmap` when the command gets a user
+/// namespace. Returns whether `pivot_root` was used (then the old root must
 /// still be detached) rather than the chroot fallback.
-fn enter_root(root: &Path) -> Result<bool, Failure> {
-    mount(
-        Some(root),
-        root,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| fail("bind root", format!("{}: {e}", root.display())))?;
+fn enter_root(root: &Path, idmap: Option<BorrowedFd<'_>>) -> Result<bool, Failure> {
+    match idmap {
+        Some(userns) => {
+            let tree =
+                mounts::clone_path(root, true).map_err(|e| fail("idmap root", format!("{}: {e}", root.display())))?;
+            mounts::attach(tree, root, true, false, Some(userns)).map_err(|e| fail("idmap root", e))?;
+        }
+        None => mount(
+            Some(root),
+            root,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| fail("bind root", format!("{}: {e}", root.display())))?,
+    }
     chdir(root).map_err(|e| fail("bind root", format!("chdir {}: {e}", root.display())))?;
     match pivot_root(".", ".") {
         Ok(()) => Ok(true),
@@ -232,8 +420,13 @@ fn mount_tmpfs(path: &str, data: &str) -> Result<(), Failure> {
     mount_fs(path, "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(data))
 }
 
-fn mount_dev(devices: &[(String, HostPath)]) -> Result<(), Failure> {
-    mount_fs("/dev", "tmpfs", MsFlags::MS_NOSUID, Some("mode=755,size=65536k"))?;
+fn mount_dev(devices: &[(String, HostPath)], owner: &str) -> Result<(), Failure> {
+    mount_fs(
+        "/dev",
+        "tmpfs",
+        MsFlags::MS_NOSUID,
+        Some(&format!("mode=755,size=65536k{owner}")),
+    )?;
     for (path, host) in devices {
         let step = || format!("dev {path}");
         File::create(path).map_err(|e| fail(step(), format!("create {path}: {e}")))?;
@@ -243,7 +436,7 @@ fn mount_dev(devices: &[(String, HostPath)]) -> Result<(), Failure> {
         "/dev/pts",
         "devpts",
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        Some("newinstance,ptmxmode=0666,mode=0620"),
     )?;
     for (link, target) in [
         ("/dev/ptmx", "pts/ptmx"),
@@ -258,14 +451,15 @@ fn mount_dev(devices: &[(String, HostPath)]) -> Result<(), Failure> {
         "/dev/shm",
         "tmpfs",
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=1777"),
+        Some(&format!("mode=1777{owner}")),
     )
 }
 
-/// `/proc/sys` and `/proc/sysrq-trigger` read-only: most sysctls are not
-/// namespaced, and a script must not change the host kernel.
+/// `/proc/sys`, `/proc/sysrq-trigger` and [`READ_ONLY_PROC`] read-only:
+/// most sysctls are not namespaced, and a script must not change the host
+/// kernel.
 fn protect_proc() -> Result<(), Failure> {
-    for path in ["/proc/sys", "/proc/sysrq-trigger"] {
+    for &path in ["/proc/sys", "/proc/sysrq-trigger"].iter().chain(READ_ONLY_PROC) {
         let step = || format!("protect {path}");
         if fs::symlink_metadata(path).is_err() {
             continue;
@@ -285,18 +479,9 @@ fn protect_proc() -> Result<(), Failure> {
 
 /// Binds `host` onto `target` (which exists), read-only if asked.
 fn bind_host(host: &HostPath, target: &Path, read_only: bool) -> Result<(), String> {
-    mount(
-        Some(host.proc_path().as_str()),
-        target,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .map_err(|e| format!("bind onto {}: {e}", target.display()))?;
-    if read_only {
-        remount_read_only(target)?;
-    }
-    Ok(())
+    let tree =
+        mounts::clone_fd(host.fd.as_fd(), false).map_err(|e| format!("open_tree for {}: {e}", target.display()))?;
+    mounts::attach(tree, target, false, read_only, None)
 }
 
 /// Makes the bind mount at `target` read-only, keeping the flags it has
@@ -323,8 +508,12 @@ fn remount_read_only(target: &Path) -> Result<(), String> {
 }
 
 /// A caller's bind: creates the mount point like the source (directory or
-/// empty file) if missing.
-fn bind_caller(bind: &Bind, host: &HostPath) -> Result<(), Failure> {
+/// empty file) if missing. With a user namespace the bind is idmapped like
+/// the tree (so the sandbox's root owns what root owns on the host); a
+/// filesystem that cannot do that is refused for a writable bind (unless
+/// insecure) and bound as is for a read-only one (its files then belong to
+/// `nobody` inside).
+fn bind_caller(bind: &Bind, host: &HostPath, confined: &Confined, insecure: bool) -> Result<(), Failure> {
     let step = || format!("bind {}", bind.target);
     let target = Path::new(&bind.target);
     if fs::symlink_metadata(target).is_err() {
@@ -342,8 +531,22 @@ fn bind_caller(bind: &Bind, host: &HostPath) -> Result<(), Failure> {
         };
         created.map_err(|e| fail(step(), format!("create mount point {}: {e}", bind.target)))?;
     }
-    bind_host(host, target, bind.read_only)
-        .map_err(|e| fail(step(), format!("{} (source {})", e, bind.source.display())))
+    let clone = || {
+        mounts::clone_fd(host.fd.as_fd(), false)
+            .map_err(|e| fail(step(), format!("open_tree {}: {e}", bind.source.display())))
+    };
+    let idmapped = match confined.idmap() {
+        Some(userns) => mounts::attach(clone()?, target, false, bind.read_only, Some(userns)),
+        None => Err(String::new()),
+    };
+    match idmapped {
+        Ok(()) => Ok(()),
+        Err(e) if confined.userns.is_some() && !bind.read_only && !insecure => {
+            Err(fail(step(), format!("{e} (source {})", bind.source.display())))
+        }
+        Err(_) => mounts::attach(clone()?, target, false, bind.read_only, None)
+            .map_err(|e| fail(step(), format!("{e} (source {})", bind.source.display()))),
+    }
 }
 
 fn bind_resolv_conf(host: &HostPath) -> Result<(), Failure> {

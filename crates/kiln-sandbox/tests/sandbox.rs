@@ -405,10 +405,20 @@ fn the_host_is_not_visible() {
         "/dev/shm",
         "/tmp",
         "/run",
-        "/proc/sys",
     ];
-    if Path::new("/proc/sysrq-trigger").exists() {
-        expected.push("/proc/sysrq-trigger");
+    // Masked and read-only paths of /proc and /sys, those this kernel has.
+    for path in kiln_sandbox::MASKED {
+        if Path::new(path).exists() {
+            expected.push(path);
+        }
+    }
+    for path in ["/proc/sys", "/proc/sysrq-trigger"]
+        .iter()
+        .chain(kiln_sandbox::READ_ONLY_PROC)
+    {
+        if Path::new(path).exists() {
+            expected.push(path);
+        }
     }
     assert_eq!(points, expected, "{mounts}");
 }
