@@ -62,7 +62,36 @@ fn table(statuses: &[ToolStatus]) -> String {
     out
 }
 
-fn report(statuses: &[ToolStatus], json: bool) -> Result<()> {
+/// The sandbox's checks (docs/sandbox.md): user namespaces, seccomp, the
+/// id range, and a confined run on the filesystems trees live on.
+fn sandbox_checks() -> Vec<kiln_sandbox::Check> {
+    let cache = std::env::var_os("KILN_CACHE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(kiln_store::default_root);
+    let work = std::env::var_os("KILN_WORKDIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("/var/tmp/kiln"));
+    match kiln_sandbox::Sandbox::current_exe() {
+        Ok(sandbox) => kiln_sandbox::probe(&sandbox, &[&cache, &work]),
+        Err(e) => vec![kiln_sandbox::Check {
+            name: "sandbox".into(),
+            ok: false,
+            detail: e.to_string(),
+        }],
+    }
+}
+
+fn sandbox_table(checks: &[kiln_sandbox::Check]) -> String {
+    let w = checks.iter().map(|c| c.name.chars().count()).max().unwrap_or(0).max(7);
+    let mut out = format!("\n{:<w$}  {:<6}  DETAIL\n", "SANDBOX", "STATUS");
+    for c in checks {
+        let status = if c.ok { "ok" } else { "NO" };
+        out.push_str(&format!("{:<w$}  {status:<6}  {}\n", c.name, c.detail));
+    }
+    out
+}
+
+fn report(statuses: &[ToolStatus], checks: &[kiln_sandbox::Check], json: bool) -> Result<()> {
     if json {
         let items: Vec<_> = statuses
             .iter()
@@ -77,9 +106,11 @@ fn report(statuses: &[ToolStatus], json: bool) -> Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&items)?);
+        let doc = serde_json::json!({ "tools": items, "sandbox": checks });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print!("{}", table(statuses));
+        print!("{}", sandbox_table(checks));
     }
     Ok(())
 }
@@ -116,12 +147,25 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
             eprintln!();
         }
     }
-    report(&statuses, args.json)?;
+    let checks = sandbox_checks();
+    report(&statuses, &checks, args.json)?;
+    let weak: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.name.as_str()).collect();
+    if !weak.is_empty() {
+        eprintln!(
+            "the sandbox cannot confine scripts as documented here ({}); kiln build and kiln update refuse \
+             to run scripts unless given --insecure-sandbox (see docs/sandbox.md)",
+            weak.join(", ")
+        );
+    }
     if missing.is_empty() {
         if !args.json {
             eprintln!("all {} host tools are present", statuses.len());
         }
-        Ok(ExitCode::SUCCESS)
+        Ok(if weak.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
     } else {
         eprintln!(
             "missing packages: {}\nhint: run `kiln doctor --fix` as root, or `apt-get install {}`",

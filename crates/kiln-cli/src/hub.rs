@@ -1629,6 +1629,11 @@ pub struct BuilderArgs {
     /// This builder's name (as registered with `kiln host add`).
     #[arg(long)]
     name: String,
+    /// A file holding the host token (mode 0600 or stricter). Or set
+    /// KILN_TOKEN; the builder refuses `--token`, since a command line is
+    /// readable by every user of the host.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// Tasks run at once (at most the registered capacity).
     #[arg(long, default_value_t = 1)]
     capacity: usize,
@@ -1650,11 +1655,51 @@ pub struct BuilderArgs {
     stats: bool,
 }
 
+/// A host token from a file that only its owner can read.
+fn read_token_file(path: &Path) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open the token file {}", path.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read the token file {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("the token file {} is not a regular file", path.display());
+    }
+    if meta.mode() & 0o077 != 0 {
+        bail!(
+            "the token file {} is readable by other users (mode {:04o}); chmod 600 it",
+            path.display(),
+            meta.mode() & 0o7777
+        );
+    }
+    if meta.uid() != nix::unistd::geteuid().as_raw() {
+        bail!("the token file {} belongs to another user", path.display());
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut &file, &mut text)
+        .with_context(|| format!("cannot read the token file {}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        bail!("the token file {} is empty", path.display());
+    }
+    Ok(token.to_string())
+}
+
 /// `kiln builder`: heartbeats, claims tasks, runs them, reports. The first
 /// Ctrl-C or SIGTERM stops claiming and lets running tasks finish; the
 /// second interrupts them and hands them back to the hub.
 pub fn builder(a: &BuilderArgs) -> Result<ExitCode> {
+    if std::env::args_os().any(|arg| arg == "--token" || arg.to_string_lossy().starts_with("--token=")) {
+        bail!(
+            "kiln builder does not take --token: every user of this host can read a command line; \
+             pass the host token in KILN_TOKEN or in a file readable only by the builder (--token-file FILE)"
+        );
+    }
     let (hub, token) = a.hub.resolved()?;
+    let token = match &a.token_file {
+        Some(path) => Some(read_token_file(path)?),
+        None => token,
+    };
     let config = match &a.config {
         Some(p) => Some(p.clone()),
         None => Some(PathBuf::from(crate::DEFAULT_BUILDER_CONFIG)).filter(|p| p.is_file()),

@@ -130,6 +130,7 @@ mod confine;
 mod hostview;
 mod mountinfo;
 mod mounts;
+mod probe;
 mod protocol;
 mod stage1;
 mod stage2;
@@ -155,6 +156,7 @@ use serde::{Deserialize, Serialize};
 pub use confine::{ID_BASE, ID_COUNT};
 pub use hostview::{HOST_DIRS, HOST_ETC};
 pub use mountinfo::mounts_under;
+pub use probe::{Check, probe};
 pub use stage2::{MASKED, READ_ONLY_PROC};
 pub use userns::USERNS_ARG;
 

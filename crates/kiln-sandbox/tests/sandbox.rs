@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
     "sh", "sleep", "cat", "ls", "echo", "env", "hostname", "touch", "stat", "mount", "readlink", "grep", "mkdir", "id",
-    "true", "wc", "head",
+    "true", "wc", "head", "mknod", "chown", "umount", "unshare", "dmesg",
 ];
 
 /// Why the tests cannot run here, if they cannot.
@@ -828,4 +828,140 @@ fn many_sandboxes_run_concurrently() {
         assert_eq!(h.join().unwrap(), format!("1 {i}\n"));
     }
     assert_no_mounts(&tree);
+}
+
+// ---------------------------------------------------------------- confinement
+
+#[test]
+fn the_command_is_root_of_its_own_user_namespace_with_little_power() {
+    require_root!();
+    let tree = Tree::new();
+    let out = ok(&tree.sh("id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; \
+         grep -E '^(NoNewPrivs|Seccomp|CapBnd|CapEff):' /proc/self/status"));
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(lines[0], "0", "{out}");
+    assert_eq!(lines[1], "0", "{out}");
+    let map = format!("0 {} {}", kiln_sandbox::ID_BASE, kiln_sandbox::ID_COUNT);
+    let maps: Vec<String> = lines[2..4]
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(maps, [map.clone(), map], "{out}");
+    let field = |name: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(field("NoNewPrivs:"), "1", "{out}");
+    assert_eq!(field("Seccomp:"), "2", "{out}");
+    let bounding = u64::from_str_radix(&field("CapBnd:"), 16).unwrap();
+    for (cap, name) in [
+        (21, "SYS_ADMIN"),
+        (27, "MKNOD"),
+        (2, "DAC_READ_SEARCH"),
+        (16, "SYS_MODULE"),
+        (38, "PERFMON"),
+    ] {
+        assert_eq!(bounding & (1 << cap), 0, "CAP_{name} in the bounding set: {out}");
+    }
+    assert_ne!(bounding & 1, 0, "CAP_CHOWN is kept: {out}");
+}
+
+#[test]
+fn files_written_inside_belong_to_root_and_chosen_ids_on_the_host() {
+    use std::os::unix::fs::MetadataExt;
+    require_root!();
+    let tree = Tree::new();
+    ok(&tree.sh("echo x > /etc/made; mkdir /etc/dir; echo y > /etc/theirs; chown 1000:1001 /etc/theirs"));
+    for name in ["made", "dir"] {
+        let m = fs::symlink_metadata(tree.path().join("etc").join(name)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (0, 0), "{name}");
+    }
+    let m = fs::metadata(tree.path().join("etc/theirs")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (1000, 1001));
+}
+
+#[test]
+fn device_nodes_mounts_and_new_user_namespaces_are_refused() {
+    require_root!();
+    let tree = Tree::new();
+    let out = ok(&tree.sh("mknod /tmp/sda b 8 0 2>/dev/null && echo mknod-block; \
+         mknod /tmp/mem c 1 1 2>/dev/null && echo mknod-char; \
+         mkdir -p /tmp/m; mount -t tmpfs none /tmp/m 2>/dev/null && echo mount-tmpfs; \
+         mount -t devtmpfs none /tmp/m 2>/dev/null && echo mount-devtmpfs; \
+         mount -o remount,rw /sys 2>/dev/null && echo remount-sys; \
+         mount -o remount,rw /proc/sys 2>/dev/null && echo remount-proc-sys; \
+         umount /proc/sys 2>/dev/null && echo umount-proc-sys; \
+         unshare -U true 2>/dev/null && echo unshare-user; \
+         dmesg >/dev/null 2>&1 && echo dmesg; \
+         cat /proc/kcore 2>/dev/null | head -c 1 | wc -c | grep -qv '^0' && echo kcore; \
+         echo done"));
+    assert_eq!(out.trim(), "done", "these succeeded:\n{out}");
+}
+
+#[test]
+fn the_host_view_shows_host_programs_and_no_secrets() {
+    require_root!();
+    let view = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    fs::write(work.path().join("in"), "from the host\n").unwrap();
+    let mut spec = Spec::new(
+        view.path(),
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "test -x /usr/bin/env && echo has-env; test -e /etc/shadow && echo has-shadow; \
+             test -e /etc/passwd && echo has-passwd; touch /usr/kiln-x 2>/dev/null && echo usr-writable; \
+             touch /kiln-x 2>/dev/null && echo root-writable; cat /kiln/root/in; echo made > /kiln/root/out; \
+             cat /run/copied; grep -c ' /run/copied ' /proc/mounts"
+                .into(),
+        ],
+    );
+    spec.view = kiln_sandbox::View::Host;
+    spec.env = vec![("PATH".into(), "/usr/bin:/bin".into())];
+    spec.binds = vec![Bind {
+        source: work.path().to_path_buf(),
+        target: "/kiln/root".into(),
+        read_only: false,
+    }];
+    let copied = work.path().join("copy-source");
+    fs::write(&copied, "copied in\n").unwrap();
+    spec.copies = vec![kiln_sandbox::CopyIn {
+        source: copied,
+        target: "/run/copied".into(),
+        mode: 0o644,
+    }];
+    let (result, out) = run(&spec);
+    // grep -c exits 1 when it counts 0 matches: the copy is no mount.
+    assert_eq!(result.unwrap(), Outcome::Exited(1), "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["has-env", "has-passwd", "from the host", "copied in", "0"],
+        "{out}"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(work.path().join("out")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (0, 0));
+    assert!(
+        fs::read_dir(view.path()).unwrap().next().is_none(),
+        "the view's mount point stays empty"
+    );
+}
+
+#[test]
+fn copies_must_land_on_the_sandbox_tmpfs() {
+    require_root!();
+    let tree = Tree::new();
+    let mut spec = tree.sh("true");
+    spec.copies = vec![kiln_sandbox::CopyIn {
+        source: PathBuf::from("/etc/hostname"),
+        target: "/etc/evil".into(),
+        mode: 0o644,
+    }];
+    let (step, message) = setup_error(&spec);
+    assert_eq!(step, "spec");
+    assert!(message.contains("under /run or /tmp"), "{message}");
 }

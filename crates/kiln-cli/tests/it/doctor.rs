@@ -32,7 +32,7 @@ fn reports_missing_tools_with_their_packages() {
 fn json_report() {
     let r = run(kiln().args(["doctor", "--json"]));
     let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
-    let tools: Vec<&str> = v
+    let tools: Vec<&str> = v["tools"]
         .as_array()
         .expect("array")
         .iter()
@@ -51,6 +51,18 @@ fn json_report() {
             "git"
         ]
     );
-    let all_found = v.as_array().expect("array").iter().all(|t| t["found"] == true);
-    assert_eq!(r.code == 0, all_found, "exit code follows the report");
+    let all_found = v["tools"].as_array().expect("array").iter().all(|t| t["found"] == true);
+    let checks = v["sandbox"].as_array().expect("sandbox checks");
+    let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().expect("name")).collect();
+    assert!(
+        names.contains(&"user namespaces") && names.contains(&"seccomp"),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n.starts_with("sandbox on ")), "{names:?}");
+    let sandbox_ok = checks.iter().all(|c| c["ok"] == true);
+    if nix::unistd::geteuid().is_root() {
+        // Test machines run the sandbox as documented.
+        assert!(sandbox_ok, "{checks:?}");
+    }
+    assert_eq!(r.code == 0, all_found && sandbox_ok, "exit code follows the report");
 }

@@ -443,4 +443,35 @@ fn builders_claim_and_run_tasks() {
         .args(["builder", "--name", "x", "--exit-when-idle", "0"]));
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("is not a host"), "{}", r.stderr);
+
+    // The host token never goes on the command line; a token file must be
+    // private to the builder.
+    let r = run(hub.kiln(None).args([
+        "builder",
+        "--name",
+        "b1",
+        "--exit-when-idle",
+        "0",
+        "--token",
+        &host_token,
+    ]));
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("does not take --token"), "{}", r.stderr);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{host_token}\n")).expect("token file");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let with_file = |hub: &Served| {
+        run(hub
+            .kiln(None)
+            .args(["builder", "--name", "b1", "--exit-when-idle", "0", "--token-file"])
+            .arg(&file))
+    };
+    let r = with_file(&hub);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("readable by other users (mode 0644)"), "{}", r.stderr);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let r = with_file(&hub);
+    assert_eq!(r.code, 0, "{}", r.stderr);
 }
