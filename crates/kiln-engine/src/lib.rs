@@ -283,6 +283,19 @@ struct Engine<'a> {
     remote: std::collections::BTreeMap<String, gitfetch::Fetched>,
     /// The source image of a `[base] from` image and its file.
     source: Option<(kiln_store::catalog::Image, PathBuf)>,
+    /// The writable overlay of the running step, remounted after each
+    /// sandboxed command (which worked on an overlay of its own over the
+    /// same layers: this one's caches are stale then).
+    overlay: Option<StepOverlay>,
+}
+
+/// A step's overlay: its layers and its mount.
+struct StepOverlay {
+    lowers: Vec<PathBuf>,
+    upper: PathBuf,
+    work: PathBuf,
+    target: PathBuf,
+    mount: Option<kiln_store::overlay::Mount>,
 }
 
 /// Builds the plan. On failure nothing is left in `OUTDIR` but the log.
@@ -349,6 +362,7 @@ pub fn build(req: &Request, inside: &dyn Inside) -> Result<Built, BuildError> {
         forced: false,
         remote: std::collections::BTreeMap::new(),
         source: None,
+        overlay: None,
     };
     let mut extra = std::collections::BTreeMap::new();
     for g in kiln_core::stagekey::remote_scripts(plan) {
@@ -611,8 +625,9 @@ impl Engine<'_> {
             fs::create_dir_all(&merged).map_err(self.io(k.id.kind(), format!("cannot create {}", merged.display())))?;
             let upper = pending.layer();
             let ovl_work = pending.overlay_work();
-            let mount = kiln_store::overlay::mount_layers(&self.layers, Some((&upper, &ovl_work)), &merged)
-                .map_err(|e| self.fail(k.id.kind(), k.step.as_deref(), None, e.to_string()))?;
+            let lowers = self.layers.clone();
+            self.mount_overlay(lowers, upper, ovl_work, merged.clone())
+                .map_err(|e| self.fail(k.id.kind(), k.step.as_deref(), None, e))?;
             self.root = merged.clone();
             let r = self.run_step(&k.id);
             if r.is_err() && self.req.keep_workdir {
@@ -623,7 +638,7 @@ impl Engine<'_> {
                     .arg(self.work.join("root"))
                     .status();
             }
-            drop(mount);
+            self.overlay = None;
             r?;
         }
         let record = serde_json::json!({
@@ -636,6 +651,43 @@ impl Engine<'_> {
         self.held.push(entry);
         self.step_done(k, "built", start);
         Ok(())
+    }
+
+    /// Mounts a step's writable overlay and keeps it as the running one.
+    fn mount_overlay(
+        &mut self,
+        lowers: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+        target: PathBuf,
+    ) -> Result<(), String> {
+        self.overlay = None;
+        let mount =
+            kiln_store::overlay::mount_layers(&lowers, Some((&upper, &work)), &target).map_err(|e| e.to_string())?;
+        self.overlay = Some(StepOverlay {
+            lowers,
+            upper,
+            work,
+            target,
+            mount: Some(mount),
+        });
+        Ok(())
+    }
+
+    /// Runs `req` in the sandbox; if it worked on the running overlay,
+    /// mounts that overlay anew so kiln reads what the command left.
+    fn run_inside(&mut self, req: &InsideRun) -> Result<Ended, String> {
+        let ended = self.inside.run(req, &self.log);
+        if let Some(o) = &mut self.overlay
+            && (req.root == o.target || req.binds.iter().any(|(source, _, _)| *source == o.target))
+        {
+            drop(o.mount.take());
+            o.mount = Some(
+                kiln_store::overlay::mount_layers(&o.lowers, Some((&o.upper, &o.work)), &o.target)
+                    .map_err(|e| format!("cannot mount the tree again after the sandbox: {e}"))?,
+            );
+        }
+        ended
     }
 
     fn new_meta(
@@ -988,8 +1040,7 @@ impl Engine<'_> {
         self.log.reporter().step("mmdebstrap");
         self.log.note(&format!("$ [host view] {}", cmd.display()));
         let ended = self
-            .inside
-            .run(&req, &self.log)
+            .run_inside(&req)
             .map_err(|m| self.fail("base", Some("mmdebstrap"), Some(cmd.display()), m))?;
         if ended.success() {
             Ok(())
@@ -1054,8 +1105,7 @@ impl Engine<'_> {
             engine.log.reporter().step(step);
             engine.log.note(&format!("$ [inside] {step} {}", purge.join(" ")));
             let ended = engine
-                .inside
-                .run(&req, &engine.log)
+                .run_inside(&req)
                 .map_err(|m| engine.fail("packages", Some(step), None, m))?;
             if ended.success() {
                 Ok(())
@@ -1196,8 +1246,7 @@ impl Engine<'_> {
         self.log
             .note(&format!("$ [inside] apt-get install {}", names.join(" ")));
         let ended = self
-            .inside
-            .run(&req, &self.log)
+            .run_inside(&req)
             .map_err(|m| self.fail("packages", Some("apt-get install"), None, m))?;
         if ended.success() {
             Ok(())
@@ -1306,7 +1355,7 @@ impl Engine<'_> {
             self.log.reporter().step(&step);
             self.log.note(&format!("$ [inside] {}", req.argv.join(" ")));
             let start = Instant::now();
-            let ended = self.inside.run(&req, &self.log).map_err(|m| {
+            let ended = self.run_inside(&req).map_err(|m| {
                 self.fail(
                     "image-scripts",
                     Some(&step),
@@ -1337,7 +1386,7 @@ impl Engine<'_> {
 
     /// `--shell-on-failure`: an interactive shell in the sandbox where the
     /// failing script ran.
-    fn shell(&self, root: &Path, failed: &InsideRun) {
+    fn shell(&mut self, root: &Path, failed: &InsideRun) {
         eprintln!("kiln: opening a shell in the image at the failing point; exit it to end the build");
         let mut req = failed.clone();
         req.root = root.to_path_buf();
@@ -1345,7 +1394,7 @@ impl Engine<'_> {
         req.timeout = None;
         req.interactive = true;
         req.env.push(("PS1".into(), "kiln-failed# ".into()));
-        let _ = self.inside.run(&req, &self.log);
+        let _ = self.run_inside(&req);
     }
 
     /// Build-side scripts (docs/sandbox.md): the host's tools in a sandbox
@@ -1390,8 +1439,7 @@ impl Engine<'_> {
                 s.path.as_deref().unwrap_or(&s.name)
             );
             let ended = self
-                .inside
-                .run(&req, &self.log)
+                .run_inside(&req)
                 .map_err(|m| self.fail("scripts", Some(&step), Some(command.clone()), m))?;
             if !ended.success() {
                 return Err(self.fail(
@@ -1466,8 +1514,9 @@ impl Engine<'_> {
                 }
                 // The image tree plus the subprofile's additions, in an
                 // overlay: nothing of the image is copied.
-                let mount = kiln_store::overlay::mount_layers(&e.layers, Some((&upper, &ovl_work)), &tree)
-                    .map_err(|m| e.fail("outputs", Some(&sub.name), None, m.to_string()))?;
+                let lowers = e.layers.clone();
+                e.mount_overlay(lowers, upper, ovl_work, tree.clone())
+                    .map_err(|m| e.fail("outputs", Some(&sub.name), None, m))?;
                 let r = e.subprofile_tree(&tree, sub).and_then(|()| {
                     let cmd = args::mksquashfs(&sq, &tree, &dest, epoch, e.req.jobs);
                     e.host(
@@ -1477,7 +1526,7 @@ impl Engine<'_> {
                         None,
                     )
                 });
-                drop(mount);
+                e.overlay = None;
                 let _ = fs::remove_dir_all(&dir);
                 r
             })?;
@@ -1603,8 +1652,7 @@ impl Engine<'_> {
             // The package manager needs the mirror; scripts do not get it.
             req.network = true;
             let ended = self
-                .inside
-                .run(&req, &self.log)
+                .run_inside(&req)
                 .map_err(|m| self.fail("outputs", Some(&step), None, m))?;
             if !ended.success() {
                 return Err(self.fail(

@@ -219,6 +219,9 @@ fn run(
     // Dropped in reverse order: the overlay, then the loop mount below it.
     let mut loop_mount = None;
     let mut overlay = None;
+    // The overlay's layers, to mount it again after the script: the sandbox
+    // worked on an overlay of its own over them.
+    let mut layers = None;
     if req.source.format.is_tar() {
         log.note(&format!(
             "extracting {} ({})",
@@ -267,9 +270,10 @@ fn run(
                 .map_err(io("prepare", "cannot set the root's owner and mode".into()))?;
         }
         overlay = Some(
-            kiln_store::overlay::mount_layers(&[lower], Some((&upper, &ovl)), &root)
+            kiln_store::overlay::mount_layers(std::slice::from_ref(&lower), Some((&upper, &ovl)), &root)
                 .map_err(|e| err("prepare", e.to_string()))?,
         );
+        layers = Some((lower, upper, ovl));
     }
     let t = start.elapsed().as_secs_f64();
     timings.insert("prepare", t);
@@ -306,6 +310,13 @@ fn run(
     log.reporter().step(&req.script.origin);
     log.note(&format!("$ [inside {}] {}", req.source.reference(), argv.join(" ")));
     let ended = inside.run(&run, log).map_err(|m| err("script", m))?;
+    if let Some((lower, upper, ovl)) = &layers {
+        drop(overlay.take());
+        overlay = Some(
+            kiln_store::overlay::mount_layers(std::slice::from_ref(lower), Some((upper, ovl)), &root)
+                .map_err(|e| err("script", format!("cannot mount the tree again after the script: {e}")))?,
+        );
+    }
     if !ended.success() {
         let mut e = err(
             "script",

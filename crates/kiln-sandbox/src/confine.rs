@@ -71,6 +71,14 @@ pub(crate) fn enter_userns(userns: impl AsFd) -> Result<(), String> {
     Ok(())
 }
 
+/// Raises every permitted capability into the effective set (after a
+/// change of the filesystem ids dropped the file capabilities).
+pub(crate) fn raise_effective() -> Result<(), String> {
+    let mut sets = rustix::thread::capabilities(None).map_err(|e| format!("capget: {e}"))?;
+    sets.effective = sets.permitted;
+    rustix::thread::set_capabilities(None, sets).map_err(|e| format!("capset: {e}"))
+}
+
 /// Reduces the capabilities to [`kept_capabilities`] (bounding set, then
 /// effective, permitted and inheritable; ambient cleared) and joins a fresh
 /// session keyring.

@@ -130,6 +130,7 @@ mod confine;
 mod hostview;
 mod mountinfo;
 mod mounts;
+mod overlay;
 mod probe;
 mod protocol;
 mod stage1;

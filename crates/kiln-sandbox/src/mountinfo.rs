@@ -36,7 +36,7 @@ fn mount_points(table: &str) -> Vec<String> {
 
 /// Undoes the kernel's octal escapes (`\040` for space, `\011`, `\012`,
 /// `\134`).
-fn unescape(field: &str) -> String {
+pub(crate) fn unescape(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

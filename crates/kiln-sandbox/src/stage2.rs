@@ -22,7 +22,7 @@ use nix::unistd::{chdir, chroot, pivot_root, sethostname};
 use crate::confine::{self, ID_BASE};
 use crate::protocol::{self, ENV_STAGE1, ENV_USERNS, Report, SETUP_FAILED_EXIT, StatusWriter};
 use crate::stage1::{Failure, check_root, fail};
-use crate::{Bind, CopyIn, Spec, View, hostview, mounts, sys};
+use crate::{Bind, CopyIn, Spec, View, hostview, mounts, overlay, sys};
 
 /// Device nodes bound from the host into the sandbox's `/dev`.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -113,8 +113,17 @@ fn setup_and_exec() -> Result<Infallible, Failure> {
         loopback_up().map_err(|e| fail("loopback", e))?;
     }
     let root = check_root(&spec.root)?;
-    let confined = open_userns(&spec)?;
+    let mut confined = open_userns(&spec)?;
     let stage1 = stage1_pidfd();
+    if confined.userns.is_some() {
+        // Files kiln creates from here on (mount points, copies, and the
+        // overlays it mounts, which keep their mounter's credentials) belong
+        // to the sandbox's root, i.e. to root through idmapped mounts.
+        // Changing the fsuid drops the file capabilities from the effective
+        // set; raise them again.
+        sys::set_fs_ids(ID_BASE, ID_BASE);
+        confine::raise_effective().map_err(|e| fail("user namespace", e))?;
+    }
 
     // Everything the sandbox gets from the host is opened now, while the
     // host's tree is still ours to name.
@@ -135,13 +144,15 @@ fn setup_and_exec() -> Result<Infallible, Failure> {
     };
     let mut binds = Vec::new();
     for bind in &spec.binds {
-        let host = HostPath::open(&bind.source).map_err(|e| {
-            fail(
-                format!("bind {}", bind.target),
-                format!("source {}: {e}", bind.source.display()),
-            )
-        })?;
-        binds.push((bind, host));
+        let step = || format!("bind {}", bind.target);
+        // A writable overlay is idmapped through its layers, in place.
+        let premapped = match (confined.idmap(), bind.read_only) {
+            (Some(userns), false) => map_overlay(&bind.source, userns).map_err(|e| fail(step(), e))?,
+            _ => false,
+        };
+        let host =
+            HostPath::open(&bind.source).map_err(|e| fail(step(), format!("source {}: {e}", bind.source.display())))?;
+        binds.push((bind, host, premapped));
     }
     let mut copies = Vec::new();
     for copy in &spec.copies {
@@ -166,17 +177,19 @@ fn setup_and_exec() -> Result<Infallible, Failure> {
         hostview::build(&root)?;
     }
 
-    let idmap_root = if spec.view == View::Tree {
-        confined.idmap()
-    } else {
-        None
-    };
-    let pivoted = enter_root(&root, idmap_root)?;
-    if confined.userns.is_some() {
-        // Files kiln creates from here on (mount points, copies) belong to
-        // the sandbox's root, and through the tree's idmapped mount to root.
-        sys::set_fs_ids(ID_BASE, ID_BASE);
+    if spec.view == View::Tree
+        && let Some(userns) = confined.idmap()
+        && let Err(e) = map_root(&root, userns)
+    {
+        if !spec.insecure {
+            return Err(fail("idmap root", e));
+        }
+        // Insecure: run as the host's root, as kiln did without user
+        // namespaces.
+        sys::set_fs_ids(0, 0);
+        confined.userns = None;
     }
+    let pivoted = enter_root(&root)?;
 
     // From here on every path is inside the tree: symlinks in it resolve in
     // it. The old root is still attached (stacked on top of "/" after
@@ -191,8 +204,8 @@ fn setup_and_exec() -> Result<Infallible, Failure> {
     if let Some(resolv) = &resolv {
         bind_resolv_conf(resolv)?;
     }
-    for (bind, host) in &binds {
-        bind_caller(bind, host, &confined, spec.insecure)?;
+    for (bind, host, premapped) in &binds {
+        bind_caller(bind, host, *premapped, &confined, spec.insecure)?;
     }
     for (copy, file) in copies {
         copy_in(copy, file)?;
@@ -347,26 +360,42 @@ fn exec(spec: &Spec) -> Failure {
     }
 }
 
-/// Makes the tree the root: a bind of it onto itself (pivot_root needs a
-/// mount point), idmapped through `idmap` when the command gets a user
-/// namespace. Returns whether `pivot_root` was used (then the old root must
-/// still be detached) rather than the chroot fallback.
-fn enter_root(root: &Path, idmap: Option<BorrowedFd<'_>>) -> Result<bool, Failure> {
-    match idmap {
-        Some(userns) => {
-            let tree =
-                mounts::clone_path(root, true).map_err(|e| fail("idmap root", format!("{}: {e}", root.display())))?;
-            mounts::attach(tree, root, true, false, Some(userns)).map_err(|e| fail("idmap root", e))?;
-        }
-        None => mount(
-            Some(root),
-            root,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(|e| fail("bind root", format!("{}: {e}", root.display())))?,
+/// Idmaps the tree at `root` through `userns`: an overlay through its
+/// layers, anything else as a recursive idmapped bind of itself.
+fn map_root(root: &Path, userns: BorrowedFd<'_>) -> Result<(), String> {
+    if map_overlay(root, userns)? {
+        return Ok(());
     }
+    let tree = mounts::clone_path(root, true).map_err(|e| format!("{}: {e}", root.display()))?;
+    mounts::attach(tree, root, true, false, Some(userns))
+}
+
+/// If `path` is an overlay mount, mounts over it an overlay of the same
+/// layers idmapped through `userns` and says so.
+fn map_overlay(path: &Path, userns: BorrowedFd<'_>) -> Result<bool, String> {
+    let Ok(path) = fs::canonicalize(path) else {
+        return Ok(false);
+    };
+    let table = fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+    match overlay::find(&table, &path) {
+        Some(layers) => overlay::mount_idmapped(&path, &layers, userns).map(|()| true),
+        None => Ok(false),
+    }
+}
+
+/// Makes the tree the root: a bind of it onto itself (pivot_root needs a
+/// mount point; an idmapped mount stays idmapped). Returns whether
+/// `pivot_root` was used (then the old root must still be detached) rather
+/// than the chroot fallback.
+fn enter_root(root: &Path) -> Result<bool, Failure> {
+    mount(
+        Some(root),
+        root,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| fail("bind root", format!("{}: {e}", root.display())))?;
     chdir(root).map_err(|e| fail("bind root", format!("chdir {}: {e}", root.display())))?;
     match pivot_root(".", ".") {
         Ok(()) => Ok(true),
@@ -513,7 +542,13 @@ fn remount_read_only(target: &Path) -> Result<(), String> {
 /// filesystem that cannot do that is refused for a writable bind (unless
 /// insecure) and bound as is for a read-only one (its files then belong to
 /// `nobody` inside).
-fn bind_caller(bind: &Bind, host: &HostPath, confined: &Confined, insecure: bool) -> Result<(), Failure> {
+fn bind_caller(
+    bind: &Bind,
+    host: &HostPath,
+    premapped: bool,
+    confined: &Confined,
+    insecure: bool,
+) -> Result<(), Failure> {
     let step = || format!("bind {}", bind.target);
     let target = Path::new(&bind.target);
     if fs::symlink_metadata(target).is_err() {
@@ -536,6 +571,7 @@ fn bind_caller(bind: &Bind, host: &HostPath, confined: &Confined, insecure: bool
             .map_err(|e| fail(step(), format!("open_tree {}: {e}", bind.source.display())))
     };
     let idmapped = match confined.idmap() {
+        Some(_) if premapped => mounts::attach(clone()?, target, false, bind.read_only, None),
         Some(userns) => mounts::attach(clone()?, target, false, bind.read_only, Some(userns)),
         None => Err(String::new()),
     };

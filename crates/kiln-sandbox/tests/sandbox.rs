@@ -965,3 +965,84 @@ fn copies_must_land_on_the_sandbox_tmpfs() {
     assert_eq!(step, "spec");
     assert!(message.contains("under /run or /tmp"), "{message}");
 }
+
+/// An overlay mount (as kiln's stage cache makes them), unmounted on drop.
+struct Overlay {
+    dir: tempfile::TempDir,
+}
+
+impl Overlay {
+    fn new(lower: &Path) -> Self {
+        let dir = tempfile::Builder::new().prefix("kiln-sandbox-ovl-").tempdir().unwrap();
+        for d in ["upper", "work", "merged"] {
+            fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off",
+            lower.display(),
+            dir.path().join("upper").display(),
+            dir.path().join("work").display()
+        );
+        let status = Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &options])
+            .arg(dir.path().join("merged"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount the overlay");
+        Self { dir }
+    }
+
+    fn merged(&self) -> PathBuf {
+        self.dir.path().join("merged")
+    }
+
+    fn upper(&self) -> PathBuf {
+        self.dir.path().join("upper")
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.merged()).status();
+    }
+}
+
+#[test]
+fn an_overlay_tree_is_written_through_idmapped_layers() {
+    use std::os::unix::fs::MetadataExt;
+    require_root!();
+    let lower = Tree::new();
+    fs::write(lower.path().join("etc/old"), "old\n").unwrap();
+    std::os::unix::fs::chown(lower.path().join("etc/old"), Some(0), Some(0)).unwrap();
+    let overlay = Overlay::new(lower.path());
+    let mut spec = Spec::new(
+        overlay.merged(),
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "stat -c '%u:%g' /etc/old /bin/busybox; echo more >> /etc/old; echo new > /etc/new; \
+             echo theirs > /etc/theirs; chown 1000:1000 /etc/theirs"
+                .into(),
+        ],
+    );
+    spec.env = vec![("PATH".into(), "/bin".into())];
+    let out = ok(&spec);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["0:0", "0:0"],
+        "owners seen inside: {out}"
+    );
+    for (name, owner) in [("etc/old", (0, 0)), ("etc/new", (0, 0)), ("etc/theirs", (1000, 1000))] {
+        let m = fs::metadata(overlay.upper().join(name)).unwrap();
+        assert_eq!((m.uid(), m.gid()), owner, "{name} in the upper layer");
+    }
+    assert_eq!(
+        fs::read_to_string(overlay.upper().join("etc/old")).unwrap(),
+        "old\nmore\n"
+    );
+    assert_eq!(
+        fs::read_to_string(lower.path().join("etc/old")).unwrap(),
+        "old\n",
+        "the lower layer is untouched"
+    );
+}
