@@ -1042,16 +1042,20 @@ impl Engine<'_> {
         let ended = self
             .run_inside(&req)
             .map_err(|m| self.fail("base", Some("mmdebstrap"), Some(cmd.display()), m))?;
-        if ended.success() {
-            Ok(())
-        } else {
-            Err(self.fail(
+        if !ended.success() {
+            return Err(self.fail(
                 "base",
                 Some("mmdebstrap"),
                 Some(cmd.display()),
                 format!("`mmdebstrap` {}", ended.describe()),
-            ))
+            ));
         }
+        // mmdebstrap cannot make device nodes in a user namespace; kiln adds
+        // the ones its root mode puts in /dev (a booting kernel needs
+        // /dev/console before anything mounts devtmpfs).
+        tree::Tree::open(&self.root)
+            .and_then(|tree| populate_dev(&tree))
+            .map_err(self.io("base", "cannot create the device nodes in /dev".into()))
     }
 
     /// The removals (`remove`, `!pkg`) that the base still has installed:
@@ -1778,6 +1782,42 @@ pub fn cleanup(root: &Path) -> std::io::Result<()> {
     tree.truncate("etc/machine-id")?;
     tree.remove_file("var/lib/dbus/machine-id")?;
     tree.truncate_all("var/log")
+}
+
+/// The standard nodes of a root tree's `/dev`, as `mmdebstrap --mode=root`
+/// leaves them: character devices (major, minor), `pts` and `shm`, and the
+/// links to `/proc/self/fd`.
+const DEV_NODES: &[(&str, u32, u32)] = &[
+    ("console", 5, 1),
+    ("full", 1, 7),
+    ("null", 1, 3),
+    ("ptmx", 5, 2),
+    ("random", 1, 8),
+    ("tty", 5, 0),
+    ("urandom", 1, 9),
+    ("zero", 1, 5),
+];
+const DEV_LINKS: &[(&str, &str)] = &[
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+];
+
+fn populate_dev(tree: &tree::Tree) -> std::io::Result<()> {
+    tree.create_dir("dev", 0o755)?;
+    for (name, major, minor) in DEV_NODES {
+        tree.create_char_device(&format!("dev/{name}"), *major, *minor, 0o666)?;
+    }
+    for dir in ["pts", "shm"] {
+        tree.create_dir(&format!("dev/{dir}"), 0o755)?;
+    }
+    for (name, target) in DEV_LINKS {
+        if !tree.exists(&format!("dev/{name}")) {
+            tree.create_symlink(&format!("dev/{name}"), target)?;
+        }
+    }
+    Ok(())
 }
 
 /// The tree's dpkg status database (read inside the tree's root), or

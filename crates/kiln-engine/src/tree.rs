@@ -196,6 +196,38 @@ impl Tree {
         Ok(file)
     }
 
+    /// Creates the character device `rel` (if nothing is there) with `mode`
+    /// and owner root.
+    pub fn create_char_device(&self, rel: &str, major: u32, minor: u32, mode: u32) -> io::Result<()> {
+        let (dir, name) = self.parent_of(rel, true)?;
+        match rustix::fs::mknodat(
+            &dir,
+            name,
+            FileType::CharacterDevice,
+            Mode::from_raw_mode(mode & 0o777),
+            rustix::fs::makedev(major, minor),
+        ) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(self.err(rel, e)),
+        }
+        // mknod applies the umask: set the mode on what is there, unless
+        // something else (a link) is.
+        let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| self.err(rel, e))?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice {
+            self.set_mode(rel, mode)?;
+        }
+        Ok(())
+    }
+
+    /// Creates directory `rel` (and its parents) if missing.
+    pub fn create_dir(&self, rel: &str, mode: u32) -> io::Result<()> {
+        let (dir, name) = self.parent_of(rel, true)?;
+        match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(mode & 0o7777)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+            Err(e) => Err(self.err(rel, e)),
+        }
+    }
+
     /// Replaces `rel` with a symlink to `target`.
     pub fn create_symlink(&self, rel: &str, target: &str) -> io::Result<()> {
         let (dir, name) = self.parent_of(rel, true)?;

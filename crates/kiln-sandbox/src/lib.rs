@@ -1,6 +1,7 @@
-//! The sandbox (SPEC §3.2): run one command inside a root tree, in fresh
-//! namespaces, so that it sees the tree and nothing else of the host, and so
-//! that every process it starts dies when it ends.
+//! The sandbox (docs/sandbox.md): run one command inside a root tree, in
+//! fresh namespaces, as root of a user namespace that owns nothing of the
+//! host, so that it sees the tree and nothing else of the host, can change
+//! nothing but the tree, and every process it starts dies when it ends.
 //!
 //! # Two stages, never a fork of the caller
 //!
@@ -11,9 +12,11 @@
 //!
 //! ```text
 //! caller ──spawn──▶ stage 1 (helper, host PID namespace)
+//!                     ──spawn──▶ userns helper: unshare(NEWUSER); stage 1 writes its id maps
 //!                     unshare(NEWNS|NEWPID|NEWIPC|NEWUTS[|NEWNET]); mount --make-rprivate /
 //!                     ──spawn──▶ stage 2 = PID 1 of the new PID namespace
-//!                                  mounts, pivot_root, hostname, cwd
+//!                                  idmapped tree, mounts, pivot_root, masks, hostname,
+//!                                  setns(userns), capabilities, no_new_privs, seccomp, cwd
 //!                                  ──exec──▶ the command (still PID 1)
 //! ```
 //!
@@ -52,6 +55,13 @@
 //!
 //! # What is guaranteed
 //!
+//! * **Confinement** (unless [`Spec::insecure`], and then as much as the
+//!   kernel gives): the command is root of a user namespace mapping its ids
+//!   0–65535 to the host's [`ID_BASE`]…; the tree (and every writable
+//!   bind) is mounted idmapped so what it writes is root's on disk (an
+//!   overlay tree through idmapped layers); capabilities reduced,
+//!   `no_new_privs`, a seccomp filter, masked `/proc`
+//!   paths, a new session keyring. docs/sandbox.md lists them all.
 //! * **Namespaces**: new mount, PID, IPC and UTS namespaces; a new network
 //!   namespace (with only `lo`, brought up) unless [`Spec::network`].
 //! * **Filesystem**: the root is the tree (`pivot_root`; the old root is
@@ -105,7 +115,10 @@
 //! # Caveats
 //!
 //! * Root (`CAP_SYS_ADMIN`) is required; without it stage 1 reports a setup
-//!   error at `unshare`.
+//!   error at `user namespace` or `unshare`.
+//! * An overlay tree is remounted (over its idmapped layers) inside the
+//!   sandbox: the caller's own overlay mount of the same layers is stale
+//!   afterwards and must be mounted again before it is read.
 //! * The parent-death signal of stage 1 belongs to the *thread* that spawned
 //!   it. [`Sandbox::run`] blocks that thread until the sandbox is gone, so
 //!   this holds; do not move the wait elsewhere.

@@ -8,13 +8,14 @@
 //! sandbox runs; the caller must remount its own before reading the tree
 //! again (overlayfs caches what it has seen of its layers).
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MsFlags, mount};
 
 use crate::mountinfo::unescape;
 use crate::mounts::{attach, clone_path};
+use crate::sys::{self, MOUNT_ATTR_IDMAP};
 
 /// An overlay mount's layers, from the mount table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,41 +128,72 @@ fn escape_path(p: &Path) -> String {
     out
 }
 
-/// Mounts at `root` an overlay of `layers`, each layer replaced (in this
-/// mount namespace) by an idmapped clone of itself. The upper and work
-/// directories share one clone of their common parent (overlayfs wants them
-/// on one mount).
+/// Mounts at `root` an overlay of `layers`, each layer an idmapped clone.
+///
+/// The clones are made detached (nothing of the host's paths changes), then
+/// attached to directories of a scratch tmpfs stacked on `root`, and the new
+/// overlay is mounted on `root` over that (overlayfs keeps private copies of
+/// its layers' mounts, so covering the scratch tmpfs is fine). The upper and
+/// work directories share one clone of their common parent: overlayfs wants
+/// them on one mount.
 pub(crate) fn mount_idmapped(root: &Path, layers: &Layers, userns: BorrowedFd<'_>) -> Result<(), String> {
-    let idmap_onto_itself = |dir: &Path| -> Result<(), String> {
+    let idmapped = |dir: &Path| -> Result<OwnedFd, String> {
         let tree = clone_path(dir, false).map_err(|e| format!("open_tree {}: {e}", dir.display()))?;
-        attach(tree, dir, false, false, Some(userns))
+        sys::mount_setattr(tree.as_fd(), false, MOUNT_ATTR_IDMAP, Some(userns)).map_err(|e| {
+            format!(
+                "idmapped mount of the overlay layer {}: {e} (its filesystem does not support idmapped mounts)",
+                dir.display()
+            )
+        })?;
+        Ok(tree)
     };
-    for lower in &layers.lowers {
-        idmap_onto_itself(lower)?;
-    }
-    let mut options = vec![format!(
-        "lowerdir={}",
-        layers
-            .lowers
-            .iter()
-            .map(|l| escape_path(l))
-            .collect::<Vec<_>>()
-            .join(":")
-    )];
-    if let Some((upper, work)) = &layers.upper {
-        let parent = match (upper.parent(), work.parent()) {
-            (Some(a), Some(b)) if a == b => a,
-            _ => {
+    let lowers = layers
+        .lowers
+        .iter()
+        .map(|l| idmapped(l))
+        .collect::<Result<Vec<_>, _>>()?;
+    let upper = match &layers.upper {
+        None => None,
+        Some((upper, work)) => {
+            let (Some(parent), Some(upper_name), Some(work_name)) =
+                (upper.parent(), upper.file_name(), work.file_name())
+            else {
+                return Err(format!("bad overlay upper directory {}", upper.display()));
+            };
+            if work.parent() != Some(parent) {
                 return Err(format!(
                     "the overlay's upper {} and work {} directories are not siblings",
                     upper.display(),
                     work.display()
                 ));
             }
-        };
-        idmap_onto_itself(parent)?;
-        options.push(format!("upperdir={}", escape_path(upper)));
-        options.push(format!("workdir={}", escape_path(work)));
+            Some((idmapped(parent)?, upper_name.to_owned(), work_name.to_owned()))
+        }
+    };
+
+    mount(
+        Some("tmpfs"),
+        root,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=700,size=64k"),
+    )
+    .map_err(|e| format!("scratch tmpfs on {}: {e}", root.display()))?;
+    let place = |name: &str, tree: OwnedFd| -> Result<PathBuf, String> {
+        let at = root.join(name);
+        std::fs::create_dir(&at).map_err(|e| format!("create {}: {e}", at.display()))?;
+        attach(tree, &at, false, false, None)?;
+        Ok(at)
+    };
+    let mut lower_paths = Vec::new();
+    for (i, tree) in lowers.into_iter().enumerate() {
+        lower_paths.push(escape_path(&place(&format!("l{i}"), tree)?));
+    }
+    let mut options = vec![format!("lowerdir={}", lower_paths.join(":"))];
+    if let Some((tree, upper_name, work_name)) = upper {
+        let parent = place("u", tree)?;
+        options.push(format!("upperdir={}", escape_path(&parent.join(upper_name))));
+        options.push(format!("workdir={}", escape_path(&parent.join(work_name))));
     }
     options.extend(layers.options.iter().cloned());
     let flags = if layers.upper.is_none() {
@@ -169,14 +201,9 @@ pub(crate) fn mount_idmapped(root: &Path, layers: &Layers, userns: BorrowedFd<'_
     } else {
         MsFlags::empty()
     };
-    mount(
-        Some("overlay"),
-        root,
-        Some("overlay"),
-        flags,
-        Some(options.join(",").as_str()),
-    )
-    .map_err(|e| format!("overlay of idmapped layers at {}: {e}", root.display()))
+    let options = options.join(",");
+    mount(Some("overlay"), root, Some("overlay"), flags, Some(options.as_str()))
+        .map_err(|e| format!("overlay of idmapped layers at {}: {e}", root.display()))
 }
 
 #[cfg(test)]
