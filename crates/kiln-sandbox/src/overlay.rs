@@ -29,15 +29,12 @@ pub(crate) struct Layers {
 
 /// The overlay mounted at `root` (the topmost mount there), if it is one.
 pub(crate) fn find(table: &str, root: &Path) -> Option<Layers> {
-    let line = table
-        .lines()
-        .filter(|line| {
-            line.split(' ')
-                .nth(4)
-                .map(unescape)
-                .is_some_and(|mp| Path::new(&mp) == root)
-        })
-        .last()?;
+    let line = table.lines().rfind(|line| {
+        line.split(' ')
+            .nth(4)
+            .map(unescape)
+            .is_some_and(|mp| Path::new(&mp) == root)
+    })?;
     let (_, after) = line.split_once(" - ")?;
     let mut fields = after.split(' ');
     if fields.next()? != "overlay" {

@@ -9,6 +9,7 @@ mod check;
 mod cli;
 mod doctor;
 mod farm;
+mod hostile;
 mod hub;
 mod s3;
 mod show;
