@@ -377,9 +377,13 @@ struct Bait {
 
 impl Bait {
     fn new() -> Self {
+        // Under /var/tmp, whatever the checkout's path: inside the sandbox
+        // /tmp and /run are tmpfs, so the image-scripts could not mirror a
+        // bait path there in the tree.
+        std::fs::create_dir_all("/var/tmp").expect("/var/tmp");
         let dir = tempfile::Builder::new()
-            .prefix("hostile-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .prefix("kiln-hostile-")
+            .tempdir_in("/var/tmp")
             .expect("bait dir");
         let token = random_hex(16);
         let mark = random_hex(16);
