@@ -1,4 +1,4 @@
-//! `kiln builder` (SPEC §7.2–7.3): a process that heartbeats to the hub,
+//! `kiln builder` (docs/hub.md): a process that heartbeats to the hub,
 //! claims tasks that match it, runs them and reports.
 //!
 //! A `build` task checks out the profile repository at its ref, fetches the

@@ -133,7 +133,7 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
         if !args.json {
             print!("{}", table(&statuses));
         }
-        // Ask only when someone can answer (SPEC §1).
+        // Ask only when someone can answer (README.md).
         let ask = !args.yes && std::io::stdin().is_terminal();
         if ask && !confirm(&missing)? {
             eprintln!("nothing installed");

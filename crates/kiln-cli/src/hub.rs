@@ -1,4 +1,4 @@
-//! The hub's commands: `kiln serve`, and the client commands (SPEC §6.7)
+//! The hub's commands: `kiln serve`, and the client commands (docs/hub.md)
 //! that talk to a hub over its REST API. Option names follow koji's where a
 //! command mirrors one.
 
@@ -1356,7 +1356,7 @@ mod tests {
     }
 }
 
-// ---- builders and tasks (SPEC §7) -----------------------------------------
+// ---- builders and tasks (docs/hub.md) -----------------------------------------
 
 #[derive(Subcommand, Debug)]
 pub enum HostCommand {
@@ -1754,7 +1754,7 @@ pub fn builder(a: &BuilderArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-// ---- kiln submit (SPEC §7.3) ------------------------------------------------
+// ---- kiln submit (docs/hub.md) ------------------------------------------------
 
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -1780,7 +1780,7 @@ pub struct SubmitArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum SubmitCommand {
-    /// Update a source image on a builder (SPEC §5) and publish the result.
+    /// Update a source image on a builder (docs/update.md) and publish the result.
     Update(SubmitUpdateArgs),
 }
 

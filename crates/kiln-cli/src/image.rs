@@ -1,5 +1,5 @@
 //! `kiln image` (the local catalog of source images) and `kiln update` (the
-//! image-update method, SPEC §5).
+//! image-update method, docs/update.md).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

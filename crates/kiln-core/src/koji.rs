@@ -1,4 +1,4 @@
-//! Koji's tag model as pure functions (SPEC §6.2): the full inheritance
+//! Koji's tag model as pure functions (docs/hub.md): the full inheritance
 //! walk (`readFullInheritance`), the build config (`getBuildConfig`),
 //! inherited package lists (`readPackageList(inherit=True)`) and tagged
 //! builds (`readTaggedBuilds`). The hub reads rows as of an event and hands

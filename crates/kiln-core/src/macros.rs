@@ -1,5 +1,5 @@
 //! Macro expansion (`%{name}`, `%{?name}`, `%{?name:text}`, `%{!?name:text}`,
-//! `%%`) and the seven precedence layers of SPEC §2.5.
+//! `%%`) and the seven precedence layers of docs/profiles.md.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -80,7 +80,7 @@ pub enum Base {
         mirror: Option<Value<String>>,
         components: Value<Vec<String>>,
     },
-    /// A source image from the catalog (SPEC §5).
+    /// A source image from the catalog (docs/update.md).
     Source {
         from: Value<String>,
         name: String,

@@ -1,4 +1,4 @@
-//! Composition: one image of a [`Repo`] resolved into a [`Plan`] (SPEC §2.3).
+//! Composition: one image of a [`Repo`] resolved into a [`Plan`] (docs/profiles.md).
 //!
 //! The order is fixed: linearize the `extends` chain, order the features,
 //! build the macro table from all seven layers, then apply every definition

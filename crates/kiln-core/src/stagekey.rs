@@ -1,4 +1,4 @@
-//! Stage keys (SPEC §3.3): a content hash per build stage, chained like
+//! Stage keys (docs/cache.md): a content hash per build stage, chained like
 //! osbuild's. A key covers the stage's kind, its canonical options, the
 //! content of every input it reads, the host tools it calls (by version),
 //! kiln's cache format and the previous stage's key, so changing any input

@@ -1,4 +1,4 @@
-//! Version ordering for source images (`kiln image ls`, SPEC §5): versions
+//! Version ordering for source images (`kiln image ls`, docs/update.md): versions
 //! sort the way people read them — `2.3.10` after `2.3.9`, `1.0~rc1` before
 //! `1.0` — in Debian's manner: runs of digits compare as numbers, other runs
 //! character by character with `~` before everything (even the end) and

@@ -119,7 +119,7 @@ pub fn tar_compression(format: &str, level: Option<i64>) -> kiln_tar::Compressio
     }
 }
 
-/// `mksquashfs` for a tree (SPEC §3.4): compression, level and block size
+/// `mksquashfs` for a tree (docs/profiles.md): compression, level and block size
 /// from the options, xattrs kept, the filesystem time fixed to `epoch`,
 /// `jobs` compressor threads (mksquashfs's output does not depend on them).
 pub fn mksquashfs(o: &Output, root: &Path, dest: &Path, epoch: Option<u64>, jobs: u32) -> Cmd {

@@ -1,4 +1,4 @@
-//! Scripts from git repositories (`git+URL@REF:PATH`, SPEC §5): fetched
+//! Scripts from git repositories (`git+URL@REF:PATH`, docs/update.md): fetched
 //! with the `git` CLI into a local mirror kept in the cache, so a repeated
 //! fetch only transfers what is new; the ref is resolved to a commit and the
 //! script's bytes are read from that commit.

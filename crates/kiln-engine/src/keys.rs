@@ -1,6 +1,6 @@
 //! The inputs of the stage keys that need I/O: the content of the
 //! repository files the plan reads, the host tool versions, and the digest
-//! of the mirror's release file for the suite (SPEC §3.3).
+//! of the mirror's release file for the suite (docs/cache.md).
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1,4 +1,4 @@
-//! kiln's build engine: a resolved [`Plan`] in, image files out (SPEC §3).
+//! kiln's build engine: a resolved [`Plan`] in, image files out (docs/profiles.md).
 //!
 //! Stages, in order: **base** (mmdebstrap with the whole package set),
 //! **files** (feature files), **image-scripts** (inside the image, through
@@ -119,21 +119,21 @@ pub struct Request {
     pub outdir: PathBuf,
     /// Where the work tree is made (a directory of its own is created inside).
     pub workdir: PathBuf,
-    /// `SOURCE_DATE_EPOCH` (SPEC §3.5); `None` leaves times unpinned.
+    /// `SOURCE_DATE_EPOCH` (docs/cache.md); `None` leaves times unpinned.
     pub source_date_epoch: Option<u64>,
     /// Compressor threads (`--jobs`); outputs do not depend on it.
     pub jobs: u32,
     pub keep_workdir: bool,
     pub shell_on_failure: bool,
     pub reporter: Arc<dyn Reporter>,
-    /// The stage cache (SPEC §3.3); `None` with `--no-cache`. The process
+    /// The stage cache (docs/cache.md); `None` with `--no-cache`. The process
     /// must be in a private mount namespace of its own (the cache mounts
     /// overlays; so do subprofiles).
     pub cache: Option<Cache>,
     /// `--rebuild-from`: a stage kind or a script name; that step and every
     /// later one are built even when cached.
     pub rebuild_from: Option<String>,
-    /// The catalog of source images, for `[base] from` (SPEC §5).
+    /// The catalog of source images, for `[base] from` (docs/update.md).
     pub catalog: Option<kiln_store::catalog::Catalog>,
     /// Where mirrors of the repositories of `git+` scripts are kept.
     pub git_mirrors: PathBuf,
@@ -212,7 +212,7 @@ pub fn required_tools(plan: &Plan) -> Vec<&'static str> {
     tools
 }
 
-/// The clean base of every script's environment (SPEC §3.2), with
+/// The clean base of every script's environment (docs/sandbox.md), with
 /// `SOURCE_DATE_EPOCH` when set.
 pub fn base_env(epoch: Option<u64>) -> Vec<(String, String)> {
     let mut env = vec![
@@ -230,7 +230,7 @@ pub fn base_env(epoch: Option<u64>) -> Vec<(String, String)> {
     env
 }
 
-/// Environment of every script (SPEC §3.2): clean, with `KILN_*` and the
+/// Environment of every script (docs/sandbox.md): clean, with `KILN_*` and the
 /// macros as `KILN_MACRO_<name>`.
 pub fn script_env(plan: &Plan, epoch: Option<u64>, extra: &[(&str, String)]) -> Vec<(String, String)> {
     let mut env = base_env(epoch);
@@ -907,7 +907,7 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// A `[base] from` image: the source image's tree (SPEC §5).
+    /// A `[base] from` image: the source image's tree (docs/update.md).
     fn source_base(&mut self) -> Result<(), BuildError> {
         let Some((img, blob)) = self.source.clone() else {
             return Err(self.fail("base", None, None, "the source image was not resolved".into()));
@@ -1077,7 +1077,7 @@ impl Engine<'_> {
         (!purge.is_empty()).then_some(purge)
     }
 
-    /// The packages stage (SPEC §3.1): purge what the image removes but the
+    /// The packages stage (docs/profiles.md): purge what the image removes but the
     /// base installed. apt's simulation runs first, so a removal that would
     /// take a package of the image with it fails before anything changes.
     fn packages(&mut self) -> Result<(), BuildError> {
@@ -1297,7 +1297,7 @@ impl Engine<'_> {
         if scripts.is_empty() {
             return Ok(());
         }
-        // Package scripts must not start daemons in the image (SPEC §3.2).
+        // Package scripts must not start daemons in the image (docs/sandbox.md).
         // Written and removed inside the tree's root: a /usr/sbin that is a
         // symlink leads elsewhere in the tree, never onto the host.
         let tree = tree::Tree::open(root).map_err(self.io("image-scripts", "cannot open the tree".into()))?;
@@ -1847,7 +1847,7 @@ fn repo_info(repo: &Path) -> RepoInfo {
     }
 }
 
-/// The default `SOURCE_DATE_EPOCH` (SPEC §3.5): the environment's, else the
+/// The default `SOURCE_DATE_EPOCH` (docs/cache.md): the environment's, else the
 /// profile repository's last commit time, else 0 when `reproducible`, else
 /// none (times are not pinned).
 pub fn default_source_date_epoch(repo: &Path, reproducible: bool) -> Option<u64> {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// How many lines a failure report shows (SPEC §3.6).
+/// How many lines a failure report shows (README.md).
 pub const TAIL_LINES: usize = 40;
 
 /// Receives what the build does, for a progress display.

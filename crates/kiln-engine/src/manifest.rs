@@ -1,4 +1,4 @@
-//! The build manifest, `<nvr>.manifest.json` (SPEC §3.5; docs/manifest-json.md).
+//! The build manifest, `<nvr>.manifest.json` (docs/manifest-json.md).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! `kiln update` (SPEC §5): a source image from the catalog, an update script
+//! `kiln update` (docs/update.md): a source image from the catalog, an update script
 //! run inside it in the sandbox, the result compressed into a named target.
 //!
 //! squashfs and erofs sources are loop-mounted read-only under an overlayfs

@@ -1793,7 +1793,7 @@ macro_rules! backend {
                 }
 
 
-                // ---- hosts and tasks (SPEC §7) -----------------------------
+                // ---- hosts and tasks (docs/hub.md) -----------------------------
 
                 pub async fn create_host(&self, who: &Principal, h: &NewHost, token_hash: &str) -> Result<()> {
                     check_name("host", &h.name)?;
@@ -2646,7 +2646,7 @@ forward! {
     fn task_file(&self, id: i64, file: &str) -> (TaskFile, String);
 }
 
-/// The macro layers of a target (SPEC §2.5 layers 2 and 4).
+/// The macro layers of a target (layers 2 and 4 of docs/profiles.md).
 pub async fn macro_layers(db: &Db, target: &str) -> Result<MacroLayers> {
     let t = db.target(target, None).await?;
     let bc = db.build_config(&t.build_tag, None).await?;

@@ -1,4 +1,4 @@
-//! kiln's hub (SPEC §6): the database of builds, tags, targets, users and
+//! kiln's hub (docs/hub.md): the database of builds, tags, targets, users and
 //! source images, with Koji's tag semantics (`kiln_core::koji`), served as
 //! a REST API; and the blocking client the CLI uses. This is the only crate
 //! that knows SQL and HTTP.

@@ -304,7 +304,7 @@ pub struct TargetEdit {
     pub undefine: Vec<String>,
 }
 
-/// The macro layers a target contributes (SPEC §2.5): layer 2 (the
+/// The macro layers a target contributes (docs/profiles.md): layer 2 (the
 /// target's own) and layer 4 (the build tag's `macro.*` / `rpm.macro.*`
 /// extra, through its inheritance).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -416,7 +416,7 @@ fn default_capacity() -> i64 {
     1
 }
 
-/// A unit of work for a builder (SPEC §7.1).
+/// A unit of work for a builder (docs/hub.md).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Task {
     pub id: i64,
@@ -477,7 +477,7 @@ fn default_attempts() -> i64 {
 /// The methods a task may have.
 pub const TASK_METHODS: &[&str] = &["noop", "build", "update"];
 
-/// A `build` task's request (SPEC §7.3): build IMAGE from the profile
+/// A `build` task's request (docs/hub.md): build IMAGE from the profile
 /// repository at REF with the target's macros.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -494,7 +494,7 @@ pub struct BuildRequest {
     pub scratch: bool,
 }
 
-/// An `update` task's request (SPEC §5, §7.3): run a script from git in a
+/// An `update` task's request (docs/update.md, docs/hub.md): run a script from git in a
 /// source image from the hub and publish the result.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

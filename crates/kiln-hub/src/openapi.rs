@@ -138,7 +138,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     (
         "get",
         "/targets/{name}/macros",
-        "The target's macro layers (SPEC 2.5 layers 2 and 4)",
+        "The target's macro layers (layers 2 and 4 of docs/profiles.md)",
         "",
     ),
     ("get", "/images", "List source images (?name=)", ""),

@@ -1,4 +1,4 @@
-//! The hub's rules (SPEC §6), each run against SQLite and PostgreSQL.
+//! The hub's rules (docs/hub.md), each run against SQLite and PostgreSQL.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Tasks and builders (SPEC §7.1–7.2) on SQLite and PostgreSQL: atomic
+//! Tasks and builders (docs/hub.md) on SQLite and PostgreSQL: atomic
 //! claims, matching, leases, retries, cancellation.
 
 mod common;

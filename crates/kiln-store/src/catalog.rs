@@ -1,4 +1,4 @@
-//! The local catalog of source images (SPEC §5): root file system images
+//! The local catalog of source images (docs/update.md): root file system images
 //! registered as NAME@VERSION, stored once per content (by sha256).
 //!
 //! ```text

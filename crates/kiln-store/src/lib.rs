@@ -1,4 +1,4 @@
-//! kiln's stage cache (SPEC §3.3): content-addressed entries, one per stage
+//! kiln's stage cache (docs/cache.md): content-addressed entries, one per stage
 //! key. A tree stage's entry is an overlayfs upper layer (only what the
 //! stage changed, never a copy of the tree); an output stage's entry holds
 //! the output files.

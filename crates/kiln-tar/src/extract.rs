@@ -1,4 +1,4 @@
-//! Safe extraction of untrusted root-filesystem archives (SPEC §5).
+//! Safe extraction of untrusted root-filesystem archives (docs/update.md).
 //!
 //! Every entry is checked before anything is written for it, and nothing is
 //! ever written outside the destination:

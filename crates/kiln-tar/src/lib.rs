@@ -1,5 +1,5 @@
 //! kiln's own tar writer for image root trees: the `tar`, `tar.zst`,
-//! `tar.xz` and `tar.gz` outputs (SPEC §3.4), byte-for-byte reproducible
+//! `tar.xz` and `tar.gz` outputs (docs/profiles.md), byte-for-byte reproducible
 //! (§3.5).
 //!
 //! [`write_tree`] walks a root file system tree (an unpacked or mounted Linux

@@ -1,4 +1,4 @@
-//! The stage cache end to end (SPEC §3.3): unchanged rebuilds do no stage
+//! The stage cache end to end (docs/cache.md): unchanged rebuilds do no stage
 //! work, an edit rebuilds from the stage that reads it, concurrent builds
 //! share one cache, damaged entries are rebuilt, and `kiln cache` manages it.
 

@@ -1,4 +1,4 @@
-//! The build farm end to end (SPEC §7): a real `kiln serve`, real `kiln
+//! The build farm end to end (docs/hub.md): a real `kiln serve`, real `kiln
 //! builder` processes building real images through the run's shared stage
 //! cache, and `kiln submit` as a user runs it.
 

@@ -1,4 +1,4 @@
-//! The hub's artifact store on S3 (SPEC §7, `--store s3://…`): a real
+//! The hub's artifact store on S3 (docs/hub.md, `--store s3://…`): a real
 //! `kiln serve` against an S3-compatible server (`moto_server`, from PyPI)
 //! on 127.0.0.1, driven by the `kiln` client commands.
 

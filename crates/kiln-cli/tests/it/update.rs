@@ -1,4 +1,4 @@
-//! Source images and `kiln update` (SPEC §5), end to end: a source squashfs
+//! Source images and `kiln update` (docs/update.md), end to end: a source squashfs
 //! and tar.gz built from the shared bootstrapped base, imported in two
 //! versions, updated with scripts from a git repository made here (at a tag
 //! and at a moving branch), and every error the issue names.

@@ -1,4 +1,4 @@
-//! Composition (docs/profiles.md § Composition, SPEC §2.3): what a plan
+//! Composition (docs/profiles.md § Composition): what a plan
 //! contains and in which order, with provenance.
 
 use kiln_core::macros::MacroLayer;

@@ -1,4 +1,4 @@
-//! Diagnostics (SPEC §2.3, docs/profiles.md): one test per class, each
+//! Diagnostics (docs/profiles.md): one test per class, each
 //! asserting the code, the message and the exact file:line:column; then
 //! `kiln check` over repositories with many problems.
 

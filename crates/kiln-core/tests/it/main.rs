@@ -1,5 +1,5 @@
 //! Integration tests of kiln-core, written against docs/profiles.md and
-//! SPEC §2: composition, diagnostics and properties of the small languages
+//! docs/profiles.md: composition, diagnostics and properties of the small languages
 //! (tag expressions, macros, package entries).
 
 mod compose;

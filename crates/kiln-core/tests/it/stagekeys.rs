@@ -1,4 +1,4 @@
-//! Stage keys (SPEC §3.3): each input kind invalidates exactly the stage that
+//! Stage keys (docs/cache.md): each input kind invalidates exactly the stage that
 //! reads it and the stages after it, never an earlier one.
 
 use std::collections::BTreeMap;
