@@ -29,7 +29,7 @@ pub struct BuildArgs {
     outdir: PathBuf,
 
     /// Where the work tree is made (default: /var/tmp/kiln).
-    #[arg(long, value_name = "DIR", env = "KILN_WORKDIR", default_value = "/var/tmp/kiln")]
+    #[arg(long, value_name = "DIR", env = "KILN_WORKDIR", default_value = crate::DEFAULT_WORKDIR)]
     workdir: PathBuf,
 
     /// Keep the work tree after the build, for inspection.

@@ -70,7 +70,7 @@ fn sandbox_checks() -> Vec<kiln_sandbox::Check> {
         .unwrap_or_else(kiln_store::default_root);
     let work = std::env::var_os("KILN_WORKDIR")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from("/var/tmp/kiln"));
+        .unwrap_or_else(|| std::path::PathBuf::from(crate::DEFAULT_WORKDIR));
     match kiln_sandbox::Sandbox::current_exe() {
         Ok(sandbox) => kiln_sandbox::probe(&sandbox, &[&cache, &work]),
         Err(e) => vec![kiln_sandbox::Check {

@@ -202,7 +202,7 @@ pub struct UpdateArgs {
     sandbox: crate::build::SandboxArg,
     #[arg(short = 'o', long, value_name = "OUTDIR", default_value = "out")]
     outdir: PathBuf,
-    #[arg(long, value_name = "DIR", env = "KILN_WORKDIR", default_value = "/var/tmp/kiln")]
+    #[arg(long, value_name = "DIR", env = "KILN_WORKDIR", default_value = crate::DEFAULT_WORKDIR)]
     workdir: PathBuf,
     /// Replace an existing target file.
     #[arg(long)]

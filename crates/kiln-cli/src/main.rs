@@ -190,6 +190,9 @@ pub(crate) enum MessageFormat {
 }
 
 pub(crate) const DEFAULT_BUILDER_CONFIG: &str = "/etc/kiln/builder.toml";
+/// Where builds and updates make their work trees unless told otherwise
+/// (`--workdir`, `KILN_WORKDIR`).
+pub(crate) const DEFAULT_WORKDIR: &str = "/var/tmp/kiln";
 
 /// How diagnostics are written to stderr.
 #[derive(Clone, Copy)]

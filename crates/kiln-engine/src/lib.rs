@@ -20,6 +20,7 @@ pub mod args;
 pub mod dpkg;
 pub mod fsutil;
 pub mod gitfetch;
+mod hostside;
 pub mod keys;
 pub mod log;
 pub mod manifest;
@@ -40,6 +41,8 @@ use kiln_core::stagekey::{StageId, StageKey};
 use kiln_store::{Cache, Lookup};
 
 use crate::args::Cmd;
+pub use crate::hostside::cleanup;
+use crate::hostside::{dpkg_status, populate_dev};
 use crate::log::{BuildLog, Reporter};
 use crate::manifest::{
     BaseRecord, Manifest, OutputRecord, RepoInfo, ScriptRecord, StageRecord, StepRecord, ToolRecord,
@@ -286,16 +289,7 @@ struct Engine<'a> {
     /// The writable overlay of the running step, remounted after each
     /// sandboxed command (which worked on an overlay of its own over the
     /// same layers: this one's caches are stale then).
-    overlay: Option<StepOverlay>,
-}
-
-/// A step's overlay: its layers and its mount.
-struct StepOverlay {
-    lowers: Vec<PathBuf>,
-    upper: PathBuf,
-    work: PathBuf,
-    target: PathBuf,
-    mount: Option<kiln_store::overlay::Mount>,
+    overlay: Option<kiln_store::overlay::Layered>,
 }
 
 /// Builds the plan. On failure nothing is left in `OUTDIR` but the log.
@@ -662,15 +656,8 @@ impl Engine<'_> {
         target: PathBuf,
     ) -> Result<(), String> {
         self.overlay = None;
-        let mount =
-            kiln_store::overlay::mount_layers(&lowers, Some((&upper, &work)), &target).map_err(|e| e.to_string())?;
-        self.overlay = Some(StepOverlay {
-            lowers,
-            upper,
-            work,
-            target,
-            mount: Some(mount),
-        });
+        self.overlay =
+            Some(kiln_store::overlay::Layered::mount(lowers, upper, work, &target).map_err(|e| e.to_string())?);
         Ok(())
     }
 
@@ -679,13 +666,10 @@ impl Engine<'_> {
     fn run_inside(&mut self, req: &InsideRun) -> Result<Ended, String> {
         let ended = self.inside.run(req, &self.log);
         if let Some(o) = &mut self.overlay
-            && (req.root == o.target || req.binds.iter().any(|(source, _, _)| *source == o.target))
+            && (req.root == o.target() || req.binds.iter().any(|(source, _, _)| source == o.target()))
         {
-            drop(o.mount.take());
-            o.mount = Some(
-                kiln_store::overlay::mount_layers(&o.lowers, Some((&o.upper, &o.work)), &o.target)
-                    .map_err(|e| format!("cannot mount the tree again after the sandbox: {e}"))?,
-            );
+            o.remount()
+                .map_err(|e| format!("cannot mount the tree again after the sandbox: {e}"))?;
         }
         ended
     }
@@ -1765,67 +1749,6 @@ impl Engine<'_> {
 /// The plan's limit for one step inside the sandbox.
 fn step_timeout(plan: &Plan) -> Duration {
     Duration::from_secs(u64::try_from(plan.build.timeout.value).unwrap_or(1800))
-}
-
-/// The cleanup stage (docs/profiles.md): apt lists and caches, machine-id
-/// emptied, logs truncated. Every path resolves inside the tree's root and
-/// nothing is removed or truncated through a symlink.
-pub fn cleanup(root: &Path) -> std::io::Result<()> {
-    let tree = tree::Tree::open(root)?;
-    tree.clear_dir("var/lib/apt/lists", |name, _| name != "lock")?;
-    tree.clear_dir("var/cache/apt/archives", |name, kind| {
-        !(name == "lock" || (name == "partial" && kind == tree::EntryKind::Dir))
-    })?;
-    for f in ["var/cache/apt/pkgcache.bin", "var/cache/apt/srcpkgcache.bin"] {
-        tree.remove_file(f)?;
-    }
-    tree.truncate("etc/machine-id")?;
-    tree.remove_file("var/lib/dbus/machine-id")?;
-    tree.truncate_all("var/log")
-}
-
-/// The standard nodes of a root tree's `/dev`, as `mmdebstrap --mode=root`
-/// leaves them: character devices (major, minor), `pts` and `shm`, and the
-/// links to `/proc/self/fd`.
-const DEV_NODES: &[(&str, u32, u32)] = &[
-    ("console", 5, 1),
-    ("full", 1, 7),
-    ("null", 1, 3),
-    ("ptmx", 5, 2),
-    ("random", 1, 8),
-    ("tty", 5, 0),
-    ("urandom", 1, 9),
-    ("zero", 1, 5),
-];
-const DEV_LINKS: &[(&str, &str)] = &[
-    ("fd", "/proc/self/fd"),
-    ("stdin", "/proc/self/fd/0"),
-    ("stdout", "/proc/self/fd/1"),
-    ("stderr", "/proc/self/fd/2"),
-];
-
-fn populate_dev(tree: &tree::Tree) -> std::io::Result<()> {
-    tree.create_dir("dev", 0o755)?;
-    for (name, major, minor) in DEV_NODES {
-        tree.create_char_device(&format!("dev/{name}"), *major, *minor, 0o666)?;
-    }
-    for dir in ["pts", "shm"] {
-        tree.create_dir(&format!("dev/{dir}"), 0o755)?;
-    }
-    for (name, target) in DEV_LINKS {
-        if !tree.exists(&format!("dev/{name}")) {
-            tree.create_symlink(&format!("dev/{name}"), target)?;
-        }
-    }
-    Ok(())
-}
-
-/// The tree's dpkg status database (read inside the tree's root), or
-/// nothing.
-fn dpkg_status(root: &Path) -> String {
-    tree::Tree::open(root)
-        .and_then(|t| t.read_to_string("var/lib/dpkg/status"))
-        .unwrap_or_default()
 }
 
 fn repo_info(repo: &Path) -> RepoInfo {

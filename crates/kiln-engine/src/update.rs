@@ -219,9 +219,6 @@ fn run(
     // Dropped in reverse order: the overlay, then the loop mount below it.
     let mut loop_mount = None;
     let mut overlay = None;
-    // The overlay's layers, to mount it again after the script: the sandbox
-    // worked on an overlay of its own over them.
-    let mut layers = None;
     if req.source.format.is_tar() {
         log.note(&format!(
             "extracting {} ({})",
@@ -270,10 +267,9 @@ fn run(
                 .map_err(io("prepare", "cannot set the root's owner and mode".into()))?;
         }
         overlay = Some(
-            kiln_store::overlay::mount_layers(std::slice::from_ref(&lower), Some((&upper, &ovl)), &root)
+            kiln_store::overlay::Layered::mount(vec![lower], upper, ovl, &root)
                 .map_err(|e| err("prepare", e.to_string()))?,
         );
-        layers = Some((lower, upper, ovl));
     }
     let t = start.elapsed().as_secs_f64();
     timings.insert("prepare", t);
@@ -310,12 +306,10 @@ fn run(
     log.reporter().step(&req.script.origin);
     log.note(&format!("$ [inside {}] {}", req.source.reference(), argv.join(" ")));
     let ended = inside.run(&run, log).map_err(|m| err("script", m))?;
-    if let Some((lower, upper, ovl)) = &layers {
-        drop(overlay.take());
-        overlay = Some(
-            kiln_store::overlay::mount_layers(std::slice::from_ref(lower), Some((upper, ovl)), &root)
-                .map_err(|e| err("script", format!("cannot mount the tree again after the script: {e}")))?,
-        );
+    // The sandbox worked on an overlay of its own over the same layers.
+    if let Some(o) = &mut overlay {
+        o.remount()
+            .map_err(|e| err("script", format!("cannot mount the tree again after the script: {e}")))?;
     }
     if !ended.success() {
         let mut e = err(

@@ -50,6 +50,10 @@ impl Mount {
 
     /// Unmounts now, reporting failure (drop ignores it and detaches).
     pub fn unmount(mut self) -> io::Result<()> {
+        self.unmount_now()
+    }
+
+    fn unmount_now(&mut self) -> io::Result<()> {
         self.mounted = false;
         umount2(&self.target, MntFlags::empty())
             .map_err(|e| io::Error::other(format!("unmounting {}: {e}", self.target.display())))
@@ -61,6 +65,46 @@ impl Drop for Mount {
         if self.mounted && umount2(&self.target, MntFlags::empty()).is_err() {
             let _ = umount2(&self.target, MntFlags::MNT_DETACH);
         }
+    }
+}
+
+/// A writable overlay that keeps its layers, so it can be mounted again.
+#[derive(Debug)]
+pub struct Layered {
+    lowers: Vec<PathBuf>,
+    upper: PathBuf,
+    work: PathBuf,
+    mount: Mount,
+}
+
+impl Layered {
+    /// [`mount_layers`] with an upper layer, remembered.
+    pub fn mount(lowers: Vec<PathBuf>, upper: PathBuf, work: PathBuf, target: &Path) -> io::Result<Self> {
+        let mount = mount_layers(&lowers, Some((&upper, &work)), target)?;
+        Ok(Self {
+            lowers,
+            upper,
+            work,
+            mount,
+        })
+    }
+
+    pub fn target(&self) -> &Path {
+        self.mount.target()
+    }
+
+    /// Unmounts and mounts the same layers again. overlayfs caches what it
+    /// has seen of its layers; after another overlay of them (the
+    /// sandbox's) wrote to the upper layer, only a new mount sees it all.
+    pub fn remount(&mut self) -> io::Result<()> {
+        let target = self.mount.target.clone();
+        if self.mount.unmount_now().is_err() {
+            // Busy: detach it, as drop would; the new mount takes its place.
+            umount2(&target, MntFlags::MNT_DETACH)
+                .map_err(|e| io::Error::other(format!("unmounting {}: {e}", target.display())))?;
+        }
+        self.mount = mount_layers(&self.lowers, Some((&self.upper, &self.work)), &target)?;
+        Ok(())
     }
 }
 
