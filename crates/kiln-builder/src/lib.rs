@@ -28,8 +28,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use kiln_hub::client::{Client, Method};
-use kiln_hub::model::{BuildRequest, NewBuild, Task, UpdateRequest};
+use kiln_hub_api::Client;
+use kiln_hub_api::model::{BuildRequest, NewBuild, Task, TaskReport, TaskRequest, UpdateRequest};
 use serde_json::{Value, json};
 
 use crate::tasklog::TaskLog;
@@ -113,10 +113,8 @@ enum Outcome {
 /// shut down.
 pub fn run(cfg: Config, shutdown: Arc<Shutdown>) -> Result<Summary> {
     let client = Client::new(&cfg.hub, cfg.token.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let hb: Value = client
-        .call::<(), _>(Method::Post, &["host", "heartbeat"], &[], None)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let lease = hb["lease_seconds"].as_f64().unwrap_or(60.0);
+    let hb = client.heartbeat().map_err(hub_err)?;
+    let lease = hb.lease_seconds as f64;
     std::fs::create_dir_all(&cfg.workdir)
         .with_context(|| format!("cannot create the work directory {}", cfg.workdir.display()))?;
     eprintln!("builder {} connected; {} slot(s)", cfg.name, cfg.capacity);
@@ -140,13 +138,10 @@ pub fn run(cfg: Config, shutdown: Arc<Shutdown>) -> Result<Summary> {
                     continue;
                 }
                 last = Instant::now();
-                match ctx
-                    .client
-                    .call::<(), Value>(Method::Post, &["host", "heartbeat"], &[], None)
-                {
-                    Ok(v) => {
-                        if let (Some(ids), Ok(mut c)) = (v["cancel"].as_array(), ctx.cancelled.lock()) {
-                            c.extend(ids.iter().filter_map(Value::as_i64));
+                match ctx.client.heartbeat() {
+                    Ok(hb) => {
+                        if let Ok(mut c) = ctx.cancelled.lock() {
+                            c.extend(hb.cancel);
                         }
                     }
                     Err(e) => eprintln!("heartbeat: {e}"),
@@ -185,7 +180,7 @@ fn worker(ctx: &Ctx, latencies: &Mutex<Vec<f64>>, done: &AtomicU64) -> Result<()
     let mut idle_since = Instant::now();
     while ctx.shutdown.level() == 0 {
         let start = Instant::now();
-        let t: Option<Task> = match ctx.client.call::<(), _>(Method::Post, &["host", "claim"], &[], None) {
+        let t: Option<Task> = match ctx.client.claim() {
             Ok(t) => t,
             // A host that was disabled or removed stops; a hub that is
             // away (restarting, unreachable) is waited for.
@@ -206,9 +201,9 @@ fn worker(ctx: &Ctx, latencies: &Mutex<Vec<f64>>, done: &AtomicU64) -> Result<()
             std::thread::sleep(ctx.cfg.poll);
             continue;
         };
-        let outcome = match t.method.as_str() {
-            "noop" => Outcome::Done(json!({"noop": true})),
-            "build" | "update" => {
+        let outcome = match &t.request {
+            TaskRequest::Noop => Outcome::Done(json!({"noop": true})),
+            TaskRequest::Build(_) | TaskRequest::Update(_) => {
                 let log = TaskLog::new(&ctx.client, t.id);
                 let o = run_image_task(ctx, &t, &log).unwrap_or_else(|e| {
                     log.line(&format!("error: {e:#}"));
@@ -221,7 +216,6 @@ fn worker(ctx: &Ctx, latencies: &Mutex<Vec<f64>>, done: &AtomicU64) -> Result<()
                     o
                 }
             }
-            m => Outcome::Failed(format!("this builder does not run `{m}` tasks")),
         };
         report(ctx, &t, outcome);
         done.fetch_add(1, Ordering::SeqCst);
@@ -231,17 +225,14 @@ fn worker(ctx: &Ctx, latencies: &Mutex<Vec<f64>>, done: &AtomicU64) -> Result<()
 }
 
 fn report(ctx: &Ctx, t: &Task, outcome: Outcome) {
-    let id = t.id.to_string();
+    let id = t.id;
     // A report is worth waiting for while the hub is away: until the lease
     // would run out anyway (the hub answers 409 then).
-    let post = |body: Value| {
+    let post = |body: TaskReport| {
         let mut wait = Duration::from_millis(500);
         let start = Instant::now();
         loop {
-            match ctx
-                .client
-                .call::<_, Task>(Method::Post, &["tasks", &id, "result"], &[], Some(&body))
-            {
+            match ctx.client.finish_task(id, &body) {
                 Err(e) if e.status.is_none_or(|s| s >= 500) && start.elapsed() < Duration::from_secs(600) => {
                     eprintln!("task {id}: reporting: {e}; trying again");
                     std::thread::sleep(wait);
@@ -252,25 +243,40 @@ fn report(ctx: &Ctx, t: &Task, outcome: Outcome) {
         }
     };
     let r = match outcome {
-        Outcome::Done(result) => post(json!({"ok": true, "result": result})),
-        Outcome::Failed(error) => post(json!({"ok": false, "result": {"error": error}})),
-        Outcome::Built(build, result) => match post(json!({"ok": true, "result": result, "build": build})) {
+        Outcome::Done(result) => post(TaskReport {
+            ok: true,
+            result,
+            build: None,
+        }),
+        Outcome::Failed(error) => post(failed(error)),
+        Outcome::Built(build, result) => match post(TaskReport {
+            ok: true,
+            result,
+            build: Some(build),
+        }) {
             // The hub refused to record it (e.g. the package is not listed
             // in the destination tag): the task fails with that reason.
-            Err(e) if e.status.is_some_and(|s| s < 500) => post(json!({"ok": false, "result": {"error": e.message}})),
+            Err(e) if e.status.is_some_and(|s| s < 500) => post(failed(e.message)),
             r => r,
         },
         Outcome::Cancelled => {
             eprintln!("task {id}: cancelled; its sandbox is stopped");
             return;
         }
-        Outcome::Released => ctx
-            .client
-            .call::<(), Task>(Method::Post, &["tasks", &id, "release"], &[], None),
+        Outcome::Released => ctx.client.release_task(id),
     };
     match r {
-        Ok(t) => eprintln!("task {id} ({}): {}", t.method, t.state),
+        Ok(t) => eprintln!("task {id} ({}): {}", t.method(), t.state),
         Err(e) => eprintln!("task {id}: reporting failed: {e}"),
+    }
+}
+
+/// A failure's report.
+fn failed(error: String) -> TaskReport {
+    TaskReport {
+        ok: false,
+        result: json!({ "error": error }),
+        build: None,
     }
 }
 
@@ -283,12 +289,16 @@ fn run_image_task(ctx: &Ctx, t: &Task, log: &TaskLog) -> Result<Outcome> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     log.line(&format!(
         "builder {} runs task {} ({}), attempt {}/{}",
-        ctx.cfg.name, t.id, t.method, t.attempts, t.max_attempts
+        ctx.cfg.name,
+        t.id,
+        t.method(),
+        t.attempts,
+        t.max_attempts
     ));
-    let r = if t.method == "build" {
-        build(ctx, t, &dir, log)
-    } else {
-        update(ctx, t, &dir, log)
+    let r = match &t.request {
+        TaskRequest::Build(req) => build(ctx, t, req, &dir, log),
+        TaskRequest::Update(req) => update(ctx, t, req, &dir, log),
+        TaskRequest::Noop => Ok(Outcome::Done(json!({"noop": true}))),
     };
     if let Err(e) = std::fs::remove_dir_all(&dir) {
         eprintln!("task {}: cannot remove {}: {e}", t.id, dir.display());
@@ -296,7 +306,7 @@ fn run_image_task(ctx: &Ctx, t: &Task, log: &TaskLog) -> Result<Outcome> {
     r
 }
 
-fn hub_err(e: kiln_hub::client::ClientError) -> anyhow::Error {
+fn hub_err(e: kiln_hub_api::ClientError) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
@@ -314,12 +324,8 @@ fn builder_macros(ctx: &Ctx) -> Result<Vec<(String, String)>> {
     Ok(defs.into_iter().map(|d| (d.name, d.value)).collect())
 }
 
-fn build(ctx: &Ctx, t: &Task, dir: &Path, log: &TaskLog) -> Result<Outcome> {
-    let req: BuildRequest = serde_json::from_value(t.request.clone()).context("a malformed build request")?;
-    let layers: Value = ctx
-        .client
-        .get(&["targets", &req.target, "macros"], &[])
-        .map_err(hub_err)?;
+fn build(ctx: &Ctx, t: &Task, req: &BuildRequest, dir: &Path, log: &TaskLog) -> Result<Outcome> {
+    let layers = ctx.client.target_macros(&req.target).map_err(hub_err)?;
     let layers_file = dir.join("target-macros.json");
     std::fs::write(&layers_file, serde_json::to_vec_pretty(&layers)?)?;
     let (url, rev) = kiln_core::resolve::parse_git_repo(&req.repo).map_err(|e| anyhow::anyhow!("{}: {e}", req.repo))?;
@@ -347,12 +353,8 @@ fn build(ctx: &Ctx, t: &Task, dir: &Path, log: &TaskLog) -> Result<Outcome> {
     finish(ctx, t, cmd, &out, log, result)
 }
 
-fn update(ctx: &Ctx, t: &Task, dir: &Path, log: &TaskLog) -> Result<Outcome> {
-    let req: UpdateRequest = serde_json::from_value(t.request.clone()).context("a malformed update request")?;
-    let layers: kiln_hub::model::MacroLayers = ctx
-        .client
-        .get(&["targets", &req.target, "macros"], &[])
-        .map_err(hub_err)?;
+fn update(ctx: &Ctx, t: &Task, req: &UpdateRequest, dir: &Path, log: &TaskLog) -> Result<Outcome> {
+    let layers = ctx.client.target_macros(&req.target).map_err(hub_err)?;
     // The source image, from the hub into this builder's catalog.
     let mut pull = Command::new(&ctx.cfg.kiln);
     pull.args(["image", "pull", &req.from, "--hub", &ctx.cfg.hub]);
@@ -366,13 +368,7 @@ fn update(ctx: &Ctx, t: &Task, dir: &Path, log: &TaskLog) -> Result<Outcome> {
     let mut defines: Vec<(String, String)> = layers
         .build_tag_macros
         .iter()
-        .map(|(k, v)| {
-            let value = match &v.value {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k.clone(), value)
-        })
+        .map(|(k, v)| (k.clone(), v.value.clone()))
         .collect();
     defines.extend(builder_macros(ctx)?);
     defines.extend(layers.target_macros.clone());
@@ -404,19 +400,17 @@ fn update(ctx: &Ctx, t: &Task, dir: &Path, log: &TaskLog) -> Result<Outcome> {
 fn finish(ctx: &Ctx, t: &Task, cmd: Command, out: &Path, log: &TaskLog, result: Value) -> Result<Outcome> {
     match supervise(ctx, t.id, cmd, log)? {
         Ended::Exited(0) => {}
-        Ended::Exited(c) => return Ok(Outcome::Failed(format!("the {} exited with status {c}", t.method))),
+        Ended::Exited(c) => return Ok(Outcome::Failed(format!("the {} exited with status {c}", t.method()))),
         Ended::Cancelled => return Ok(Outcome::Cancelled),
         Ended::Released => return Ok(Outcome::Released),
     }
     let (build, files) = outdir::read(out, None)?;
-    let id = t.id.to_string();
     for (a, path) in build.artifacts.iter().zip(&files) {
         if ctx.is_cancelled(t.id) {
             return Ok(Outcome::Cancelled);
         }
-        let _: Value = ctx
-            .client
-            .upload(&["tasks", &id, "files", &a.file], path, &a.sha256)
+        ctx.client
+            .upload_task_file(t.id, &a.file, path, &a.sha256)
             .map_err(|e| anyhow::anyhow!("uploading {}: {e}", a.file))?;
         log.line(&format!("uploaded {} ({} bytes, sha256 {})", a.file, a.size, a.sha256));
     }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use kiln_hub::model::{NewArtifact, NewBuild};
+use kiln_hub_api::model::{NewArtifact, NewBuild};
 use serde_json::Value;
 
 /// NAME-VERSION-RELEASE split on its last two dashes.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kiln_hub::client::Client;
+use kiln_hub_api::Client;
 
 /// Lines kept for a failure's report.
 const TAIL: usize = 40;
@@ -26,7 +26,7 @@ struct Shared {
 
 pub struct TaskLog<'a> {
     client: &'a Client,
-    id: String,
+    id: i64,
     shared: Arc<Mutex<Shared>>,
     last: Mutex<Instant>,
 }
@@ -46,7 +46,7 @@ impl<'a> TaskLog<'a> {
     pub fn new(client: &'a Client, id: i64) -> TaskLog<'a> {
         TaskLog {
             client,
-            id: id.to_string(),
+            id,
             shared: Arc::default(),
             last: Mutex::new(Instant::now()),
         }
@@ -113,7 +113,7 @@ impl<'a> TaskLog<'a> {
                 cut = nl + 1;
             }
             let (chunk, more) = rest.split_at(cut);
-            if let Err(e) = self.client.post_text(&["tasks", &self.id, "log"], chunk.to_string()) {
+            if let Err(e) = self.client.append_log(self.id, chunk.to_string()) {
                 eprintln!("task {}: cannot send its log: {e}", self.id);
                 eprint!("{chunk}");
             }

@@ -16,9 +16,11 @@ use kiln_core::{Repo, ResolveOptions};
 
 mod build;
 mod cache;
+mod commands;
 mod doctor;
-mod hub;
 mod image;
+
+use commands::hub;
 
 // Resolution allocates many small strings and maps; mimalloc is measurably
 // faster than glibc's allocator here (bench/check.sh, ARCHITECTURE.md).
@@ -280,46 +282,15 @@ impl ResolveArgs {
 
 /// Layers 2 and 4 from a saved `GET /targets/T/macros` answer.
 fn hub_macro_layers(path: &std::path::Path) -> Result<Vec<MacroDef>> {
-    use kiln_core::macros::MacroLayer;
-    use kiln_core::model::Origin;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read the target macros `{}`", path.display()))?;
-    let l: kiln_hub::model::MacroLayers = serde_json::from_str(&text).with_context(|| {
+    let l: kiln_hub_api::model::MacroLayers = serde_json::from_str(&text).with_context(|| {
         format!(
             "`{}` is not the JSON of `kiln target macros TARGET --json`",
             path.display()
         )
     })?;
-    let bad = l
-        .target_macros
-        .keys()
-        .chain(l.build_tag_macros.keys())
-        .find(|n| !kiln_core::macros::is_macro_name(n));
-    if let Some(n) = bad {
-        bail!("{}: bad macro name `{n}`: names are [A-Za-z0-9_]+", path.display());
-    }
-    let mut defs = Vec::new();
-    for (name, value) in l.target_macros {
-        defs.push(MacroDef {
-            origin: Origin::External(format!("target {}", l.target)),
-            name,
-            value,
-            layer: MacroLayer::Target,
-        });
-    }
-    for (name, v) in l.build_tag_macros {
-        let value = match v.value {
-            serde_json::Value::String(s) => s,
-            other => other.to_string(),
-        };
-        defs.push(MacroDef {
-            origin: Origin::External(format!("build tag {} (extra of tag {})", l.build_tag, v.from)),
-            name,
-            value,
-            layer: MacroLayer::BuildTag,
-        });
-    }
-    Ok(defs)
+    l.defs().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 pub(crate) fn report_outside(session: &Session, printer: Printer) -> Result<()> {

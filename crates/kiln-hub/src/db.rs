@@ -1842,9 +1842,10 @@ macro_rules! backend {
                     )
                     .fetch_all(&self.read)
                     .await?;
+                    let now = now();
                     rows.into_iter()
-                        .map(|r| {
-                            let channels: String = r.try_get(2)?;
+                    .map(|r| {
+                    let channels: String = r.try_get(2)?;
                             Ok(HostInfo {
                                 name: r.try_get(0)?,
                                 arch: r.try_get(1)?,
@@ -1853,7 +1854,8 @@ macro_rules! backend {
                                 enabled: r.try_get(4)?,
                                 last_seen: r.try_get(5)?,
                                 load: r.try_get(6)?,
-                            })
+                                state: HostState::judge(r.try_get(4)?, r.try_get(5)?, now, self.lease),
+                                })
                         })
                         .collect()
                 }
@@ -1987,13 +1989,6 @@ macro_rules! backend {
                 }
 
                 pub async fn submit_task(&self, who: &Principal, t: &NewTask) -> Result<Task> {
-                    if !TASK_METHODS.contains(&t.method.as_str()) {
-                        return Err(HubError::bad_request(format!(
-                            "unknown task method `{}` (known: {})",
-                            t.method,
-                            TASK_METHODS.join(", ")
-                        )));
-                    }
                     check_name("channel", &t.channel)?;
                     check_name("arch", &t.arch)?;
                     if !(1..=100).contains(&t.max_attempts) {
@@ -2017,14 +2012,14 @@ macro_rules! backend {
                          request, attempts, max_attempts, created) VALUES ($1, 'FREE', $2, $3, $4, $5, $6, $7, $8, 0, $9, $10) \
                          RETURNING id",
                     )
-                    .bind(&t.method)
+                    .bind(t.request.method())
                     .bind(t.priority)
                     .bind(&t.channel)
                     .bind(&t.arch)
                     .bind(owner)
                     .bind(t.parent)
                     .bind(designated)
-                    .bind(json_text(&t.request))
+                    .bind(json_text(&t.request.to_value()))
                     .bind(t.max_attempts)
                     .bind(now())
                     .fetch_one(&mut *tx)
@@ -2039,10 +2034,12 @@ macro_rules! backend {
                      LEFT JOIN hosts d ON d.id = t.designated_host";
 
                 fn task_row(r: &<Db as sqlx::Database>::Row) -> Result<Task> {
+                    let method: String = r.try_get(1)?;
                     let request: String = r.try_get(10)?;
+                    let request: serde_json::Value = serde_json::from_str(&request).unwrap_or_default();
                     Ok(Task {
-                        id: r.try_get(0)?,
-                        method: r.try_get(1)?,
+                    id: r.try_get(0)?,
+                    request: TaskRequest::from_parts(&method, &request).map_err(HubError::internal)?,
                         state: r.try_get(2)?,
                         priority: r.try_get(3)?,
                         channel: r.try_get(4)?,
@@ -2051,7 +2048,7 @@ macro_rules! backend {
                         parent: r.try_get(7)?,
                         host: r.try_get(8)?,
                         designated_host: r.try_get(9)?,
-                        request: serde_json::from_str(&request).unwrap_or_default(),
+
                         result: parse_json(r.try_get(11)?),
                         attempts: r.try_get(12)?,
                         max_attempts: r.try_get(13)?,
@@ -2405,16 +2402,13 @@ macro_rules! backend {
                 /// its shape, its target, and (unless scratch) that the
                 /// submitter may tag into the destination tag.
                 async fn check_build_request(&self, who: &Principal, t: &NewTask) -> Result<()> {
-                    let bad = |e: String| HubError::bad_request(format!("{} request: {e}", t.method));
-                    let (target, scratch) = match t.method.as_str() {
-                        "build" => {
-                            let r: BuildRequest = serde_json::from_value(t.request.clone()).map_err(|e| bad(e.to_string()))?;
-                            r.check().map_err(bad)?;
-                            (r.target, r.scratch)
-                        }
-                        "update" => {
-                            let r: UpdateRequest = serde_json::from_value(t.request.clone()).map_err(|e| bad(e.to_string()))?;
-                            r.check().map_err(bad)?;
+                    let method = t.request.method();
+                    t.request
+                    .check()
+                    .map_err(|e| HubError::bad_request(format!("{method} request: {e}")))?;
+                    let (target, scratch) = match &t.request {
+                    TaskRequest::Build(r) => (&r.target, r.scratch),
+                    TaskRequest::Update(r) => {
                             let (name, version) = r.from.split_once('@').unwrap_or_default();
                             if !self.images(Some(name)).await?.iter().any(|(i, _)| i.version == version) {
                                 return Err(HubError::not_found(format!(
@@ -2422,11 +2416,11 @@ macro_rules! backend {
                                     r.from
                                 )));
                             }
-                            (r.target, r.scratch)
-                        }
-                        _ => return Ok(()),
-                    };
-                    let target = self.target(&target, None).await?;
+                            (&r.target, r.scratch)
+                            }
+                            TaskRequest::Noop => return Ok(()),
+                            };
+                            let target = self.target(target, None).await?;
                     if !scratch {
                         let dest = tag_row(&self.read, &target.dest_tag, None).await?;
                         may_change(who, &target.dest_tag, dest.perm.as_deref(), dest.locked, false)?;
@@ -2654,11 +2648,8 @@ pub async fn macro_layers(db: &Db, target: &str) -> Result<MacroLayers> {
     for (k, v) in bc.extra {
         let name = k.strip_prefix("rpm.macro.").or_else(|| k.strip_prefix("macro."));
         if let Some(name) = name {
-            let value = match &v.value {
-                serde_json::Value::String(s) => serde_json::Value::String(s.clone()),
-                other => serde_json::Value::String(other.to_string()),
-            };
-            build_tag_macros.insert(name.to_string(), Sourced { value, from: v.from });
+            let value = macro_text(&v.value);
+            build_tag_macros.insert(name.to_string(), SourcedText { value, from: v.from });
         }
     }
     Ok(MacroLayers {

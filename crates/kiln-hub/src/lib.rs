@@ -1,11 +1,10 @@
 //! kiln's hub (docs/hub.md): the database of builds, tags, targets, users and
 //! source images, with Koji's tag semantics (`kiln_core::koji`), served as
-//! a REST API; and the blocking client the CLI uses. This is the only crate
-//! that knows SQL and HTTP.
+//! a REST API. Its wire model and client live in `kiln_hub_api`. This is the
+//! only crate that knows SQL and serves HTTP.
 
 pub mod api;
 pub mod auth;
-pub mod client;
 pub mod db;
 pub mod error;
 pub mod model;

@@ -658,15 +658,15 @@ both!(targets_round_trip_and_feed_macro_layers, |t| async move {
     assert_eq!(m.target_macros["release"], "5");
     assert_eq!(
         m.build_tag_macros["vendor"],
-        Sourced {
-            value: json!("beta"),
+        SourcedText {
+            value: "beta".into(),
             from: "build".into()
         }
     );
     assert_eq!(
         m.build_tag_macros["dist"],
-        Sourced {
-            value: json!(".k1"),
+        SourcedText {
+            value: ".k1".into(),
             from: "base".into()
         }
     );

@@ -432,8 +432,8 @@ fn hub_on_s3() {
     let Some(endpoint) = endpoint_or_run_child("hub_on_s3") else {
         return;
     };
-    use kiln_hub::client::{Client, Method};
-    use serde_json::{Value, json};
+    use kiln_hub_api::Client;
+    use kiln_hub_api::model::NewBuild;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let db = format!("sqlite://{}", dir.path().join("hub.db").display());
@@ -467,47 +467,40 @@ fn hub_on_s3() {
     let sha = sha256(&img);
     let file = dir.path().join("fw.squashfs");
     std::fs::write(&file, &img).expect("write");
-    let up: Value = c.upload(&["images", "fw", "1", "upload"], &file, &sha).expect("upload");
-    assert_eq!(up["sha256"], sha.as_str(), "{up}");
+    let up = c.upload_image("fw", "1", &file, &sha).expect("upload");
+    assert_eq!(up.sha256, sha);
     assert_eq!(keys(), vec![format!("hub/blobs/sha256/{sha}")]);
     let dest = dir.path().join("fw-1.squashfs");
-    let got = c.download(&["images", "fw", "1", "blob"], &dest).expect("download");
+    let got = c.download_image("fw", "1", &dest).expect("download");
     assert_eq!(got, sha);
     assert!(std::fs::read(&dest).expect("read") == img, "the download is the upload");
 
     // A wrong declaration is refused and stores nothing.
     let e = c
-        .upload::<Value>(&["images", "fw", "2", "upload"], &file, &"0".repeat(64))
+        .upload_image("fw", "2", &file, &"0".repeat(64))
         .expect_err("a wrong sha256 is refused");
     assert_eq!(e.status, Some(400), "{e}");
     assert!(e.message.contains("sha256 mismatch"), "{e}");
     assert_eq!(keys(), vec![format!("hub/blobs/sha256/{sha}")]);
 
     // A build's artifact with the same content shares the blob.
-    let b: Value = c
-        .call(
-            Method::Post,
-            &["builds"],
-            &[],
-            Some(&json!({"name": "fw", "version": "1", "release": "1", "artifacts": [
-                {"file": "fw.squashfs", "format": "squashfs", "size": img.len(), "sha256": sha}
-            ]})),
-        )
-        .expect("create a build");
-    assert_eq!(b["state"], "BUILDING", "{b}");
-    let _: Value = c
-        .upload(&["builds", "fw-1-1", "files", "fw.squashfs"], &file, &sha)
+    let nb: NewBuild = serde_json::from_value(serde_json::json!({
+        "name": "fw", "version": "1", "release": "1",
+        "artifacts": [{"file": "fw.squashfs", "format": "squashfs", "size": img.len(), "sha256": sha}]
+    }))
+    .expect("a build");
+    let b = c.create_build(&nb).expect("create a build");
+    assert_eq!(b.state, "BUILDING", "{b:?}");
+    c.upload_artifact("fw-1-1", "fw.squashfs", &file, &sha)
         .expect("upload the artifact");
     let dest = dir.path().join("artifact.squashfs");
-    c.download(&["builds", "fw-1-1", "files", "fw.squashfs"], &dest)
+    c.download_artifact("fw-1-1", "fw.squashfs", &dest)
         .expect("download the artifact");
     assert!(std::fs::read(&dest).expect("read") == img);
     assert_eq!(keys(), vec![format!("hub/blobs/sha256/{sha}")]);
 
     // Removing the image keeps the blob the artifact still uses.
-    let _: Value = c
-        .call::<(), _>(Method::Delete, &["images", "fw", "1"], &[], None)
-        .expect("remove the image");
+    c.remove_image("fw", "1").expect("remove the image");
     assert_eq!(keys(), vec![format!("hub/blobs/sha256/{sha}")]);
 
     // An image alone in its blob takes it along when removed.
@@ -516,13 +509,9 @@ fn hub_on_s3() {
     let sha2 = sha256(&img2);
     let file2 = dir.path().join("fw2.squashfs");
     std::fs::write(&file2, &img2).expect("write");
-    let _: Value = c
-        .upload(&["images", "fw", "2", "upload"], &file2, &sha2)
-        .expect("upload");
+    c.upload_image("fw", "2", &file2, &sha2).expect("upload");
     assert_eq!(keys().len(), 2);
-    let _: Value = c
-        .call::<(), _>(Method::Delete, &["images", "fw", "2"], &[], None)
-        .expect("remove the image");
+    c.remove_image("fw", "2").expect("remove the image");
     assert_eq!(keys(), vec![format!("hub/blobs/sha256/{sha}")]);
     assert!(
         rt.block_on(bucket.list_keys("hub/tmp/")).expect("list").is_empty(),

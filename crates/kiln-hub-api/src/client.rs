@@ -1,5 +1,6 @@
-//! The hub's client (blocking), used by the `kiln` CLI: JSON calls, and
-//! streamed, verified uploads and downloads.
+//! The client's transport (blocking): JSON calls, plain-text posts, and
+//! streamed, verified uploads and downloads. The endpoints themselves are
+//! the typed methods of `endpoints.rs`.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -35,13 +36,14 @@ fn local(code: &str, message: impl Into<String>) -> ClientError {
 
 pub type Result<T> = std::result::Result<T, ClientError>;
 
+/// A hub's API at `/api/v1`, with an optional bearer token.
 pub struct Client {
     base: url::Url,
     token: Option<String>,
     http: reqwest::blocking::Client,
 }
 
-pub enum Method {
+pub(crate) enum Method {
     Get,
     Post,
     Put,
@@ -118,7 +120,7 @@ impl Client {
     }
 
     /// One JSON call. An empty answer (204) reads as JSON null.
-    pub fn call<B: Serialize, T: DeserializeOwned>(
+    pub(crate) fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         m: Method,
         segments: &[&str],
@@ -138,7 +140,7 @@ impl Client {
     }
 
     /// POSTs plain text (a task's log chunk); the answer is ignored.
-    pub fn post_text(&self, segments: &[&str], text: String) -> Result<()> {
+    pub(crate) fn post_text(&self, segments: &[&str], text: String) -> Result<()> {
         let r = self
             .request(Method::Post, self.url(segments, &[]))
             .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
@@ -146,12 +148,12 @@ impl Client {
         self.send(r).map(drop)
     }
 
-    pub fn get<T: DeserializeOwned>(&self, segments: &[&str], query: &[(&str, String)]) -> Result<T> {
+    pub(crate) fn get<T: DeserializeOwned>(&self, segments: &[&str], query: &[(&str, String)]) -> Result<T> {
         self.call::<(), T>(Method::Get, segments, query, None)
     }
 
     /// Streams `file` as the body of a PUT, with its sha256 for the hub to check.
-    pub fn upload<T: DeserializeOwned>(&self, segments: &[&str], file: &Path, sha256: &str) -> Result<T> {
+    pub(crate) fn upload<T: DeserializeOwned>(&self, segments: &[&str], file: &Path, sha256: &str) -> Result<T> {
         let f = File::open(file).map_err(|e| local("io", format!("cannot open {}: {e}", file.display())))?;
         let len = f
             .metadata()
@@ -169,7 +171,7 @@ impl Client {
     /// Streams a download into `dest` through a temporary file, verified
     /// against the hub's sha256 before it is renamed into place. Returns
     /// the sha256.
-    pub fn download(&self, segments: &[&str], dest: &Path) -> Result<String> {
+    pub(crate) fn download(&self, segments: &[&str], dest: &Path) -> Result<String> {
         let mut resp = self.send(self.request(Method::Get, self.url(segments, &[])))?;
         let want = resp
             .headers()

@@ -1,0 +1,59 @@
+//! `kiln serve`: the hub itself.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Database: sqlite://PATH or postgres://USER@HOST/DB.
+    #[arg(
+        long,
+        env = "KILN_DB",
+        default_value = "sqlite://./kiln-data/hub.db",
+        value_name = "URL"
+    )]
+    db: String,
+    /// Blob store for artifacts and source images: file://PATH or
+    /// s3://BUCKET[/PREFIX]?endpoint=URL (credentials from AWS_* variables).
+    #[arg(
+        long,
+        env = "KILN_STORE",
+        default_value = "file://./kiln-data/store",
+        value_name = "URL"
+    )]
+    store: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8700", value_name = "ADDR")]
+    listen: String,
+    /// Require a token for reading too.
+    #[arg(long)]
+    no_anonymous_read: bool,
+    /// Seconds a claimed task stays a builder's without a heartbeat; then
+    /// it is retried elsewhere. Builders beat three times per lease.
+    #[arg(long, value_name = "SECONDS", default_value_t = kiln_hub::db::LEASE_SECONDS)]
+    lease: i64,
+}
+
+pub fn serve(a: &ServeArgs) -> Result<ExitCode> {
+    let opts = kiln_hub::ServeOptions {
+        db: a.db.clone(),
+        store: a.store.clone(),
+        listen: a.listen.clone(),
+        anonymous_read: !a.no_anonymous_read,
+        lease_seconds: a.lease,
+    };
+    let db_shown = if a.db.starts_with("postgres") {
+        "postgres://…"
+    } else {
+        a.db.as_str()
+    };
+    kiln_hub::serve_blocking(&opts, |addr| {
+        eprintln!(
+            "kiln hub listening on http://{addr} (database {db_shown}, store {})",
+            opts.store
+        );
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,3 @@
+//! The commands that talk to a hub or are one (`hub`).
+
+pub mod hub;
