@@ -1,0 +1,21 @@
+//! What the hub says about itself: its status and the OpenAPI document.
+
+use axum::Json;
+use axum::extract::State;
+
+use super::St;
+use crate::error::Result;
+
+/// The OpenAPI document of `/api/v1` (see [`crate::openapi`]).
+pub(super) async fn openapi_json() -> Json<serde_json::Value> {
+    Json(crate::openapi::document())
+}
+
+pub(super) async fn status(State(hub): St) -> Result<Json<serde_json::Value>> {
+    Ok(Json(serde_json::json!({
+        "kiln": env!("CARGO_PKG_VERSION"),
+        "database": hub.db.kind(),
+        "event": hub.db.last_event().await?,
+        "anonymous_read": hub.anonymous_read,
+    })))
+}
