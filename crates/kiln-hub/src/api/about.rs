@@ -5,17 +5,18 @@ use axum::extract::State;
 
 use super::St;
 use crate::error::Result;
+use crate::model::Status;
 
 /// The OpenAPI document of `/api/v1` (see [`crate::openapi`]).
 pub(super) async fn openapi_json() -> Json<serde_json::Value> {
     Json(crate::openapi::document())
 }
 
-pub(super) async fn status(State(hub): St) -> Result<Json<serde_json::Value>> {
-    Ok(Json(serde_json::json!({
-        "kiln": env!("CARGO_PKG_VERSION"),
-        "database": hub.db.kind(),
-        "event": hub.db.last_event().await?,
-        "anonymous_read": hub.anonymous_read,
-    })))
+pub(super) async fn status(State(hub): St) -> Result<Json<Status>> {
+    Ok(Json(Status {
+        kiln: env!("CARGO_PKG_VERSION").into(),
+        database: hub.db.kind().into(),
+        event: hub.db.last_event().await?,
+        anonymous_read: hub.anonymous_read,
+    }))
 }

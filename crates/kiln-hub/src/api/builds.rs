@@ -6,7 +6,6 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde::Deserialize;
 
 use super::files::stream;
 use super::{J, ListQuery, Q, St, created, reader, writer};
@@ -28,12 +27,6 @@ pub(super) async fn create_build(State(hub): St, headers: HeaderMap, J(b): J<New
 pub(super) async fn build_info(State(hub): St, headers: HeaderMap, Path(nvr): Path<String>) -> Result<Json<Build>> {
     reader(&hub, &headers).await?;
     Ok(Json(hub.db.build(&nvr, true).await?))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct StateIn {
-    state: String,
 }
 
 pub(super) async fn finish_build(
@@ -75,9 +68,11 @@ pub(super) async fn upload_artifact(
         )
         .await?;
     hub.db.set_artifact_key(&who, &nvr, &file, &stored.key).await?;
-    Ok(created(
-        serde_json::json!({"file": file, "sha256": stored.sha256, "size": stored.size}),
-    ))
+    Ok(created(Uploaded {
+        file,
+        sha256: stored.sha256,
+        size: stored.size,
+    }))
 }
 
 pub(super) async fn download_artifact(

@@ -5,7 +5,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde_json::json;
 
 use super::{J, St, authenticated, created, reader, writer};
 use crate::auth;
@@ -16,7 +15,7 @@ pub(super) async fn create_host(State(hub): St, headers: HeaderMap, J(h): J<NewH
     let who = writer(&hub, &headers, "host").await?;
     let token = auth::new_token();
     hub.db.create_host(&who, &h, &auth::token_hash(&token)).await?;
-    Ok(created(json!({"name": h.name, "token": token})))
+    Ok(created(HostToken { name: h.name, token }))
 }
 
 pub(super) async fn list_hosts(State(hub): St, headers: HeaderMap) -> Result<Json<Vec<HostInfo>>> {
@@ -24,10 +23,13 @@ pub(super) async fn list_hosts(State(hub): St, headers: HeaderMap) -> Result<Jso
     Ok(Json(hub.db.list_hosts().await?))
 }
 
-pub(super) async fn heartbeat(State(hub): St, headers: HeaderMap) -> Result<Json<serde_json::Value>> {
+pub(super) async fn heartbeat(State(hub): St, headers: HeaderMap) -> Result<Json<Heartbeat>> {
     let who = authenticated(&hub, &headers).await?;
     let cancel = hub.db.heartbeat(&who).await?;
-    Ok(Json(json!({"cancel": cancel, "lease_seconds": hub.db.lease()})))
+    Ok(Json(Heartbeat {
+        cancel,
+        lease_seconds: hub.db.lease(),
+    }))
 }
 
 pub(super) async fn claim(State(hub): St, headers: HeaderMap) -> Result<Json<Option<Task>>> {

@@ -7,7 +7,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::files::stream;
 use super::{J, ListQuery, Q, St, authenticated, created, no_content, reader, writer};
@@ -68,9 +67,11 @@ pub(super) async fn upload_task_file(
     match put {
         Ok(stored) => {
             hub.db.end_upload(up, true).await?;
-            Ok(created(
-                serde_json::json!({"file": file, "sha256": stored.sha256, "size": stored.size}),
-            ))
+            Ok(created(Uploaded {
+                file,
+                sha256: stored.sha256,
+                size: stored.size,
+            }))
         }
         Err(e) => {
             if let Err(e2) = hub.db.end_upload(up, false).await {
@@ -134,11 +135,15 @@ pub(super) async fn task_log(
     headers: HeaderMap,
     Path(id): Path<i64>,
     Q(q): Q<LogQuery>,
-) -> Result<Json<serde_json::Value>> {
+) -> Result<Json<TaskLogOut>> {
     reader(&hub, &headers).await?;
     let t = hub.db.task(id).await?;
     let chunks = hub.db.task_log(id, q.after).await?;
     let next = chunks.last().map_or(q.after, |c| c.0);
     let text: String = chunks.into_iter().map(|c| c.1).collect();
-    Ok(Json(json!({"state": t.state, "text": text, "next": next})))
+    Ok(Json(TaskLogOut {
+        state: t.state,
+        text,
+        next,
+    }))
 }

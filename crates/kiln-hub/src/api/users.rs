@@ -4,24 +4,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
 use super::{Hub, J, Peer, St, created, no_content, principal, reader, writer};
 use crate::auth;
 use crate::db;
 use crate::error::{HubError, Result};
 use crate::model::*;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct LoginIn {
-    user: String,
-    password: String,
-    #[serde(default)]
-    token_name: Option<String>,
-    #[serde(default)]
-    expires_days: Option<i64>,
-}
 
 pub(super) async fn login(State(hub): St, Peer(addr): Peer, J(l): J<LoginIn>) -> Result<Response> {
     let mut keys = vec![format!("user:{}", l.user)];
@@ -74,11 +62,14 @@ pub(super) async fn login(State(hub): St, Peer(addr): Peer, J(l): J<LoginIn>) ->
     Ok(created(NewToken { id, token, expires }))
 }
 
-pub(super) async fn whoami(State(hub): St, headers: HeaderMap) -> Result<Json<serde_json::Value>> {
+pub(super) async fn whoami(State(hub): St, headers: HeaderMap) -> Result<Json<WhoAmI>> {
     let p = principal(&hub, &headers).await?;
-    Ok(Json(
-        serde_json::json!({"name": p.name, "authenticated": p.id.is_some(), "admin": p.admin, "perms": p.perms}),
-    ))
+    Ok(Json(WhoAmI {
+        authenticated: p.id.is_some(),
+        name: p.name,
+        admin: p.admin,
+        perms: p.perms,
+    }))
 }
 
 pub(super) async fn list_users(State(hub): St, headers: HeaderMap) -> Result<Json<Vec<User>>> {
@@ -97,13 +88,7 @@ pub(super) async fn create_user(State(hub): St, headers: HeaderMap, J(u): J<NewU
         None => None,
     };
     hub.db.create_user(&who, &u.name, hash, &u.perms, "user").await?;
-    Ok(created(serde_json::json!({"name": u.name})))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct PermIn {
-    perm: String,
+    Ok(created(UserCreated { name: u.name }))
 }
 
 pub(super) async fn grant(
@@ -145,13 +130,6 @@ pub(super) async fn list_tokens(
 ) -> Result<Json<Vec<TokenInfo>>> {
     self_or_admin(&hub, &headers, &name).await?;
     Ok(Json(hub.db.list_tokens(&name).await?))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub(super) struct TokenIn {
-    name: Option<String>,
-    expires_days: Option<i64>,
 }
 
 pub(super) async fn create_token(
