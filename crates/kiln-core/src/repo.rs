@@ -133,160 +133,20 @@ fn is_image_name(name: &str) -> bool {
         })
 }
 
+/// The parse-time diagnostics of each definition file, in load order.
+type FileDiagnostics = Vec<(Arc<str>, Vec<Diagnostic>)>;
+
 impl Repo {
     /// Parses every definition and list in the snapshot.
     pub fn load(snapshot: Snapshot) -> Repo {
         let mut diags = Vec::new();
         let mut config_diags = Vec::new();
         let config = load_config(&snapshot, &mut config_diags);
-        let mut images = BTreeMap::new();
-        let mut features = BTreeMap::new();
-        let mut lists = BTreeMap::new();
-        let mut tagged = Vec::new();
-        let mut owned: Vec<(Arc<str>, Vec<Diagnostic>)> = vec![(Arc::clone(&config.file), config_diags)];
-
-        for (path, entry) in snapshot.walk("images") {
-            let Some(name) = path.strip_prefix("images/").and_then(|p| p.strip_suffix(".toml")) else {
-                continue;
-            };
-            if entry.kind != EntryKind::File {
-                continue;
-            }
-            if !is_image_name(name) {
-                diags.push(
-                    Diagnostic::error(
-                        "bad-name",
-                        format!("bad image name `{name}`: use letters, digits, `.`, `_`, `-` and `/`"),
-                    )
-                    .at(Span::whole_file(path), ""),
-                );
-                continue;
-            }
-            let text = snapshot.text(path).unwrap_or("");
-            let mut own = Vec::new();
-            let def = parse_def(path, text, Context::Image, &mut own);
-            owned.push((Arc::clone(path), own));
-            images.insert(
-                name.to_string(),
-                Image {
-                    name: name.to_string(),
-                    file: Arc::clone(path),
-                    def,
-                },
-            );
-        }
-
-        for (name, dir, entry) in snapshot.children("features") {
-            if entry.kind != EntryKind::Dir {
-                continue;
-            }
-            let file_path = format!("{dir}/feature.toml");
-            let Some(file) = snapshot.key(&file_path).cloned() else {
-                diags.push(
-                    Diagnostic::warning(
-                        "missing-feature-toml",
-                        format!("feature folder `{dir}` has no feature.toml; it is not a feature"),
-                    )
-                    .at(Span::whole_file(dir), ""),
-                );
-                continue;
-            };
-            if !is_ident(name) {
-                diags.push(
-                    Diagnostic::error(
-                        "bad-name",
-                        format!("bad feature name `{name}`: use lowercase letters, digits, `_` and `-`"),
-                    )
-                    .at(Span::whole_file(&file), ""),
-                );
-                continue;
-            }
-            let mut own = Vec::new();
-            let def = parse_def(&file, snapshot.text(&file).unwrap_or(""), Context::Feature, &mut own);
-            let content = scan_feature(&snapshot, dir, &def, &mut own);
-            owned.push((Arc::clone(&file), own));
-            features.insert(
-                name.to_string(),
-                Feature {
-                    name: name.to_string(),
-                    dir: dir.to_string(),
-                    file,
-                    def,
-                    content,
-                },
-            );
-        }
-
-        for (path, entry) in snapshot.walk("lists") {
-            if entry.kind != EntryKind::File {
-                continue;
-            }
-            let rel = &path["lists/".len()..];
-            let text = snapshot.text(path).unwrap_or("");
-            let list = |name: &str| {
-                let entries = tokenize_list(path, text);
-                let parsed = entries
-                    .iter()
-                    .map(|e| {
-                        if e.v.contains('%') {
-                            None
-                        } else {
-                            parse_pkg(&e.v).ok().map(PkgRef::from)
-                        }
-                    })
-                    .collect();
-                PackageList {
-                    name: name.to_string(),
-                    file: Arc::clone(path),
-                    entries,
-                    parsed,
-                }
-            };
-            if let Some(tags) = rel.strip_prefix("tagged/") {
-                if tags.contains('/') {
-                    diags.push(
-                        Diagnostic::error(
-                            "bad-tagged-list",
-                            format!("tagged lists live directly in lists/tagged/, not in a subfolder: `{path}`"),
-                        )
-                        .at(Span::whole_file(path), ""),
-                    );
-                    continue;
-                }
-                let set: BTreeSet<String> = tags.split('+').map(str::to_string).collect();
-                if let Some(bad) = set.iter().find(|t| !is_tag(t)) {
-                    diags.push(
-                        Diagnostic::error(
-                            "bad-tagged-list",
-                            format!(
-                                "bad tag `{bad}` in tagged list name `{tags}`: tags are [A-Za-z0-9_]+ joined by `+`"
-                            ),
-                        )
-                        .at(Span::whole_file(path), ""),
-                    );
-                    continue;
-                }
-                tagged.push(TaggedList {
-                    tags: set,
-                    list: list(tags),
-                });
-            } else {
-                lists.insert(rel.to_string(), list(rel));
-            }
-        }
-
-        let mut file_diagnostics = HashMap::new();
-        let mut broken = HashSet::new();
-        for (file, ds) in owned {
-            if ds.iter().any(|d| d.code == "toml-syntax") {
-                broken.insert(Arc::clone(&file));
-            }
-            if !ds.is_empty() {
-                diags.extend(ds.iter().cloned());
-                file_diagnostics.entry(file).or_insert_with(Vec::new).extend(ds);
-            }
-        }
-        Repo {
+        let mut owned: FileDiagnostics = vec![(Arc::clone(&config.file), config_diags)];
+        let images = load_images(&snapshot, &mut diags, &mut owned);
+        let features = load_features(&snapshot, &mut diags, &mut owned);
+        let (lists, tagged) = load_lists(&snapshot, &mut diags);
+        let mut repo = Repo {
             snapshot,
             config,
             images,
@@ -294,8 +154,24 @@ impl Repo {
             lists,
             tagged,
             diagnostics: diags,
-            file_diagnostics,
-            broken,
+            file_diagnostics: HashMap::new(),
+            broken: HashSet::new(),
+        };
+        repo.add_file_diagnostics(owned);
+        repo
+    }
+
+    /// Records the parse-time diagnostics of each definition file: among the
+    /// repository's, by file, and the file as broken when it is not valid TOML.
+    fn add_file_diagnostics(&mut self, owned: FileDiagnostics) {
+        for (file, ds) in owned {
+            if ds.iter().any(|d| d.code == "toml-syntax") {
+                self.broken.insert(Arc::clone(&file));
+            }
+            if !ds.is_empty() {
+                self.diagnostics.extend(ds.iter().cloned());
+                self.file_diagnostics.entry(file).or_default().extend(ds);
+            }
         }
     }
 
@@ -310,6 +186,163 @@ impl Repo {
             out.extend(f.content.subprofiles.keys().map(String::as_str));
         }
         out
+    }
+}
+
+/// The images of `images/`; problems of names go to `diags`, those of each
+/// file to `owned`.
+fn load_images(
+    snapshot: &Snapshot,
+    diags: &mut Vec<Diagnostic>,
+    owned: &mut FileDiagnostics,
+) -> BTreeMap<String, Image> {
+    let mut images = BTreeMap::new();
+    for (path, entry) in snapshot.walk("images") {
+        let Some(name) = path.strip_prefix("images/").and_then(|p| p.strip_suffix(".toml")) else {
+            continue;
+        };
+        if entry.kind != EntryKind::File {
+            continue;
+        }
+        if !is_image_name(name) {
+            diags.push(
+                Diagnostic::error(
+                    "bad-name",
+                    format!("bad image name `{name}`: use letters, digits, `.`, `_`, `-` and `/`"),
+                )
+                .at(Span::whole_file(path), ""),
+            );
+            continue;
+        }
+        let text = snapshot.text(path).unwrap_or("");
+        let mut own = Vec::new();
+        let def = parse_def(path, text, Context::Image, &mut own);
+        owned.push((Arc::clone(path), own));
+        images.insert(
+            name.to_string(),
+            Image {
+                name: name.to_string(),
+                file: Arc::clone(path),
+                def,
+            },
+        );
+    }
+    images
+}
+
+/// The feature folders of `features/`; problems of names and folders go to
+/// `diags`, those of each feature to `owned`.
+fn load_features(
+    snapshot: &Snapshot,
+    diags: &mut Vec<Diagnostic>,
+    owned: &mut FileDiagnostics,
+) -> BTreeMap<String, Feature> {
+    let mut features = BTreeMap::new();
+    for (name, dir, entry) in snapshot.children("features") {
+        if entry.kind != EntryKind::Dir {
+            continue;
+        }
+        let file_path = format!("{dir}/feature.toml");
+        let Some(file) = snapshot.key(&file_path).cloned() else {
+            diags.push(
+                Diagnostic::warning(
+                    "missing-feature-toml",
+                    format!("feature folder `{dir}` has no feature.toml; it is not a feature"),
+                )
+                .at(Span::whole_file(dir), ""),
+            );
+            continue;
+        };
+        if !is_ident(name) {
+            diags.push(
+                Diagnostic::error(
+                    "bad-name",
+                    format!("bad feature name `{name}`: use lowercase letters, digits, `_` and `-`"),
+                )
+                .at(Span::whole_file(&file), ""),
+            );
+            continue;
+        }
+        let mut own = Vec::new();
+        let def = parse_def(&file, snapshot.text(&file).unwrap_or(""), Context::Feature, &mut own);
+        let content = scan_feature(snapshot, dir, &def, &mut own);
+        owned.push((Arc::clone(&file), own));
+        features.insert(
+            name.to_string(),
+            Feature {
+                name: name.to_string(),
+                dir: dir.to_string(),
+                file,
+                def,
+                content,
+            },
+        );
+    }
+    features
+}
+
+/// The package lists of `lists/`, and the tagged ones of `lists/tagged/` in
+/// file-name order.
+fn load_lists(snapshot: &Snapshot, diags: &mut Vec<Diagnostic>) -> (BTreeMap<String, PackageList>, Vec<TaggedList>) {
+    let mut lists = BTreeMap::new();
+    let mut tagged = Vec::new();
+    for (path, entry) in snapshot.walk("lists") {
+        if entry.kind != EntryKind::File {
+            continue;
+        }
+        let rel = &path["lists/".len()..];
+        let text = snapshot.text(path).unwrap_or("");
+        if let Some(tags) = rel.strip_prefix("tagged/") {
+            if tags.contains('/') {
+                diags.push(
+                    Diagnostic::error(
+                        "bad-tagged-list",
+                        format!("tagged lists live directly in lists/tagged/, not in a subfolder: `{path}`"),
+                    )
+                    .at(Span::whole_file(path), ""),
+                );
+                continue;
+            }
+            let set: BTreeSet<String> = tags.split('+').map(str::to_string).collect();
+            if let Some(bad) = set.iter().find(|t| !is_tag(t)) {
+                diags.push(
+                    Diagnostic::error(
+                        "bad-tagged-list",
+                        format!("bad tag `{bad}` in tagged list name `{tags}`: tags are [A-Za-z0-9_]+ joined by `+`"),
+                    )
+                    .at(Span::whole_file(path), ""),
+                );
+                continue;
+            }
+            tagged.push(TaggedList {
+                tags: set,
+                list: package_list(tags, path, text),
+            });
+        } else {
+            lists.insert(rel.to_string(), package_list(rel, path, text));
+        }
+    }
+    (lists, tagged)
+}
+
+/// The list `name` read from `path`, its entries without macros parsed.
+fn package_list(name: &str, path: &Arc<str>, text: &str) -> PackageList {
+    let entries = tokenize_list(path, text);
+    let parsed = entries
+        .iter()
+        .map(|e| {
+            if e.v.contains('%') {
+                None
+            } else {
+                parse_pkg(&e.v).ok().map(PkgRef::from)
+            }
+        })
+        .collect();
+    PackageList {
+        name: name.to_string(),
+        file: Arc::clone(path),
+        entries,
+        parsed,
     }
 }
 

@@ -404,15 +404,8 @@ fn prefix(name: &[u8]) -> Result<(u16, &[u8]), Error> {
     )))
 }
 
-pub fn write(tree: &Tree, root: NodeId, images: &[&Image], mut out: File, opts: &Options) -> Result<Stats, Error> {
-    let src = images[0];
-    let comp = src.comp;
-    let fl = src.sb.flags;
-    let meta = |bit: u16| if fl & bit != 0 { None } else { Some(comp) };
-    let mut stats = Stats::default();
-
-    let reach = reachable(tree, root);
-    let count = u32::try_from(reach.len()).map_err(|_| Error::Unsupported("too many inodes".into()))?;
+/// Inode numbers (1-based, in `reach` order) and link counts of the nodes.
+fn number_inodes(tree: &Tree, reach: &[NodeId]) -> (Vec<u32>, Vec<u32>) {
     let mut number = vec![0u32; tree.nodes.len()];
     let mut nlink = vec![0u32; tree.nodes.len()];
     for (i, &id) in reach.iter().enumerate() {
@@ -428,6 +421,172 @@ pub fn write(tree: &Tree, root: NodeId, images: &[&Image], mut out: File, opts: 
             }
         }
     }
+    (number, nlink)
+}
+
+/// The compressor for a metadata kind: none when the input's `fl` stores it
+/// uncompressed (`bit`).
+fn meta_comp(fl: u16, comp: Compressor, bit: u16) -> Option<Compressor> {
+    if fl & bit != 0 { None } else { Some(comp) }
+}
+
+/// Where each table starts in the output.
+struct TableStarts {
+    inode: u64,
+    directory: u64,
+    fragment: u64,
+    export: u64,
+    id: u64,
+    xattr_id: u64,
+}
+
+/// The xattr key/value table and its id table after `t`, which starts at
+/// `base` in the output; returns the position of the id table's header.
+fn xattr_tables(sets: &[Xattrs], t: &mut Vec<u8>, base: u64, comp: Option<Compressor>) -> Result<u64, Error> {
+    let mut kv = MetaWriter::new(comp);
+    let mut ids = Vec::with_capacity(sets.len() * 16);
+    for set in sets {
+        let r = kv.reference();
+        let mut b = Vec::new();
+        for (name, value) in set {
+            let (p, rest) = prefix(name)?;
+            b.extend_from_slice(&p.to_le_bytes());
+            b.extend_from_slice(&(rest.len() as u16).to_le_bytes());
+            b.extend_from_slice(rest);
+            b.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            b.extend_from_slice(value);
+        }
+        kv.write(&b)?;
+        ids.extend_from_slice(&r.to_le_bytes());
+        ids.extend_from_slice(&(set.len() as u32).to_le_bytes());
+        ids.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    }
+    let kv_start = base + t.len() as u64;
+    t.extend_from_slice(&kv.finish()?.0);
+    let mut w2 = MetaWriter::new(comp);
+    w2.write(&ids)?;
+    let (bytes, blocks) = w2.finish()?;
+    let meta_start = base + t.len() as u64;
+    t.extend_from_slice(&bytes);
+    let head = base + t.len() as u64;
+    t.extend_from_slice(&kv_start.to_le_bytes());
+    t.extend_from_slice(&(sets.len() as u32).to_le_bytes());
+    t.extend_from_slice(&0u32.to_le_bytes());
+    for b in blocks {
+        t.extend_from_slice(&(meta_start + b).to_le_bytes());
+    }
+    Ok(head)
+}
+
+impl Writer<'_> {
+    /// The metadata tables, in mksquashfs's order, to be written at
+    /// `data_end`; `fl` and `comp` are the input's flags and compressor.
+    fn tables(&mut self, data_end: u64, fl: u16, comp: Compressor) -> Result<(Vec<u8>, TableStarts), Error> {
+        let meta = |bit: u16| meta_comp(fl, comp, bit);
+        let mut t = Vec::new();
+        let inode = data_end;
+        let (bytes, _) = std::mem::replace(&mut self.inodes, MetaWriter::new(None)).finish()?;
+        t.extend_from_slice(&bytes);
+        let directory = data_end + t.len() as u64;
+        let (bytes, _) = std::mem::replace(&mut self.dirs, MetaWriter::new(None)).finish()?;
+        t.extend_from_slice(&bytes);
+
+        let fragment = if self.fragments.is_empty() {
+            NOT_SET
+        } else {
+            let mut e = Vec::with_capacity(self.fragments.len() * 16);
+            for (start, size) in &self.fragments {
+                e.extend_from_slice(&start.to_le_bytes());
+                e.extend_from_slice(&size.to_le_bytes());
+                e.extend_from_slice(&0u32.to_le_bytes());
+            }
+            lookup_table(&mut t, data_end, &e, meta(flags::UNCOMPRESSED_FRAGMENTS))?
+        };
+        let export = if fl & flags::EXPORTABLE != 0 {
+            let e: Vec<u8> = self.export.iter().flat_map(|r| r.to_le_bytes()).collect();
+            lookup_table(&mut t, data_end, &e, meta(flags::UNCOMPRESSED_INODES))?
+        } else {
+            NOT_SET
+        };
+        let e: Vec<u8> = self.ids.iter().flat_map(|i| i.to_le_bytes()).collect();
+        let id = lookup_table(&mut t, data_end, &e, meta(flags::UNCOMPRESSED_IDS))?;
+
+        let xattr_id = if self.xattr_sets.is_empty() {
+            NOT_SET
+        } else {
+            xattr_tables(&self.xattr_sets, &mut t, data_end, meta(flags::UNCOMPRESSED_XATTRS))?
+        };
+        let starts = TableStarts {
+            inode,
+            directory,
+            fragment,
+            export,
+            id,
+            xattr_id,
+        };
+        Ok((t, starts))
+    }
+}
+
+/// The output's superblock flags: the input's `fl` that still hold, with
+/// what this image has or lacks of xattrs and fragments.
+fn superblock_flags(fl: u16, has_xattrs: bool, has_fragments: bool) -> u16 {
+    let keep = flags::UNCOMPRESSED_INODES
+        | flags::UNCOMPRESSED_DATA
+        | flags::UNCOMPRESSED_FRAGMENTS
+        | flags::NO_FRAGMENTS
+        | flags::ALWAYS_FRAGMENTS
+        | flags::DUPLICATES
+        | flags::EXPORTABLE
+        | flags::UNCOMPRESSED_XATTRS
+        | flags::UNCOMPRESSED_IDS
+        | flags::COMPRESSOR_OPTIONS;
+    let mut sb_flags = fl & keep;
+    if !has_xattrs {
+        sb_flags |= flags::NO_XATTRS;
+    }
+    if has_fragments {
+        sb_flags &= !flags::NO_FRAGMENTS;
+    }
+    sb_flags
+}
+
+/// The image's modification time: `SOURCE_DATE_EPOCH` when given, else now.
+fn mod_time(opts: &Options) -> u32 {
+    match opts.source_date_epoch {
+        Some(e) => u32::try_from(e).unwrap_or(u32::MAX),
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
+    }
+}
+
+/// Writes the tables `t` at `data_end`, then the superblock and the
+/// compressor options at the start, and syncs the output.
+fn finish(out: &mut File, data_end: u64, t: &[u8], sb: &SuperBlock, comp_options: Option<&[u8]>) -> Result<(), Error> {
+    let io = |what: &'static str| move |e: std::io::Error| Error::Io(what.into(), e);
+    out.seek(SeekFrom::Start(data_end))
+        .map_err(io("seeking in the output"))?;
+    out.write_all(t).map_err(io("writing the tables"))?;
+    out.seek(SeekFrom::Start(0)).map_err(io("seeking in the output"))?;
+    out.write_all(&sb.to_bytes()).map_err(io("writing the superblock"))?;
+    if let Some(o) = comp_options {
+        out.write_all(o).map_err(io("writing the compressor options"))?;
+    }
+    out.sync_all().map_err(io("syncing the output"))?;
+    Ok(())
+}
+
+pub fn write(tree: &Tree, root: NodeId, images: &[&Image], mut out: File, opts: &Options) -> Result<Stats, Error> {
+    let src = images[0];
+    let comp = src.comp;
+    let fl = src.sb.flags;
+    let meta = |bit: u16| meta_comp(fl, comp, bit);
+    let mut stats = Stats::default();
+
+    let reach = reachable(tree, root);
+    let count = u32::try_from(reach.len()).map_err(|_| Error::Unsupported("too many inodes".into()))?;
+    let (number, nlink) = number_inodes(tree, &reach);
 
     let data_start = 96 + src.comp_options.as_ref().map_or(0, |o| o.len() as u64);
     let (data, data_end) = copy_data(tree, &reach, images, &mut out, data_start, &mut stats)?;
@@ -450,127 +609,30 @@ pub fn write(tree: &Tree, root: NodeId, images: &[&Image], mut out: File, opts: 
     };
     let root_ref = w.node(root, count + 1)?;
 
-    // The tables, in mksquashfs's order.
-    let mut t = Vec::new();
-    let inode_table_start = data_end;
-    let (bytes, _) = std::mem::replace(&mut w.inodes, MetaWriter::new(None)).finish()?;
-    t.extend_from_slice(&bytes);
-    let directory_table_start = data_end + t.len() as u64;
-    let (bytes, _) = std::mem::replace(&mut w.dirs, MetaWriter::new(None)).finish()?;
-    t.extend_from_slice(&bytes);
-
-    let fragment_table_start = if w.fragments.is_empty() {
-        NOT_SET
-    } else {
-        let mut e = Vec::with_capacity(w.fragments.len() * 16);
-        for (start, size) in &w.fragments {
-            e.extend_from_slice(&start.to_le_bytes());
-            e.extend_from_slice(&size.to_le_bytes());
-            e.extend_from_slice(&0u32.to_le_bytes());
-        }
-        lookup_table(&mut t, data_end, &e, meta(flags::UNCOMPRESSED_FRAGMENTS))?
-    };
-    let export_table_start = if fl & flags::EXPORTABLE != 0 {
-        let e: Vec<u8> = w.export.iter().flat_map(|r| r.to_le_bytes()).collect();
-        lookup_table(&mut t, data_end, &e, meta(flags::UNCOMPRESSED_INODES))?
-    } else {
-        NOT_SET
-    };
-    let e: Vec<u8> = w.ids.iter().flat_map(|i| i.to_le_bytes()).collect();
-    let id_table_start = lookup_table(&mut t, data_end, &e, meta(flags::UNCOMPRESSED_IDS))?;
-
-    let xattr_id_table_start = if w.xattr_sets.is_empty() {
-        NOT_SET
-    } else {
-        let mut kv = MetaWriter::new(meta(flags::UNCOMPRESSED_XATTRS));
-        let mut ids = Vec::with_capacity(w.xattr_sets.len() * 16);
-        for set in &w.xattr_sets {
-            let r = kv.reference();
-            let mut b = Vec::new();
-            for (name, value) in set {
-                let (p, rest) = prefix(name)?;
-                b.extend_from_slice(&p.to_le_bytes());
-                b.extend_from_slice(&(rest.len() as u16).to_le_bytes());
-                b.extend_from_slice(rest);
-                b.extend_from_slice(&(value.len() as u32).to_le_bytes());
-                b.extend_from_slice(value);
-            }
-            kv.write(&b)?;
-            ids.extend_from_slice(&r.to_le_bytes());
-            ids.extend_from_slice(&(set.len() as u32).to_le_bytes());
-            ids.extend_from_slice(&(b.len() as u32).to_le_bytes());
-        }
-        let kv_start = data_end + t.len() as u64;
-        t.extend_from_slice(&kv.finish()?.0);
-        let mut w2 = MetaWriter::new(meta(flags::UNCOMPRESSED_XATTRS));
-        w2.write(&ids)?;
-        let (bytes, blocks) = w2.finish()?;
-        let meta_start = data_end + t.len() as u64;
-        t.extend_from_slice(&bytes);
-        let head = data_end + t.len() as u64;
-        t.extend_from_slice(&kv_start.to_le_bytes());
-        t.extend_from_slice(&(w.xattr_sets.len() as u32).to_le_bytes());
-        t.extend_from_slice(&0u32.to_le_bytes());
-        for b in blocks {
-            t.extend_from_slice(&(meta_start + b).to_le_bytes());
-        }
-        head
-    };
+    let (mut t, starts) = w.tables(data_end, fl, comp)?;
     let bytes_used = data_end + t.len() as u64;
     // Padded to 4 KiB like mksquashfs does, so loop devices see whole blocks.
     t.resize(t.len() + (4096 - (bytes_used % 4096) as usize) % 4096, 0);
 
-    let keep = flags::UNCOMPRESSED_INODES
-        | flags::UNCOMPRESSED_DATA
-        | flags::UNCOMPRESSED_FRAGMENTS
-        | flags::NO_FRAGMENTS
-        | flags::ALWAYS_FRAGMENTS
-        | flags::DUPLICATES
-        | flags::EXPORTABLE
-        | flags::UNCOMPRESSED_XATTRS
-        | flags::UNCOMPRESSED_IDS
-        | flags::COMPRESSOR_OPTIONS;
-    let mut sb_flags = fl & keep;
-    if w.xattr_sets.is_empty() {
-        sb_flags |= flags::NO_XATTRS;
-    }
-    if !w.fragments.is_empty() {
-        sb_flags &= !flags::NO_FRAGMENTS;
-    }
-    let mod_time = match opts.source_date_epoch {
-        Some(e) => u32::try_from(e).unwrap_or(u32::MAX),
-        None => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
-    };
     let sb = SuperBlock {
         inode_count: count,
-        mod_time,
+        mod_time: mod_time(opts),
         block_size: src.sb.block_size,
         fragment_count: w.fragments.len() as u32,
         compression_id: src.sb.compression_id,
         block_log: src.sb.block_log,
-        flags: sb_flags,
+        flags: superblock_flags(fl, !w.xattr_sets.is_empty(), !w.fragments.is_empty()),
         id_count: w.ids.len() as u16,
         root_inode: root_ref,
         bytes_used,
-        id_table_start,
-        xattr_id_table_start,
-        inode_table_start,
-        directory_table_start,
-        fragment_table_start,
-        export_table_start,
+        id_table_start: starts.id,
+        xattr_id_table_start: starts.xattr_id,
+        inode_table_start: starts.inode,
+        directory_table_start: starts.directory,
+        fragment_table_start: starts.fragment,
+        export_table_start: starts.export,
     };
-    let io = |what: &'static str| move |e: std::io::Error| Error::Io(what.into(), e);
-    out.seek(SeekFrom::Start(data_end))
-        .map_err(io("seeking in the output"))?;
-    out.write_all(&t).map_err(io("writing the tables"))?;
-    out.seek(SeekFrom::Start(0)).map_err(io("seeking in the output"))?;
-    out.write_all(&sb.to_bytes()).map_err(io("writing the superblock"))?;
-    if let Some(o) = &src.comp_options {
-        out.write_all(o).map_err(io("writing the compressor options"))?;
-    }
-    out.sync_all().map_err(io("syncing the output"))?;
+    finish(&mut out, data_end, &t, &sb, src.comp_options.as_deref())?;
     stats.inodes = count;
     Ok(stats)
 }
