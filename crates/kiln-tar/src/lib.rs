@@ -1,6 +1,6 @@
 //! kiln's own tar writer for image root trees: the `tar`, `tar.zst`,
 //! `tar.xz` and `tar.gz` outputs (docs/profiles.md), byte-for-byte reproducible
-//! (§3.5).
+//! (ARCHITECTURE.md, "Reproducible outputs").
 //!
 //! [`write_tree`] walks a root file system tree (an unpacked or mounted Linux
 //! root, possibly an overlay) and streams it as a POSIX.1-2001 ("pax") tar

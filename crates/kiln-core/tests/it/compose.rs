@@ -884,7 +884,7 @@ fn git_script_references_are_parsed() {
 #[test]
 fn git_script_path_may_contain_an_at_sign() {
     use kiln_core::resolve::parse_git_ref;
-    // The ref is after the last `@` *followed by REF:PATH* (resolve.rs), so a
+    // The ref is after the last `@` *followed by REF:PATH* (kiln_core::resolve), so a
     // path such as a systemd template unit must work.
     let g = parse_git_ref("git+https://h/r.git@v1:units/getty@.sh").expect("valid reference");
     assert_eq!(
