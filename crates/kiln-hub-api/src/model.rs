@@ -46,10 +46,10 @@ pub struct NewTag {
 pub struct TagEdit {
     #[serde(default)]
     pub rename: Option<String>,
-    /// `Some(None)` (JSON null) clears.
-    #[serde(default, with = "double_option")]
+    /// `Some(None)` (JSON null) clears; `None` (absent) leaves it.
+    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
     pub arches: Option<Option<String>>,
-    #[serde(default, with = "double_option")]
+    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
     pub perm: Option<Option<String>>,
     #[serde(default)]
     pub locked: Option<bool>,
@@ -61,16 +61,19 @@ pub struct TagEdit {
     pub block_extra: Vec<String>,
 }
 
+/// A field that may be absent (leave it), null (clear it) or a value. An
+/// absent field must stay absent on the wire: serialize it with
+/// `skip_serializing_if = "Option::is_none"`.
 mod double_option {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    pub fn serialize<S: Serializer>(v: &Option<Option<String>>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<T: Serialize, S: Serializer>(v: &Option<Option<T>>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             None => s.serialize_none(),
             Some(inner) => inner.serialize(s),
         }
     }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-        Option::<String>::deserialize(d).map(Some)
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
     }
 }
 
@@ -95,8 +98,8 @@ pub struct LinkIn {
 pub struct LinkEdit {
     #[serde(default)]
     pub priority: Option<i64>,
-    /// JSON null clears (unlimited).
-    #[serde(default, with = "double_option_i64")]
+    /// JSON null clears (unlimited); absent leaves it.
+    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
     pub maxdepth: Option<Option<i64>>,
     #[serde(default)]
     pub intransitive: Option<bool>,
@@ -104,19 +107,6 @@ pub struct LinkEdit {
     pub noconfig: Option<bool>,
     #[serde(default)]
     pub pkg_filter: Option<String>,
-}
-
-mod double_option_i64 {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    pub fn serialize<S: Serializer>(v: &Option<Option<i64>>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            None => s.serialize_none(),
-            Some(inner) => inner.serialize(s),
-        }
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
-        Option::<i64>::deserialize(d).map(Some)
-    }
 }
 
 /// One inheritance link, by name, as listed.
@@ -926,4 +916,63 @@ pub struct Uploaded {
     pub file: String,
     pub sha256: String,
     pub size: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edits_leave_absent_fields_absent_and_null_clears() {
+        let only_extra = TagEdit {
+            extra: BTreeMap::from([("k".to_string(), serde_json::json!(1))]),
+            ..TagEdit::default()
+        };
+        let v = serde_json::to_value(&only_extra).expect("json");
+        assert!(v.get("arches").is_none() && v.get("perm").is_none(), "{v}");
+        let clear = TagEdit {
+            perm: Some(None),
+            arches: Some(Some("amd64".into())),
+            ..TagEdit::default()
+        };
+        let v = serde_json::to_value(&clear).expect("json");
+        assert_eq!(v["perm"], serde_json::Value::Null);
+        assert_eq!(v["arches"], "amd64");
+        let back: TagEdit = serde_json::from_value(v).expect("read back");
+        assert_eq!((back.perm, back.arches), (Some(None), Some(Some("amd64".into()))));
+
+        let priority_only = LinkEdit {
+            priority: Some(3),
+            ..LinkEdit::default()
+        };
+        let v = serde_json::to_value(&priority_only).expect("json");
+        assert!(v.get("maxdepth").is_none(), "{v}");
+        let back: LinkEdit = serde_json::from_value(serde_json::json!({"maxdepth": null})).expect("read");
+        assert_eq!(back.maxdepth, Some(None));
+    }
+
+    #[test]
+    fn task_requests_round_trip_through_the_wire_form() {
+        let b = TaskRequest::Build(BuildRequest {
+            target: "fw".into(),
+            image: "cam/fw".into(),
+            repo: "git+file:///r@main".into(),
+            defines: vec![("a".into(), "1".into())],
+            scratch: true,
+        });
+        let t = NewTask::new(b.clone());
+        let v = serde_json::to_value(&t).expect("json");
+        assert_eq!(v["method"], "build");
+        assert_eq!(v["request"]["image"], "cam/fw");
+        let back: NewTask = serde_json::from_value(v).expect("read back");
+        assert_eq!(back, t);
+        let e = serde_json::from_value::<NewTask>(serde_json::json!({"method": "bake"})).expect_err("unknown");
+        assert!(e.to_string().contains("unknown task method `bake`"), "{e}");
+        let e = serde_json::from_value::<NewTask>(serde_json::json!({"method": "update", "request": {"target": "x"}}))
+            .expect_err("incomplete");
+        assert!(e.to_string().contains("update request: missing field"), "{e}");
+        let n: NewTask = serde_json::from_value(serde_json::json!({"method": "noop"})).expect("noop");
+        assert_eq!(n.request, TaskRequest::Noop);
+        assert_eq!(n.priority, 20);
+    }
 }
