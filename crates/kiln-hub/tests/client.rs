@@ -269,6 +269,16 @@ fn tags_inheritance_config_and_packages() {
     let got = (l.parent.as_str(), l.priority, l.maxdepth, l.noconfig);
     assert_eq!(got, ("other", 5, Some(0), true));
     assert_eq!(walk("top", false)[0], step("other", 1, Some(0)));
+    // An edit leaves what it does not name: the priority alone keeps maxdepth.
+    let links = c.edit_link(
+        "top",
+        "other",
+        &LinkEdit {
+            priority: Some(6),
+            ..LinkEdit::default()
+        },
+    );
+    assert_eq!(links.expect("edit priority")[0].maxdepth, Some(0));
 
     // Build config: arches and extra through the walk; `other` is noconfig.
     let bc = c.build_config("top", None).expect("config");
@@ -277,6 +287,15 @@ fn tags_inheritance_config_and_packages() {
     assert_eq!(bc.extra["vendor"], sourced(json!("acme"), "base"));
     let mid = c.edit_tag("mid", &body(json!({"extra": {"vendor": "mid-co"}})));
     assert_eq!(mid.expect("edit mid").extra["vendor"].value, Some(json!("mid-co")));
+    // An extra-only edit leaves the arches and the permission as they were.
+    let base = c.tag("base", None).expect("base");
+    let extra_only = TagEdit {
+        extra: BTreeMap::from([("k".to_string(), json!(1))]),
+        ..TagEdit::default()
+    };
+    let after = c.edit_tag("base", &extra_only).expect("extra-only edit");
+    assert_eq!(after.arches.as_deref(), Some("x86_64"));
+    assert_eq!((after.arches, after.perm), (base.arches, base.perm));
     let vendor = || c.build_config("top", None).expect("config").extra.remove("vendor");
     assert_eq!(vendor(), Some(sourced(json!("mid-co"), "mid")));
     let top = c
