@@ -31,6 +31,18 @@ def is_test_path(p):
     return "tests" in parts or "benches" in parts or "examples" in parts or p.name == "tests.rs"
 
 
+def has_body(rest, following):
+    """Whether a signature reaches its `{` before a `;` (a declaration)."""
+    for text in [rest, *following]:
+        text = re.sub(r"//.*$", "", text)
+        for c in text:
+            if c == "{":
+                return True
+            if c == ";":
+                return False
+    return False
+
+
 def functions(path):
     """(name, first line, length) of each fn outside `#[cfg(test)]` modules."""
     lines = path.read_text().splitlines()
@@ -46,7 +58,7 @@ def functions(path):
         if "#[cfg(test)]" in code:
             pending_test = True
         m = FN_RE.match(code)
-        if m and test_depth is None and "{" in code[m.end():] + "".join(lines[i + 1:i + 12]):
+        if m and test_depth is None and has_body(code[m.end():], lines[i + 1:i + 40]):
             stack.append((m.group(6), i + 1, depth))
         opens = code.count("{")
         closes = code.count("}")

@@ -1,0 +1,14 @@
+//! Source images on the hub.
+
+use super::*;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Image {
+    pub name: String,
+    pub version: String,
+    pub format: String,
+    pub size: i64,
+    pub sha256: String,
+    pub uploader: String,
+    pub time: i64,
+}
