@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 
+use kiln_core::stagekey::RebuildFrom;
 use kiln_engine::log::{BuildLog, Reporter};
 use kiln_engine::run::Ended;
-use kiln_engine::{Inside, InsideRun, RebuildFrom, Request};
+use kiln_engine::{Inside, InsideRun, Request};
 
 use crate::{Printer, ResolveArgs};
 

@@ -332,6 +332,7 @@ pub fn stage_keys(plan: &Plan, inputs: &KeyInputs) -> Vec<StageKey> {
         key
     };
 
+    // The kinds hashed below are part of the key format, not stage names.
     let mut h = KeyHasher::new("base", None);
     match &plan.base {
         Base::Bootstrap {
