@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 
+use kiln_core::stagekey::RebuildFrom;
 use kiln_engine::log::{BuildLog, Reporter};
 use kiln_engine::run::Ended;
 use kiln_engine::{Inside, InsideRun, Request};
@@ -284,15 +285,6 @@ pub fn run(args: &BuildArgs, printer: Printer) -> Result<ExitCode> {
     // ends with the build's last process, however it ends.
     kiln_store::overlay::enter_private_mount_namespace()
         .context("cannot make a private mount namespace for the build (kiln build runs as root)")?;
-    const STAGES: [&str; 7] = [
-        "base",
-        "packages",
-        "files",
-        "image-scripts",
-        "scripts",
-        "cleanup",
-        "outputs",
-    ];
     let session = args.resolve.load()?;
     crate::report_outside(&session, printer)?;
     let res = kiln_core::resolve(&session.repo, &args.image, &session.opts);
@@ -312,17 +304,10 @@ pub fn run(args: &BuildArgs, printer: Printer) -> Result<ExitCode> {
     let catalog = kiln_store::catalog::Catalog::open(&store)?;
     let git_mirrors = store.dir().join("git");
     let cache = (!args.no_cache).then_some(store);
-    if let Some(r) = &args.rebuild_from {
-        let known =
-            STAGES.contains(&r.as_str()) || plan.image_scripts.iter().chain(&plan.scripts).any(|s| &s.name == r);
-        if !known {
-            anyhow::bail!(
-                "--rebuild-from {r}: not a stage ({}) or a script of `{}`",
-                STAGES.join(", "),
-                args.image
-            );
-        }
-    }
+    let rebuild_from = match &args.rebuild_from {
+        Some(r) => Some(RebuildFrom::parse(r, &plan).map_err(|e| anyhow::anyhow!("--rebuild-from {r}: {e}"))?),
+        None => None,
+    };
     // Ctrl-C: the engine kills the running step, removes partial outputs and
     // the work tree, and returns.
     ctrlc::set_handler(|| kiln_engine::run::INTERRUPTED.store(true, Ordering::SeqCst))
@@ -365,7 +350,7 @@ pub fn run(args: &BuildArgs, printer: Printer) -> Result<ExitCode> {
         source_date_epoch: epoch,
         jobs,
         cache,
-        rebuild_from: args.rebuild_from.clone(),
+        rebuild_from,
         catalog: Some(catalog),
         git_mirrors,
         keep_workdir: args.keep_workdir,

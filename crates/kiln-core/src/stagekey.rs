@@ -9,6 +9,10 @@
 //! handed in as [`KeyInputs`]; nothing here reads a file.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
 
 use crate::plan::{Base, FileEntry, Output, Plan, Script};
 
@@ -32,6 +36,133 @@ pub struct KeyInputs {
     pub kiln_version: String,
 }
 
+/// A stage of a build (docs/profiles.md), in build order. Its name is what
+/// progress events, logs, error reports and the manifest show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    Base,
+    Packages,
+    Files,
+    ImageScripts,
+    Scripts,
+    Cleanup,
+    Outputs,
+}
+
+impl Stage {
+    /// Every stage, in build order.
+    pub const ALL: [Stage; 7] = [
+        Stage::Base,
+        Stage::Packages,
+        Stage::Files,
+        Stage::ImageScripts,
+        Stage::Scripts,
+        Stage::Cleanup,
+        Stage::Outputs,
+    ];
+
+    /// The stage's name: `base`, `packages`, `files`, `image-scripts`,
+    /// `scripts`, `cleanup` or `outputs`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Base => "base",
+            Stage::Packages => "packages",
+            Stage::Files => "files",
+            Stage::ImageScripts => "image-scripts",
+            Stage::Scripts => "scripts",
+            Stage::Cleanup => "cleanup",
+            Stage::Outputs => "outputs",
+        }
+    }
+
+    /// Every stage's name in build order, comma-separated (for messages).
+    pub fn names() -> String {
+        Stage::ALL.map(Stage::as_str).join(", ")
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not one of [`Stage::ALL`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{name}` is not a stage ({})", Stage::names())]
+pub struct UnknownStage {
+    pub name: String,
+}
+
+impl FromStr for Stage {
+    type Err = UnknownStage;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Stage::ALL
+            .into_iter()
+            .find(|stage| stage.as_str() == s)
+            .ok_or_else(|| UnknownStage { name: s.to_string() })
+    }
+}
+
+/// Where a forced rebuild starts (`kiln build --rebuild-from`, docs/cache.md):
+/// a stage, or a script of the plan, by name. That step and every later one
+/// are built even when cached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RebuildFrom {
+    Stage(Stage),
+    /// An image-script or a build-side script, by name.
+    Script(String),
+}
+
+/// A `--rebuild-from` name that is neither a stage nor a script of the plan.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a stage ({}) or a script of `{image}`", Stage::names())]
+pub struct UnknownStep {
+    pub name: String,
+    /// The plan's image.
+    pub image: String,
+}
+
+impl RebuildFrom {
+    /// `name` as a stage, else as a script of `plan` (image-side or build
+    /// side; a subprofile's scripts are not steps of their own).
+    pub fn parse(name: &str, plan: &Plan) -> Result<Self, UnknownStep> {
+        if let Ok(stage) = name.parse() {
+            return Ok(RebuildFrom::Stage(stage));
+        }
+        if plan.image_scripts.iter().chain(&plan.scripts).any(|s| s.name == name) {
+            return Ok(RebuildFrom::Script(name.to_string()));
+        }
+        Err(UnknownStep {
+            name: name.to_string(),
+            image: plan.image.clone(),
+        })
+    }
+
+    /// The name as given.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RebuildFrom::Stage(s) => s.as_str(),
+            RebuildFrom::Script(name) => name,
+        }
+    }
+
+    /// Whether the rebuild starts at `key`'s step: it is of that stage, or
+    /// its step has that name.
+    pub fn starts_at(&self, key: &StageKey) -> bool {
+        let by_stage = matches!(self, RebuildFrom::Stage(s) if *s == key.id.kind());
+        by_stage || key.step.as_deref() == Some(self.as_str())
+    }
+}
+
+impl fmt::Display for RebuildFrom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Which stage a key is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StageId {
@@ -50,16 +181,16 @@ pub enum StageId {
 }
 
 impl StageId {
-    /// The stage's kind, as progress and the manifest name it.
-    pub fn kind(&self) -> &'static str {
+    /// The stage the step belongs to, as progress and the manifest name it.
+    pub fn kind(&self) -> Stage {
         match self {
-            StageId::Base => "base",
-            StageId::Packages => "packages",
-            StageId::Files => "files",
-            StageId::ImageScript(_) => "image-scripts",
-            StageId::Script(_) => "scripts",
-            StageId::Cleanup => "cleanup",
-            StageId::Output(_) | StageId::Subprofile(_) => "outputs",
+            StageId::Base => Stage::Base,
+            StageId::Packages => Stage::Packages,
+            StageId::Files => Stage::Files,
+            StageId::ImageScript(_) => Stage::ImageScripts,
+            StageId::Script(_) => Stage::Scripts,
+            StageId::Cleanup => Stage::Cleanup,
+            StageId::Output(_) | StageId::Subprofile(_) => Stage::Outputs,
         }
     }
 
@@ -201,6 +332,7 @@ pub fn stage_keys(plan: &Plan, inputs: &KeyInputs) -> Vec<StageKey> {
         key
     };
 
+    // The kinds hashed below are part of the key format, not stage names.
     let mut h = KeyHasher::new("base", None);
     match &plan.base {
         Base::Bootstrap {
@@ -347,4 +479,65 @@ pub fn rpm_macros(plan: &Plan) -> String {
         out += &format!("%{} {}\n", m.name, m.value.replace('\n', "\\\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_names_round_trip() {
+        for stage in Stage::ALL {
+            assert_eq!(stage.as_str().parse::<Stage>(), Ok(stage));
+            assert_eq!(stage.to_string(), stage.as_str());
+            assert_eq!(
+                serde_json::to_value(stage).ok(),
+                Some(serde_json::Value::from(stage.as_str()))
+            );
+        }
+        assert_eq!(
+            Stage::names(),
+            "base, packages, files, image-scripts, scripts, cleanup, outputs"
+        );
+        assert_eq!(
+            Stage::ImageScripts,
+            serde_json::from_str("\"image-scripts\"").unwrap_or(Stage::Base)
+        );
+    }
+
+    #[test]
+    fn unknown_stage_lists_the_stages() {
+        let e = "script".parse::<Stage>().expect_err("not a stage");
+        assert_eq!(
+            e.to_string(),
+            "`script` is not a stage (base, packages, files, image-scripts, scripts, cleanup, outputs)"
+        );
+    }
+
+    #[test]
+    fn ids_name_their_stage() {
+        assert_eq!(StageId::ImageScript(3).kind(), Stage::ImageScripts);
+        assert_eq!(StageId::Script(0).kind(), Stage::Scripts);
+        assert_eq!(StageId::Subprofile(1).kind(), Stage::Outputs);
+        assert_eq!(StageId::Output(0).kind(), Stage::Outputs);
+    }
+
+    #[test]
+    fn a_rebuild_starts_at_its_stage_or_step() {
+        let key = |id, step: Option<&str>| StageKey {
+            id,
+            step: step.map(str::to_string),
+            key: String::new(),
+        };
+        let files = RebuildFrom::Stage(Stage::Files);
+        assert!(files.starts_at(&key(StageId::Files, None)));
+        assert!(!files.starts_at(&key(StageId::Base, None)));
+        // A script named like a stage starts it too.
+        assert!(files.starts_at(&key(StageId::Script(0), Some("files"))));
+        let script = RebuildFrom::Script("10-setup".into());
+        assert!(script.starts_at(&key(StageId::ImageScript(1), Some("10-setup"))));
+        assert!(!script.starts_at(&key(StageId::ImageScript(0), Some("05-other"))));
+        assert!(!script.starts_at(&key(StageId::Cleanup, None)));
+        assert_eq!(script.to_string(), "10-setup");
+    }
 }

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
 use kiln_core::plan::Base;
 use kiln_core::stagekey::{KeyInputs, StageKey, key_files, stage_keys};
 
 use crate::Request;
+use crate::host::Host;
 use crate::log::BuildLog;
 
 /// The content hash of a repository file as keys see it: BLAKE3 of the
@@ -72,9 +72,9 @@ fn apt_uri(text: &str) -> Option<String> {
 }
 
 /// BLAKE3 of the suite's `InRelease` (else `Release`), fetched with apt's
-/// own downloader so the host's proxy settings apply. When the mirror cannot
+/// own downloader ([`Host::download`]) so the host's proxy settings apply. When the mirror cannot
 /// be reached, the digest seen last for it (kept in the cache) is used.
-fn mirror_digest(req: &Request, log: &BuildLog) -> Option<String> {
+fn mirror_digest(req: &Request, host: &dyn Host, log: &BuildLog) -> Option<String> {
     let Base::Bootstrap { suite, .. } = &req.plan.base else {
         return None;
     };
@@ -89,13 +89,7 @@ fn mirror_digest(req: &Request, log: &BuildLog) -> Option<String> {
     let tmp = tempfile_in(&req.workdir);
     for name in ["InRelease", "Release"] {
         let full = format!("{url}/dists/{}/{name}", suite.value);
-        let ok = Command::new("/usr/lib/apt/apt-helper")
-            .args(["download-file", &full])
-            .arg(&tmp)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        let ok = host.download(&full, &tmp);
         if ok && let Ok(bytes) = fs::read(&tmp) {
             let _ = fs::remove_file(&tmp);
             let digest = format!("{name}:{}", blake3::hash(&bytes).to_hex());
@@ -131,6 +125,7 @@ fn tempfile_in(dir: &Path) -> std::path::PathBuf {
 /// source image's sha256 for a `[base] from` image.
 pub fn compute(
     req: &Request,
+    host: &dyn Host,
     tools: BTreeMap<String, String>,
     log: &BuildLog,
     extra: BTreeMap<String, String>,
@@ -150,7 +145,7 @@ pub fn compute(
         mirror_digest: if source_digest.is_some() {
             source_digest
         } else if req.cache.is_some() {
-            mirror_digest(req, log)
+            mirror_digest(req, host, log)
         } else {
             None
         },

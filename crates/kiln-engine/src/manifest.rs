@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use kiln_core::plan::{GitRef, Plan};
+use kiln_core::stagekey::Stage;
 
 use crate::dpkg::Installed;
 
@@ -62,7 +63,7 @@ pub enum BaseRecord {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ScriptRecord {
     /// `image-scripts` (inside the image) or `scripts` (build side).
-    pub stage: String,
+    pub stage: Stage,
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -91,7 +92,7 @@ pub struct OutputRecord {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct StageRecord {
-    pub stage: String,
+    pub stage: Stage,
     /// `built`, `cached`, or `partly cached` (some steps came from the cache).
     pub status: &'static str,
     pub seconds: f64,

@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,9 +19,39 @@ use serde::Serialize;
 use kiln_core::plan::{Output, Provenance, Value};
 use kiln_store::catalog::{Format, Image};
 
+use crate::args::Cmd;
+use crate::host::{Host, Mounted, Overlay, RealHost};
 use crate::log::{BuildLog, Reporter};
-use crate::run::{interrupted, run_logged};
+use crate::run::interrupted;
 use crate::{BuildError, Inside, InsideRun, args, fsutil};
+
+/// The steps of an update, as progress, the manifest's timings and error
+/// reports name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum UpdateStage {
+    /// The source made the sandbox's root.
+    Prepare,
+    /// The update script, inside.
+    Script,
+    /// The target written, with its manifest and checksums.
+    Compress,
+}
+
+impl UpdateStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateStage::Prepare => "prepare",
+            UpdateStage::Script => "script",
+            UpdateStage::Compress => "compress",
+        }
+    }
+}
+
+impl std::fmt::Display for UpdateStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Where the update script comes from.
 #[derive(Clone, Debug, Serialize)]
@@ -97,7 +126,7 @@ pub struct Updated {
     pub log_path: PathBuf,
 }
 
-fn err(stage: &str, message: impl Into<String>) -> BuildError {
+fn err(stage: impl Into<crate::Phase>, message: impl Into<String>) -> BuildError {
     BuildError::new(stage, message)
 }
 
@@ -143,13 +172,18 @@ fn output(format: &str, file: &str, options: &BTreeMap<String, serde_json::Value
 
 /// Runs the update. On failure nothing is left in `OUTDIR` but the log.
 pub fn update(req: &UpdateRequest, inside: &dyn Inside) -> Result<Updated, BuildError> {
+    update_with(req, inside, &RealHost)
+}
+
+/// [`update`], with `host` doing what the update does on the host.
+pub fn update_with(req: &UpdateRequest, inside: &dyn Inside, host: &dyn Host) -> Result<Updated, BuildError> {
     let format = req
         .format
         .clone()
         .unwrap_or_else(|| req.source.format.ext().to_string());
     if !["squashfs", "erofs", "tar", "tar.zst", "tar.xz", "tar.gz"].contains(&format.as_str()) {
         return Err(err(
-            "preflight",
+            crate::Phase::Preflight,
             format!("unknown target format `{format}` (squashfs, erofs, tar, tar.zst, tar.xz, tar.gz)"),
         ));
     }
@@ -157,21 +191,45 @@ pub fn update(req: &UpdateRequest, inside: &dyn Inside) -> Result<Updated, Build
     let target = req.outdir.join(&file);
     if target.exists() && !req.force {
         return Err(err(
-            "preflight",
+            crate::Phase::Preflight,
             format!(
                 "{} already exists; choose another --name or pass --force",
                 target.display()
             ),
         ));
     }
-    fs::create_dir_all(&req.outdir)
-        .map_err(|e| err("preflight", format!("cannot create {}: {e}", req.outdir.display())))?;
+    fs::create_dir_all(&req.outdir).map_err(|e| {
+        err(
+            crate::Phase::Preflight,
+            format!("cannot create {}: {e}", req.outdir.display()),
+        )
+    })?;
     let log_path = req.outdir.join(format!("{}.build.log", req.name));
-    let log = BuildLog::create(&log_path, Arc::clone(&req.reporter))
-        .map_err(|e| err("preflight", format!("cannot create {}: {e}", log_path.display())))?;
+    let log = BuildLog::create(&log_path, Arc::clone(&req.reporter)).map_err(|e| {
+        err(
+            crate::Phase::Preflight,
+            format!("cannot create {}: {e}", log_path.display()),
+        )
+    })?;
     let work = req.workdir.join(format!("update-{}.{}", req.name, std::process::id()));
     let partial = req.outdir.join(format!(".kiln-partial-{}", std::process::id()));
-    let result = run(req, inside, &log, &work, &partial, &format, &file);
+    let mut run = Update {
+        req,
+        inside,
+        host,
+        log: &log,
+        root: work.join("root"),
+        work: &work,
+        partial: &partial,
+        format: &format,
+        file: &file,
+        timings: BTreeMap::new(),
+        overlay: None,
+        loop_mount: None,
+    };
+    let result = run.run();
+    // The mounts end before their directories are removed.
+    drop(run);
     let _ = fs::remove_dir_all(&partial);
     let _ = fs::remove_dir_all(&work);
     match result {
@@ -190,65 +248,120 @@ pub fn update(req: &UpdateRequest, inside: &dyn Inside) -> Result<Updated, Build
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run(
-    req: &UpdateRequest,
-    inside: &dyn Inside,
-    log: &BuildLog,
-    work: &Path,
-    partial: &Path,
-    format: &str,
-    file: &str,
-) -> Result<(UpdateManifest, PathBuf), BuildError> {
-    let io = |stage: &'static str, what: String| {
+/// An update under way: its request, where it works, and the mounts of the
+/// source while they are needed.
+struct Update<'a> {
+    req: &'a UpdateRequest,
+    inside: &'a dyn Inside,
+    host: &'a dyn Host,
+    log: &'a BuildLog,
+    /// The sandbox's root: the source, extracted or under an overlay.
+    root: PathBuf,
+    work: &'a Path,
+    partial: &'a Path,
+    /// The target's format and file name.
+    format: &'a str,
+    file: &'a str,
+    timings: BTreeMap<&'static str, f64>,
+    // Dropped in this order: the overlay, then the loop mount below it.
+    overlay: Option<Box<dyn Overlay>>,
+    loop_mount: Option<Box<dyn Mounted>>,
+}
+
+/// How the target was written: the compressor's options and, for a
+/// squashfs from a squashfs, the method and the bytes reused.
+struct Written {
+    options: BTreeMap<String, serde_json::Value>,
+    method: Option<&'static str>,
+    reused_bytes: Option<u64>,
+}
+
+impl Update<'_> {
+    fn io(&self, stage: impl Into<crate::Phase>, what: String) -> impl Fn(std::io::Error) -> BuildError + '_ {
+        let stage = stage.into();
         move |e: std::io::Error| {
             let mut b = err(stage, format!("{what}: {e}"));
-            b.log_tail = log.tail();
+            b.log_tail = self.log.tail();
             b
         }
-    };
-    let mut timings = BTreeMap::new();
-    for d in [work, partial] {
-        fs::create_dir_all(d).map_err(io("preflight", format!("cannot create {}", d.display())))?;
     }
-    // 1. The source as the sandbox's root.
-    let start = Instant::now();
-    log.reporter().stage("prepare");
-    let root = work.join("root");
-    fs::create_dir_all(&root).map_err(io("prepare", "cannot create the root".into()))?;
-    // Dropped in reverse order: the overlay, then the loop mount below it.
-    let mut loop_mount = None;
-    let mut overlay = None;
-    if req.source.format.is_tar() {
-        log.note(&format!(
+
+    fn run(&mut self) -> Result<(UpdateManifest, PathBuf), BuildError> {
+        for d in [self.work, self.partial] {
+            fs::create_dir_all(d)
+                .map_err(self.io(crate::Phase::Preflight, format!("cannot create {}", d.display())))?;
+        }
+        self.timed(UpdateStage::Prepare, Self::prepare)?;
+        self.timed(UpdateStage::Script, Self::run_script)?;
+        let written = self.timed(UpdateStage::Compress, Self::compress)?;
+        self.record(written)
+    }
+
+    /// Runs one step, reported and timed for the manifest.
+    fn timed<T>(
+        &mut self,
+        stage: UpdateStage,
+        f: impl FnOnce(&mut Self) -> Result<T, BuildError>,
+    ) -> Result<T, BuildError> {
+        let start = Instant::now();
+        self.log.reporter().stage(stage.as_str());
+        let r = f(self)?;
+        let t = start.elapsed().as_secs_f64();
+        self.timings.insert(stage.as_str(), t);
+        self.log.reporter().stage_done(stage.as_str(), "done", t);
+        Ok(r)
+    }
+
+    /// 1. The source as the sandbox's root.
+    fn prepare(&mut self) -> Result<(), BuildError> {
+        let req = self.req;
+        fs::create_dir_all(&self.root).map_err(self.io(UpdateStage::Prepare, "cannot create the root".into()))?;
+        if !req.source.format.is_tar() {
+            return self.mount_source();
+        }
+        self.log.note(&format!(
             "extracting {} ({})",
             req.source.reference(),
             req.source.format.ext()
         ));
-        let f = fs::File::open(&req.blob).map_err(io("prepare", format!("cannot open {}", req.blob.display())))?;
-        let stream = kiln_tar::extract::decompressed(f).map_err(io("prepare", "cannot read the source".into()))?;
-        kiln_tar::extract::extract(stream, &root).map_err(|e| {
-            let mut b = err("prepare", format!("{}: {e}", req.source.reference()));
-            b.log_tail = log.tail();
+        let f = fs::File::open(&req.blob)
+            .map_err(self.io(UpdateStage::Prepare, format!("cannot open {}", req.blob.display())))?;
+        let stream = kiln_tar::extract::decompressed(f)
+            .map_err(self.io(UpdateStage::Prepare, "cannot read the source".into()))?;
+        kiln_tar::extract::extract(stream, &self.root).map_err(|e| {
+            let mut b = err(UpdateStage::Prepare, format!("{}: {e}", req.source.reference()));
+            b.log_tail = self.log.tail();
             b
         })?;
-    } else {
-        let lower = work.join("lower");
-        let (upper, ovl) = (work.join("upper"), work.join("ovl-work"));
+        Ok(())
+    }
+
+    /// A squashfs or erofs source loop-mounted read-only under a writable
+    /// overlay: nothing is unpacked and the source file is never written.
+    fn mount_source(&mut self) -> Result<(), BuildError> {
+        let req = self.req;
+        let lower = self.work.join("lower");
+        let (upper, ovl) = (self.work.join("upper"), self.work.join("ovl-work"));
         for d in [&lower, &upper, &ovl] {
-            fs::create_dir_all(d).map_err(io("prepare", format!("cannot create {}", d.display())))?;
+            fs::create_dir_all(d).map_err(self.io(UpdateStage::Prepare, format!("cannot create {}", d.display())))?;
         }
         let fstype = req.source.format.ext();
-        log.note(&format!("mounting {} ({fstype}) read-only", req.source.reference()));
-        let out = Command::new("mount")
-            .args(["-t", fstype, "-o", "loop,ro"])
+        self.log
+            .note(&format!("mounting {} ({fstype}) read-only", req.source.reference()));
+        let mount = Cmd::new("mount")
+            .arg("-t")
+            .arg(fstype)
+            .arg("-o")
+            .arg("loop,ro")
             .arg(&req.blob)
-            .arg(&lower)
-            .output()
-            .map_err(io("prepare", "cannot run mount".into()))?;
+            .arg(&lower);
+        let out = self
+            .host
+            .output(&mount)
+            .map_err(self.io(UpdateStage::Prepare, "cannot run mount".into()))?;
         if !out.status.success() {
             return Err(err(
-                "prepare",
+                UpdateStage::Prepare,
                 format!(
                     "cannot mount {} read-only: {}",
                     req.source.reference(),
@@ -256,247 +369,267 @@ fn run(
                 ),
             ));
         }
-        loop_mount = Some(kiln_store::overlay::Mount::adopt(&lower));
+        self.loop_mount = Some(self.host.adopt_mount(&lower));
         // overlayfs shows the upper directory's owner and mode for the root:
         // make them the source's.
         {
             use std::os::unix::fs::{MetadataExt, PermissionsExt};
-            let md = fs::metadata(&lower).map_err(io("prepare", "cannot stat the source's root".into()))?;
+            let md =
+                fs::metadata(&lower).map_err(self.io(UpdateStage::Prepare, "cannot stat the source's root".into()))?;
             std::os::unix::fs::chown(&upper, Some(md.uid()), Some(md.gid()))
                 .and_then(|()| fs::set_permissions(&upper, fs::Permissions::from_mode(md.mode() & 0o7777)))
-                .map_err(io("prepare", "cannot set the root's owner and mode".into()))?;
+                .map_err(self.io(UpdateStage::Prepare, "cannot set the root's owner and mode".into()))?;
         }
-        overlay = Some(
-            kiln_store::overlay::Layered::mount(vec![lower], upper, ovl, &root)
-                .map_err(|e| err("prepare", e.to_string()))?,
+        self.overlay = Some(
+            self.host
+                .mount_overlay(vec![lower], upper, ovl, &self.root)
+                .map_err(|e| err(UpdateStage::Prepare, e.to_string()))?,
         );
+        Ok(())
     }
-    let t = start.elapsed().as_secs_f64();
-    timings.insert("prepare", t);
-    log.reporter().stage_done("prepare", "done", t);
 
-    // 2. The script, inside.
-    let start = Instant::now();
-    log.reporter().stage("script");
-    let script_name = req
-        .script_path
-        .file_name()
-        .map_or_else(|| "update".to_string(), |n| n.to_string_lossy().into_owned());
-    let inside_path = format!("/run/kiln/scripts/{script_name}");
-    let mut env = crate::base_env(req.source_date_epoch);
-    env.extend([
-        ("KILN_SOURCE".into(), req.source.reference()),
-        ("KILN_SOURCE_SHA256".into(), req.source.sha256.clone()),
-        ("KILN_TARGET".into(), req.name.clone()),
-        ("KILN_SCRIPT".into(), script_name.clone()),
-    ]);
-    env.extend(req.macros.iter().map(|(k, v)| (format!("KILN_MACRO_{k}"), v.clone())));
-    let executable = {
-        use std::os::unix::fs::PermissionsExt;
-        fs::metadata(&req.script_path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
-    };
-    let argv = if executable {
-        vec![inside_path.clone()]
-    } else {
-        vec!["/bin/sh".into(), inside_path.clone()]
-    };
-    let mut run = InsideRun::image(&root, argv.clone(), env, Some(req.timeout));
-    run.network = req.network;
-    run.copies = vec![(req.script_path.clone(), inside_path, 0o755)];
-    log.reporter().step(&req.script.origin);
-    log.note(&format!("$ [inside {}] {}", req.source.reference(), argv.join(" ")));
-    let ended = inside.run(&run, log).map_err(|m| err("script", m))?;
-    // The sandbox worked on an overlay of its own over the same layers.
-    if let Some(o) = &mut overlay {
-        o.remount()
-            .map_err(|e| err("script", format!("cannot mount the tree again after the script: {e}")))?;
-    }
-    if !ended.success() {
-        let mut e = err(
-            "script",
-            format!("update script `{}` {}", req.script.origin, ended.describe()),
-        );
-        e.step = Some(script_name);
-        e.command = Some(format!("{} (inside {})", argv.join(" "), req.source.reference()));
-        e.log_tail = log.tail();
-        return Err(e);
-    }
-    let t = start.elapsed().as_secs_f64();
-    timings.insert("script", t);
-    log.reporter().stage_done("script", "done", t);
-
-    // 3. The target.
-    let start = Instant::now();
-    log.reporter().stage("compress");
-    log.reporter().step(file);
-    let dest = partial.join(file);
-    let mut options = BTreeMap::new();
-    if format == "squashfs" && req.source.format == Format::Squashfs {
-        let out = Command::new("unsquashfs")
-            .arg("-s")
-            .arg(&req.blob)
-            .output()
-            .map_err(io("compress", "cannot run unsquashfs".into()))?;
-        options = squashfs_options(&String::from_utf8_lossy(&out.stdout));
-    }
-    let o = output(format, file, &options);
-    let uuid = args::uuid_for(&req.name);
-    let mut method = None;
-    let mut reused_bytes = None;
-    let mut cmd = match format {
-        "squashfs" => Some(args::mksquashfs(&o, &root, &dest, req.source_date_epoch, req.jobs)),
-        "erofs" => Some(args::mkfs_erofs(&o, &root, &dest, req.source_date_epoch, &uuid)),
-        _ => None,
-    };
-    if format == "squashfs" && req.source.format == Format::Squashfs {
-        match rewrite(req, log, work, &dest) {
-            Ok(stats) => {
-                log.note(&format!(
-                    "rewrote the source: {} compressed bytes reused, {} new",
-                    stats.reused_bytes, stats.new_bytes
-                ));
-                (method, reused_bytes, cmd) = (Some("rewrite"), Some(stats.reused_bytes), None);
-            }
-            Err(Rewrite::Unsupported(why)) => {
-                log.note(&format!("{why}; compressing the whole tree with mksquashfs"));
-                method = Some("mksquashfs");
-            }
-            Err(Rewrite::Failed(e)) => return Err(e),
-        }
-    }
-    if let Some(cmd) = cmd {
-        run_tool(&cmd, log)?;
-    } else if method.is_none() {
-        let compression = args::tar_compression(format, None);
-        let opts = kiln_tar::Options {
-            mtime_clamp: req.source_date_epoch,
-            compression,
-            xattrs: true,
-            threads: req.jobs.max(1),
+    /// 2. The script, inside.
+    fn run_script(&mut self) -> Result<(), BuildError> {
+        let req = self.req;
+        let script_name = req
+            .script_path
+            .file_name()
+            .map_or_else(|| "update".to_string(), |n| n.to_string_lossy().into_owned());
+        let inside_path = format!("/run/kiln/scripts/{script_name}");
+        let mut env = crate::base_env(req.source_date_epoch);
+        env.extend([
+            ("KILN_SOURCE".into(), req.source.reference()),
+            ("KILN_SOURCE_SHA256".into(), req.source.sha256.clone()),
+            ("KILN_TARGET".into(), req.name.clone()),
+            ("KILN_SCRIPT".into(), script_name.clone()),
+        ]);
+        env.extend(req.macros.iter().map(|(k, v)| (format!("KILN_MACRO_{k}"), v.clone())));
+        let executable = {
+            use std::os::unix::fs::PermissionsExt;
+            fs::metadata(&req.script_path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
         };
-        kiln_tar::write_tree_to_file(&root, &dest, &opts)
-            .map_err(|e| err("compress", format!("cannot write {file}: {e}")))?;
+        let argv = if executable {
+            vec![inside_path.clone()]
+        } else {
+            vec!["/bin/sh".into(), inside_path.clone()]
+        };
+        let mut run = InsideRun::image(&self.root, argv.clone(), env, Some(req.timeout));
+        run.network = req.network;
+        run.copies = vec![(req.script_path.clone(), inside_path, 0o755)];
+        self.log.reporter().step(&req.script.origin);
+        self.log
+            .note(&format!("$ [inside {}] {}", req.source.reference(), argv.join(" ")));
+        let ended = self
+            .inside
+            .run(&run, self.log)
+            .map_err(|m| err(UpdateStage::Script, m))?;
+        // The sandbox worked on an overlay of its own over the same layers.
+        if let Some(o) = &mut self.overlay {
+            o.remount().map_err(|e| {
+                err(
+                    UpdateStage::Script,
+                    format!("cannot mount the tree again after the script: {e}"),
+                )
+            })?;
+        }
+        if !ended.success() {
+            let mut e = err(
+                UpdateStage::Script,
+                format!("update script `{}` {}", req.script.origin, ended.describe()),
+            );
+            e.step = Some(script_name);
+            e.command = Some(format!("{} (inside {})", argv.join(" "), req.source.reference()));
+            e.log_tail = self.log.tail();
+            return Err(e);
+        }
+        Ok(())
     }
-    drop(overlay);
-    drop(loop_mount);
-    let t = start.elapsed().as_secs_f64();
-    timings.insert("compress", t);
-    log.reporter().stage_done("compress", "done", t);
 
-    let sha256 = fsutil::sha256_file(&dest).map_err(io("compress", format!("cannot hash {file}")))?;
-    let size = fs::metadata(&dest)
-        .map_err(io("compress", format!("{file} was not written")))?
-        .len();
-    let manifest = UpdateManifest {
-        schema: 1,
-        kind: "update",
-        kiln_version: env!("CARGO_PKG_VERSION").to_string(),
-        source: req.source.clone(),
-        script: req.script.clone(),
-        macros: req.macros.clone(),
-        network: req.network,
-        source_date_epoch: req.source_date_epoch,
-        target: Target {
-            file: file.to_string(),
-            format: format.to_string(),
+    /// 3. The target, into the partial directory; the source's mounts end.
+    fn compress(&mut self) -> Result<Written, BuildError> {
+        let req = self.req;
+        let (format, file) = (self.format, self.file);
+        self.log.reporter().step(file);
+        let dest = self.partial.join(file);
+        let from_squashfs = format == "squashfs" && req.source.format == Format::Squashfs;
+        let mut options = BTreeMap::new();
+        if from_squashfs {
+            let cmd = Cmd::new("unsquashfs").arg("-s").arg(&req.blob);
+            let out = self
+                .host
+                .output(&cmd)
+                .map_err(self.io(UpdateStage::Compress, "cannot run unsquashfs".into()))?;
+            options = squashfs_options(&String::from_utf8_lossy(&out.stdout));
+        }
+        let o = output(format, file, &options);
+        let uuid = args::uuid_for(&req.name);
+        let mut method = None;
+        let mut reused_bytes = None;
+        let mut cmd = match format {
+            "squashfs" => Some(args::mksquashfs(&o, &self.root, &dest, req.source_date_epoch, req.jobs)),
+            "erofs" => Some(args::mkfs_erofs(&o, &self.root, &dest, req.source_date_epoch, &uuid)),
+            _ => None,
+        };
+        if from_squashfs {
+            match self.rewrite(&dest) {
+                Ok(stats) => {
+                    self.log.note(&format!(
+                        "rewrote the source: {} compressed bytes reused, {} new",
+                        stats.reused_bytes, stats.new_bytes
+                    ));
+                    (method, reused_bytes, cmd) = (Some("rewrite"), Some(stats.reused_bytes), None);
+                }
+                Err(Rewrite::Unsupported(why)) => {
+                    self.log
+                        .note(&format!("{why}; compressing the whole tree with mksquashfs"));
+                    method = Some("mksquashfs");
+                }
+                Err(Rewrite::Failed(e)) => return Err(e),
+            }
+        }
+        if let Some(cmd) = cmd {
+            self.run_tool(&cmd)?;
+        } else if method.is_none() {
+            let compression = args::tar_compression(format, None);
+            let opts = kiln_tar::Options {
+                mtime_clamp: req.source_date_epoch,
+                compression,
+                xattrs: true,
+                threads: req.jobs.max(1),
+            };
+            self.host
+                .write_tar(&self.root, &dest, &opts)
+                .map_err(|e| err(UpdateStage::Compress, format!("cannot write {file}: {e}")))?;
+        }
+        self.overlay = None;
+        self.loop_mount = None;
+        Ok(Written {
             options,
-            size,
-            sha256: sha256.clone(),
             method,
             reused_bytes,
-        },
-        timings,
-    };
-    let manifest_name = format!("{}.manifest.json", req.name);
-    let json = serde_json::to_string_pretty(&manifest).map_err(|e| err("compress", format!("manifest: {e}")))? + "\n";
-    fs::write(partial.join(&manifest_name), json).map_err(io("compress", "cannot write the manifest".into()))?;
-    let msha = fsutil::sha256_file(&partial.join(&manifest_name))
-        .map_err(io("compress", "cannot hash the manifest".into()))?;
-    let sums_name = format!("{}.SHA256SUMS", req.name);
-    let mut f = fs::File::create(partial.join(&sums_name)).map_err(io("compress", "cannot write SHA256SUMS".into()))?;
-    f.write_all(format!("{sha256}  {file}\n{msha}  {manifest_name}\n").as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(io("compress", "cannot write SHA256SUMS".into()))?;
-    for name in [file, manifest_name.as_str(), sums_name.as_str()] {
-        fs::rename(partial.join(name), req.outdir.join(name))
-            .map_err(io("compress", format!("cannot move {name} into place")))?;
+        })
     }
-    log.note("update complete");
-    Ok((manifest, req.outdir.join(manifest_name)))
-}
 
-/// Runs one compressor command of the compress stage, logged.
-fn run_tool(cmd: &args::Cmd, log: &BuildLog) -> Result<(), BuildError> {
-    log.note(&format!("$ {}", cmd.display()));
-    let mut c = Command::new(cmd.program);
-    c.args(&cmd.args).env_remove("SOURCE_DATE_EPOCH");
-    for (k, v) in &cmd.env {
-        c.env(k, v);
+    /// The manifest and `SHA256SUMS` written, then the target and both
+    /// moved into `OUTDIR`.
+    fn record(&self, written: Written) -> Result<(UpdateManifest, PathBuf), BuildError> {
+        let req = self.req;
+        let (format, file, partial) = (self.format, self.file, self.partial);
+        let dest = partial.join(file);
+        let compress = UpdateStage::Compress;
+        let sha256 = fsutil::sha256_file(&dest).map_err(self.io(compress, format!("cannot hash {file}")))?;
+        let size = fs::metadata(&dest)
+            .map_err(self.io(compress, format!("{file} was not written")))?
+            .len();
+        let manifest = UpdateManifest {
+            schema: 1,
+            kind: "update",
+            kiln_version: env!("CARGO_PKG_VERSION").to_string(),
+            source: req.source.clone(),
+            script: req.script.clone(),
+            macros: req.macros.clone(),
+            network: req.network,
+            source_date_epoch: req.source_date_epoch,
+            target: Target {
+                file: file.to_string(),
+                format: format.to_string(),
+                options: written.options,
+                size,
+                sha256: sha256.clone(),
+                method: written.method,
+                reused_bytes: written.reused_bytes,
+            },
+            timings: self.timings.clone(),
+        };
+        let manifest_name = format!("{}.manifest.json", req.name);
+        let json = serde_json::to_string_pretty(&manifest).map_err(|e| err(compress, format!("manifest: {e}")))? + "\n";
+        fs::write(partial.join(&manifest_name), json).map_err(self.io(compress, "cannot write the manifest".into()))?;
+        let msha = fsutil::sha256_file(&partial.join(&manifest_name))
+            .map_err(self.io(compress, "cannot hash the manifest".into()))?;
+        let sums_name = format!("{}.SHA256SUMS", req.name);
+        let mut f =
+            fs::File::create(partial.join(&sums_name)).map_err(self.io(compress, "cannot write SHA256SUMS".into()))?;
+        f.write_all(format!("{sha256}  {file}\n{msha}  {manifest_name}\n").as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(self.io(compress, "cannot write SHA256SUMS".into()))?;
+        for name in [file, manifest_name.as_str(), sums_name.as_str()] {
+            fs::rename(partial.join(name), req.outdir.join(name))
+                .map_err(self.io(compress, format!("cannot move {name} into place")))?;
+        }
+        self.log.note("update complete");
+        Ok((manifest, req.outdir.join(manifest_name)))
     }
-    let ended = run_logged(c, log, None).map_err(|e| {
-        let mut b = err("compress", format!("cannot run {}: {e}", cmd.program));
-        b.log_tail = log.tail();
-        b
-    })?;
-    if !ended.success() {
-        let mut e = err("compress", format!("`{}` {}", cmd.program, ended.describe()));
-        e.command = Some(cmd.display());
-        e.log_tail = log.tail();
-        return Err(e);
+
+    /// Runs one compressor command of the compress stage, logged.
+    fn run_tool(&self, cmd: &Cmd) -> Result<(), BuildError> {
+        self.log.note(&format!("$ {}", cmd.display()));
+        let ended = self.host.run(cmd, self.log, None).map_err(|e| {
+            let mut b = err(UpdateStage::Compress, format!("cannot run {}: {e}", cmd.program));
+            b.log_tail = self.log.tail();
+            b
+        })?;
+        if !ended.success() {
+            let mut e = err(UpdateStage::Compress, format!("`{}` {}", cmd.program, ended.describe()));
+            e.command = Some(cmd.display());
+            e.log_tail = self.log.tail();
+            return Err(e);
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Writes the target from the source image and the overlay's upper
+    /// layer, reusing the source's compressed blocks (see kiln-squashfs):
+    /// mksquashfs compresses only the upper layer, with the source's
+    /// settings.
+    fn rewrite(&self, dest: &Path) -> Result<kiln_squashfs::Stats, Rewrite> {
+        let req = self.req;
+        let settings = match kiln_squashfs::settings(&req.blob) {
+            Ok(s) => s,
+            Err(kiln_squashfs::Error::Unsupported(why)) => return Err(Rewrite::Unsupported(why)),
+            Err(e) => {
+                return Err(Rewrite::Failed(err(
+                    UpdateStage::Compress,
+                    format!("{}: {e}", req.source.reference()),
+                )));
+            }
+        };
+        let changes = self.work.join("upper.squashfs");
+        let mut cmd = Cmd::new("mksquashfs")
+            .arg(self.work.join("upper").as_os_str())
+            .arg(changes.as_os_str())
+            .arg("-noappend")
+            .arg("-quiet")
+            .arg("-xattrs");
+        for a in &settings.mksquashfs_args {
+            cmd = cmd.arg(a);
+        }
+        if req.jobs > 0 {
+            cmd = cmd.arg("-processors").arg(req.jobs.to_string());
+        }
+        self.run_tool(&cmd).map_err(Rewrite::Failed)?;
+        let opts = kiln_squashfs::Options {
+            source_date_epoch: req.source_date_epoch,
+        };
+        let result = kiln_squashfs::overlay(&req.blob, &changes, dest, &opts);
+        let _ = fs::remove_file(&changes);
+        match result {
+            Ok(stats) => Ok(stats),
+            Err(kiln_squashfs::Error::Unsupported(why)) => {
+                let _ = fs::remove_file(dest);
+                Err(Rewrite::Unsupported(why))
+            }
+            Err(e) => Err(Rewrite::Failed(err(
+                UpdateStage::Compress,
+                format!("rewriting {}: {e}", req.source.reference()),
+            ))),
+        }
+    }
 }
 
 enum Rewrite {
     /// The source or the changes need a full mksquashfs (the reason).
     Unsupported(String),
     Failed(BuildError),
-}
-
-/// Writes the target from the source image and the overlay's upper layer,
-/// reusing the source's compressed blocks (see kiln-squashfs): mksquashfs
-/// compresses only the upper layer, with the source's settings.
-fn rewrite(req: &UpdateRequest, log: &BuildLog, work: &Path, dest: &Path) -> Result<kiln_squashfs::Stats, Rewrite> {
-    let settings = match kiln_squashfs::settings(&req.blob) {
-        Ok(s) => s,
-        Err(kiln_squashfs::Error::Unsupported(why)) => return Err(Rewrite::Unsupported(why)),
-        Err(e) => {
-            return Err(Rewrite::Failed(err(
-                "compress",
-                format!("{}: {e}", req.source.reference()),
-            )));
-        }
-    };
-    let changes = work.join("upper.squashfs");
-    let mut cmd = args::Cmd::new("mksquashfs")
-        .arg(work.join("upper").as_os_str())
-        .arg(changes.as_os_str())
-        .arg("-noappend")
-        .arg("-quiet")
-        .arg("-xattrs");
-    for a in &settings.mksquashfs_args {
-        cmd = cmd.arg(a);
-    }
-    if req.jobs > 0 {
-        cmd = cmd.arg("-processors").arg(req.jobs.to_string());
-    }
-    run_tool(&cmd, log).map_err(Rewrite::Failed)?;
-    let opts = kiln_squashfs::Options {
-        source_date_epoch: req.source_date_epoch,
-    };
-    let result = kiln_squashfs::overlay(&req.blob, &changes, dest, &opts);
-    let _ = fs::remove_file(&changes);
-    match result {
-        Ok(stats) => Ok(stats),
-        Err(kiln_squashfs::Error::Unsupported(why)) => {
-            let _ = fs::remove_file(dest);
-            Err(Rewrite::Unsupported(why))
-        }
-        Err(e) => Err(Rewrite::Failed(err(
-            "compress",
-            format!("rewriting {}: {e}", req.source.reference()),
-        ))),
-    }
 }
 
 #[cfg(test)]
