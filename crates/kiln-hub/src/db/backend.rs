@@ -1,0 +1,218 @@
+//! What every area of the domain shares: the `Dialect` a database brings,
+//! the `Backend` (its pools and the lease), the migrations, the event every
+//! change records first, the tag row a change locks and checks, and the
+//! revocation of versioned rows.
+//!
+//! The domain is generic over the database `D`. sqlx needs to know that
+//! `D` can run queries and encode and decode the column types the domain
+//! uses; Rust does not imply where-clauses, so every `impl` block of the
+//! areas repeats the same bounds as the one below.
+
+use sqlx::migrate::{Migrate, Migrator};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
+
+use crate::db::now;
+use crate::db::rules::{active, may_change};
+use crate::error::{HubError, Result};
+use crate::model::Principal;
+
+/// What differs between the databases: their migrations, a few pieces of
+/// SQL, and how a statement's result counts the rows it changed.
+pub trait Dialect: Database<QueryResult: RowsAffected> {
+    /// The schema's migrations, in this database's dialect.
+    const MIGRATIONS: Migrator;
+    /// The row lock a claim takes on the task it picks.
+    const SKIP_LOCKED: &'static str;
+    /// The aggregate that joins a user's permissions with commas.
+    const STRING_AGG: &'static str;
+    /// Whether an UPDATE … RETURNING may be a `WITH` query, so that a claim
+    /// returns its task, names joined, in one round trip.
+    const DML_IN_WITH: bool;
+}
+
+/// The number of rows a statement changed (each driver's result type has
+/// it as an inherent method).
+pub trait RowsAffected {
+    fn rows_affected(&self) -> u64;
+}
+
+/// A type stored in a column of database `D`: bound to queries and read
+/// from rows.
+pub trait Col<D: Database>: for<'q> Encode<'q, D> + for<'r> Decode<'r, D> + Type<D> + Send {}
+
+impl<D: Database, T> Col<D> for T where T: for<'q> Encode<'q, D> + for<'r> Decode<'r, D> + Type<D> + Send {}
+
+/// A transaction on database `D`.
+pub(super) type Tx<'a, D> = sqlx::Transaction<'a, D>;
+
+/// Reads go to `read`, changes to `write` (for SQLite a single
+/// connection, so writers queue instead of failing busy).
+pub struct Backend<D: Database> {
+    pub read: sqlx::Pool<D>,
+    pub write: sqlx::Pool<D>,
+    /// Seconds a claimed task stays a builder's without a heartbeat.
+    pub lease: i64,
+}
+
+/// A tag and its configuration.
+pub(super) struct TagRow {
+    pub(super) id: i64,
+    pub(super) name: String,
+    pub(super) arches: Option<String>,
+    pub(super) perm: Option<String>,
+    pub(super) locked: bool,
+}
+
+/// A value bound to a parameter of a row filter.
+#[derive(Clone, Copy)]
+pub(super) enum Key<'a> {
+    Id(i64),
+    Text(&'a str),
+}
+
+/// The current rows of a versioned table that `filter` selects; the
+/// filter's parameters are `$2`, `$3`, … bound from `keys` in order (`$1`
+/// is the revoking event).
+pub(super) struct Current<'a, const N: usize> {
+    table: &'static str,
+    filter: &'static str,
+    keys: [Key<'a>; N],
+}
+
+impl<'a, const N: usize> Current<'a, N> {
+    pub(super) fn new(table: &'static str, filter: &'static str, keys: [Key<'a>; N]) -> Self {
+        Current { table, filter, keys }
+    }
+}
+
+impl<D: Dialect> Backend<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> D::Arguments<'q>: IntoArguments<'q, D>,
+    usize: ColumnIndex<D::Row>,
+    i64: Col<D>,
+    Option<i64>: Col<D>,
+    bool: Col<D>,
+    String: Col<D>,
+    Option<String>: Col<D>,
+    for<'q> &'q str: Encode<'q, D> + Type<D>,
+    for<'q> Option<&'q str>: Encode<'q, D> + Type<D>,
+{
+    pub async fn migrate(&self) -> Result<()>
+    where
+        D::Connection: Migrate,
+    {
+        D::MIGRATIONS
+            .run(&self.write)
+            .await
+            .map_err(|e| HubError::internal(format!("applying migrations: {e}")))
+    }
+
+    /// Records the event a change makes; returns its id.
+    pub(super) async fn event(tx: &mut Tx<'_, D>, who: &Principal, action: &str) -> Result<i64> {
+        let id: i64 = sqlx::query_scalar("INSERT INTO events (time, user_id, action) VALUES ($1, $2, $3) RETURNING id")
+            .bind(now())
+            .bind(who.id)
+            .bind(action)
+            .fetch_one(&mut **tx)
+            .await?;
+        Ok(id)
+    }
+
+    /// The tag `name` as of `event` (now when `None`).
+    pub(super) async fn tag_row<'e, E>(ex: E, name: &str, event: Option<i64>) -> Result<TagRow>
+    where
+        E: Executor<'e, Database = D>,
+    {
+        let sql = format!(
+            "SELECT t.id, t.name, c.arches, c.perm, c.locked FROM tags t JOIN tag_config c ON c.tag_id = t.id \
+             WHERE t.name = $1 AND {}",
+            active(event, 2, "c")
+        );
+        let mut q = sqlx::query(&sql).bind(name);
+        if let Some(e) = event {
+            q = q.bind(e);
+        }
+        let row = q.fetch_optional(ex).await?;
+        let row = row.ok_or_else(|| HubError::not_found(format!("unknown tag `{name}`")))?;
+        Ok(TagRow {
+            id: row.try_get(0)?,
+            name: row.try_get(1)?,
+            arches: row.try_get(2)?,
+            perm: row.try_get(3)?,
+            locked: row.try_get(4)?,
+        })
+    }
+
+    /// A tag about to change, locked: a row lock in PostgreSQL
+    /// (SQLite has a single writer), so checks made after it see
+    /// every change committed before it.
+    pub(super) async fn tag_for_change(tx: &mut Tx<'_, D>, name: &str) -> Result<TagRow> {
+        let t = Self::tag_row(&mut **tx, name, None).await?;
+        sqlx::query("UPDATE tags SET name = name WHERE id = $1")
+            .bind(t.id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(t)
+    }
+
+    /// A change to a tag's content begins: a transaction holding the tag
+    /// (`tag_for_change`), whose permission and lock `who` passed.
+    pub(super) async fn begin_tag_change(
+        &self,
+        who: &Principal,
+        tag: &str,
+        force: bool,
+    ) -> Result<(Tx<'static, D>, TagRow)> {
+        let mut tx = self.write.begin().await?;
+        let t = Self::tag_for_change(&mut tx, tag).await?;
+        may_change(who, tag, t.perm.as_deref(), t.locked, force)?;
+        Ok((tx, t))
+    }
+
+    /// Revokes `rows` as of event `ev` (versioned rows are revoked, never
+    /// updated or deleted); returns how many there were.
+    pub(super) async fn revoke_rows<const N: usize>(tx: &mut Tx<'_, D>, ev: i64, rows: Current<'_, N>) -> Result<u64> {
+        let sql = format!(
+            "UPDATE {} SET revoke_event = $1 WHERE {} AND revoke_event IS NULL",
+            rows.table, rows.filter
+        );
+        let mut q = sqlx::query(&sql).bind(ev);
+        for key in rows.keys {
+            q = match key {
+                Key::Id(v) => q.bind(v),
+                Key::Text(v) => q.bind(v),
+            };
+        }
+        Ok(q.execute(&mut **tx).await?.rows_affected())
+    }
+
+    /// Revokes `rows`, which must exist: `missing` when none is current.
+    pub(super) async fn revoke_existing<const N: usize>(
+        tx: &mut Tx<'_, D>,
+        ev: i64,
+        rows: Current<'_, N>,
+        missing: impl FnOnce() -> HubError,
+    ) -> Result<()> {
+        match Self::revoke_rows(tx, ev, rows).await? {
+            0 => Err(missing()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Ends a change that takes `rows` away: records its event for
+    /// `action`, revokes the rows (`missing` when none is current) and
+    /// commits.
+    pub(super) async fn revoke_and_commit<const N: usize>(
+        mut tx: Tx<'_, D>,
+        who: &Principal,
+        action: &str,
+        rows: Current<'_, N>,
+        missing: impl FnOnce() -> HubError,
+    ) -> Result<()> {
+        let ev = Self::event(&mut tx, who, action).await?;
+        Self::revoke_existing(&mut tx, ev, rows, missing).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,409 @@
+//! Builds (name, version, release; their artifacts, manifest and state)
+//! and their tagging: listings made and revoked under Koji's rules, and
+//! `list-tagged` as of an event.
+
+use std::collections::HashMap;
+
+use kiln_core::koji;
+use sqlx::{ColumnIndex, Encode, Executor, IntoArguments, Row, Type};
+
+use super::backend::{Backend, Col, Current, Dialect, Key, TagRow, Tx};
+use crate::db::now;
+use crate::db::rules::{active, check_new_build, exists, id_list, json_text, parse_json};
+use crate::error::{HubError, Result};
+use crate::model::{Artifact, Build, NewBuild, Page, Principal, TaggedOut};
+
+impl<D: Dialect> Backend<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> D::Arguments<'q>: IntoArguments<'q, D>,
+    usize: ColumnIndex<D::Row>,
+    i64: Col<D>,
+    Option<i64>: Col<D>,
+    bool: Col<D>,
+    String: Col<D>,
+    Option<String>: Col<D>,
+    for<'q> &'q str: Encode<'q, D> + Type<D>,
+    for<'q> Option<&'q str>: Encode<'q, D> + Type<D>,
+{
+    fn build_row(r: &D::Row) -> Result<Build> {
+        Ok(Build {
+            id: r.try_get(0)?,
+            nvr: r.try_get(1)?,
+            name: r.try_get(2)?,
+            version: r.try_get(3)?,
+            release: r.try_get(4)?,
+            state: r.try_get(5)?,
+            owner: r.try_get(6)?,
+            task_id: r.try_get(7)?,
+            start_time: r.try_get(8)?,
+            completion_time: r.try_get(9)?,
+            artifacts: Vec::new(),
+            manifest: None,
+            extra: parse_json(r.try_get(10)?).unwrap_or(serde_json::Value::Null),
+        })
+    }
+
+    const BUILD_COLS: &'static str = "b.id, b.nvr, b.name, b.version, b.release, b.state, u.name, b.task_id, \
+         b.start_time, b.completion_time, b.extra";
+
+    pub async fn create_build(&self, who: &Principal, b: &NewBuild) -> Result<Build> {
+        let nvr = check_new_build(b)?;
+        let mut tx = self.write.begin().await?;
+        let owner = who
+            .id
+            .ok_or_else(|| HubError::unauthorized("log in to create builds"))?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO builds (name, version, release, nvr, state, owner_id, start_time, manifest, extra) \
+             VALUES ($1, $2, $3, $4, 'BUILDING', $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(&b.name)
+        .bind(&b.version)
+        .bind(&b.release)
+        .bind(&nvr)
+        .bind(owner)
+        .bind(now())
+        .bind(b.manifest.as_ref().map(json_text))
+        .bind(json_text(b.extra.as_ref().unwrap_or(&serde_json::json!({}))))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| exists(e, || format!("build {nvr} exists")))?;
+        for a in &b.artifacts {
+            sqlx::query("INSERT INTO artifacts (build_id, file, format, size, sha256) VALUES ($1, $2, $3, $4, $5)")
+                .bind(id)
+                .bind(&a.file)
+                .bind(&a.format)
+                .bind(a.size)
+                .bind(a.sha256.to_ascii_lowercase())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.build(&nvr, false).await
+    }
+
+    pub async fn build(&self, nvr: &str, with_manifest: bool) -> Result<Build> {
+        let sql = format!(
+            "SELECT {}, b.manifest FROM builds b JOIN users u ON u.id = b.owner_id WHERE b.nvr = $1",
+            Self::BUILD_COLS
+        );
+        let r = sqlx::query(&sql)
+            .bind(nvr)
+            .fetch_optional(&self.read)
+            .await?
+            .ok_or_else(|| HubError::not_found(format!("unknown build `{nvr}`")))?;
+        let mut b = Self::build_row(&r)?;
+        if with_manifest {
+            b.manifest = parse_json(r.try_get(11)?);
+        }
+        let rows = sqlx::query(
+            "SELECT file, format, size, sha256, store_key FROM artifacts WHERE build_id = $1 ORDER BY file",
+        )
+        .bind(b.id)
+        .fetch_all(&self.read)
+        .await?;
+        for r in rows {
+            let key: Option<String> = r.try_get(4)?;
+            b.artifacts.push(Artifact {
+                file: r.try_get(0)?,
+                format: r.try_get(1)?,
+                size: r.try_get(2)?,
+                sha256: r.try_get(3)?,
+                stored: key.is_some(),
+            });
+        }
+        Ok(b)
+    }
+
+    pub async fn artifact_key(&self, nvr: &str, file: &str) -> Result<(Artifact, Option<String>)> {
+        let r = sqlx::query(
+            "SELECT a.file, a.format, a.size, a.sha256, a.store_key FROM artifacts a \
+             JOIN builds b ON b.id = a.build_id WHERE b.nvr = $1 AND a.file = $2",
+        )
+        .bind(nvr)
+        .bind(file)
+        .fetch_optional(&self.read)
+        .await?
+        .ok_or_else(|| HubError::not_found(format!("build {nvr} has no file `{file}`")))?;
+        let key: Option<String> = r.try_get(4)?;
+        Ok((
+            Artifact {
+                file: r.try_get(0)?,
+                format: r.try_get(1)?,
+                size: r.try_get(2)?,
+                sha256: r.try_get(3)?,
+                stored: key.is_some(),
+            },
+            key,
+        ))
+    }
+
+    pub async fn set_artifact_key(&self, who: &Principal, nvr: &str, file: &str, key: &str) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let (bid, owner, state): (i64, i64, String) =
+            sqlx::query_as("SELECT id, owner_id, state FROM builds WHERE nvr = $1")
+                .bind(nvr)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| HubError::not_found(format!("unknown build `{nvr}`")))?;
+        if Some(owner) != who.id && !who.admin {
+            return Err(HubError::forbidden(format!("build {nvr} belongs to another user")));
+        }
+        if state != "BUILDING" {
+            return Err(HubError::conflict(format!(
+                "build {nvr} is {state}; its files cannot change"
+            )));
+        }
+        sqlx::query("UPDATE artifacts SET store_key = $1 WHERE build_id = $2 AND file = $3")
+            .bind(key)
+            .bind(bid)
+            .bind(file)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// BUILDING → COMPLETE once every artifact is stored, or → FAILED/CANCELED.
+    pub async fn finish_build(&self, who: &Principal, nvr: &str, state: &str) -> Result<Build> {
+        let mut tx = self.write.begin().await?;
+        let (bid, owner, cur): (i64, i64, String) =
+            sqlx::query_as("SELECT id, owner_id, state FROM builds WHERE nvr = $1")
+                .bind(nvr)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| HubError::not_found(format!("unknown build `{nvr}`")))?;
+        if Some(owner) != who.id && !who.admin {
+            return Err(HubError::forbidden(format!("build {nvr} belongs to another user")));
+        }
+        if cur != "BUILDING" {
+            return Err(HubError::conflict(format!("build {nvr} is already {cur}")));
+        }
+        if state == "COMPLETE" {
+            let missing: Vec<String> = sqlx::query_scalar(
+                "SELECT file FROM artifacts WHERE build_id = $1 AND store_key IS NULL ORDER BY file",
+            )
+            .bind(bid)
+            .fetch_all(&mut *tx)
+            .await?;
+            if !missing.is_empty() {
+                return Err(HubError::conflict(format!(
+                    "build {nvr} cannot complete: not uploaded: {}",
+                    missing.join(", ")
+                )));
+            }
+        }
+        sqlx::query("UPDATE builds SET state = $1, completion_time = $2 WHERE id = $3")
+            .bind(state)
+            .bind(now())
+            .bind(bid)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.build(nvr, false).await
+    }
+
+    pub async fn list_builds(&self, offset: i64, limit: i64, state: Option<&str>) -> Result<Page<Build>> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM builds WHERE ($1 IS NULL OR state = $1)")
+            .bind(state)
+            .fetch_one(&self.read)
+            .await?;
+        let sql = format!(
+            "SELECT {} FROM builds b JOIN users u ON u.id = b.owner_id WHERE ($1 IS NULL OR b.state = $1) \
+             ORDER BY b.id DESC LIMIT $2 OFFSET $3",
+            Self::BUILD_COLS
+        );
+        let rows = sqlx::query(&sql)
+            .bind(state)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.read)
+            .await?;
+        let items = rows.iter().map(Self::build_row).collect::<Result<Vec<_>>>()?;
+        Ok(Page {
+            items,
+            total,
+            offset,
+            limit,
+        })
+    }
+
+    // Tagging: a build into a tag, out of it, and what a tag lists.
+
+    pub async fn tag_build(&self, who: &Principal, tag: &str, nvr: &str, force: bool) -> Result<()> {
+        let (mut tx, t) = self.begin_tag_change(who, tag, force).await?;
+        let (bid, name, state): (i64, String, String) =
+            sqlx::query_as("SELECT id, name, state FROM builds WHERE nvr = $1")
+                .bind(nvr)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| HubError::not_found(format!("unknown build `{nvr}`")))?;
+        if state != "COMPLETE" {
+            return Err(HubError::conflict(format!(
+                "build {nvr} is {state}; only COMPLETE builds can be tagged"
+            )));
+        }
+        Self::tag_into(&mut tx, who, tag, &t, (bid, nvr, &name), force).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Tags a COMPLETE build (id, NVR, package) into a tag whose
+    /// permissions were checked: Koji's listing rules and one event.
+    pub(super) async fn tag_into(
+        tx: &mut Tx<'_, D>,
+        who: &Principal,
+        tag: &str,
+        t: &TagRow,
+        (bid, nvr, name): (i64, &str, &str),
+        force: bool,
+    ) -> Result<()> {
+        let pk = Self::inherited_packages_tx(tx, t.id).await?;
+        match pk.get(name) {
+            None => {
+                return Err(HubError::conflict(format!(
+                    "package {name} is not in tag {tag}'s package list (add it with `kiln tag pkg add {tag} {name}`)"
+                )));
+            }
+            Some(p) if p.blocked => {
+                return Err(HubError::conflict(format!("package {name} is blocked in tag {tag}")));
+            }
+            Some(_) => {}
+        }
+        let present: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM tag_listing WHERE tag_id = $1 AND build_id = $2 AND revoke_event IS NULL",
+        )
+        .bind(t.id)
+        .bind(bid)
+        .fetch_one(&mut **tx)
+        .await?;
+        if present > 0 && !force {
+            return Err(HubError::conflict(format!(
+                "build {nvr} is already in tag {tag} (use force to re-tag)"
+            )));
+        }
+        let ev = Self::event(tx, who, &format!("tag {nvr} into {tag}")).await?;
+        Self::revoke_rows(tx, ev, listing(t.id, bid)).await?;
+        sqlx::query("INSERT INTO tag_listing (tag_id, build_id, create_event, package) VALUES ($1, $2, $3, $4)")
+            .bind(t.id)
+            .bind(bid)
+            .bind(ev)
+            .bind(name)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn untag_build(&self, who: &Principal, tag: &str, nvr: &str, force: bool) -> Result<()> {
+        let (mut tx, t) = self.begin_tag_change(who, tag, force).await?;
+        let bid: i64 = sqlx::query_scalar("SELECT id FROM builds WHERE nvr = $1")
+            .bind(nvr)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| HubError::not_found(format!("unknown build `{nvr}`")))?;
+        Self::revoke_and_commit(tx, who, &format!("untag {nvr} from {tag}"), listing(t.id, bid), || {
+            HubError::not_found(format!("build {nvr} is not in tag {tag}"))
+        })
+        .await
+    }
+
+    /// `list-tagged`: Koji's readTaggedBuilds.
+    pub async fn list_tagged(
+        &self,
+        tag: &str,
+        inherit: bool,
+        latest: bool,
+        event: Option<i64>,
+    ) -> Result<Vec<TaggedOut>> {
+        let t = Self::tag_row(&self.read, tag, event).await?;
+        let walk = self.walk_ids(t.id, false, event).await?;
+        let mut ids = vec![t.id];
+        ids.extend(walk.iter().map(|w| w.link.parent));
+        let lists = Self::package_lists(&self.read, &ids, event).await?;
+        let pk = koji::inherited_packages(t.id, &walk, &lists)
+            .map_err(|e| HubError::bad_request(format!("invalid pkg_filter in the inheritance: {e}")))?;
+        let scan: Vec<i64> = if inherit { ids.clone() } else { vec![t.id] };
+        // The listings alone (one index), then details only for
+        // the builds returned. Every listed build is COMPLETE:
+        // only COMPLETE builds can be tagged, and no change
+        // takes a build out of COMPLETE.
+        let sql = format!(
+            "SELECT tag_id, build_id, create_event, package FROM tag_listing \
+             WHERE tag_id IN ({}) AND {}",
+            id_list(&scan),
+            active(event, 1, "")
+        );
+        let mut q = sqlx::query(&sql);
+        if let Some(e) = event {
+            q = q.bind(e);
+        }
+        let mut listings: HashMap<i64, Vec<koji::Tagged>> = HashMap::new();
+        for r in q.fetch_all(&self.read).await? {
+            let tag_id: i64 = r.try_get(0)?;
+            let build: i64 = r.try_get(1)?;
+            let package: Option<String> = r.try_get(3)?;
+            listings.entry(tag_id).or_default().push(koji::Tagged {
+                nvr: build.to_string(),
+                package: package.unwrap_or_default(),
+                tag: tag_id,
+                tag_event: r.try_get(2)?,
+                complete: true,
+            });
+        }
+        let walk = if inherit { walk } else { Vec::new() };
+        let tagged = koji::tagged_builds(t.id, &walk, inherit, latest, &pk, &listings);
+        let mut build_ids: Vec<i64> = tagged.iter().filter_map(|b| b.nvr.parse().ok()).collect();
+        build_ids.sort_unstable();
+        build_ids.dedup();
+        let mut info: HashMap<i64, (String, String, String, String, String)> = HashMap::new();
+        for chunk in build_ids.chunks(1000) {
+            let sql = format!(
+                "SELECT b.id, b.nvr, b.name, b.version, b.release, u.name FROM builds b \
+                 JOIN users u ON u.id = b.owner_id WHERE b.id IN ({})",
+                id_list(chunk)
+            );
+            for r in sqlx::query(&sql).fetch_all(&self.read).await? {
+                info.insert(
+                    r.try_get(0)?,
+                    (
+                        r.try_get(1)?,
+                        r.try_get(2)?,
+                        r.try_get(3)?,
+                        r.try_get(4)?,
+                        r.try_get(5)?,
+                    ),
+                );
+            }
+        }
+        let names = Self::tag_names(&self.read, tagged.iter().map(|b| b.tag)).await?;
+        Ok(tagged
+            .into_iter()
+            .map(|b| {
+                let (nvr, name, version, release, owner) = b
+                    .nvr
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(|id| info.get(&id).cloned())
+                    .unwrap_or_default();
+                TaggedOut {
+                    nvr,
+                    name,
+                    version,
+                    release,
+                    tag: names.get(&b.tag).cloned().unwrap_or_default(),
+                    tag_event: b.tag_event,
+                    owner,
+                }
+            })
+            .collect())
+    }
+}
+
+/// Build `build`'s current listing in tag `tag`.
+fn listing(tag: i64, build: i64) -> Current<'static, 2> {
+    Current::new(
+        "tag_listing",
+        "tag_id = $2 AND build_id = $3",
+        [Key::Id(tag), Key::Id(build)],
+    )
+}

@@ -1,0 +1,23 @@
+//! PostgreSQL's dialect, and the domain's `Backend` on PostgreSQL.
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgQueryResult;
+
+use super::backend::{Dialect, RowsAffected};
+
+impl Dialect for sqlx::Postgres {
+    const MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+    // Concurrent builders never wait on each other's rows.
+    const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
+    const STRING_AGG: &'static str = "string_agg(p.perm, ',')";
+    const DML_IN_WITH: bool = true;
+}
+
+impl RowsAffected for PgQueryResult {
+    fn rows_affected(&self) -> u64 {
+        PgQueryResult::rows_affected(self)
+    }
+}
+
+/// The hub's database on PostgreSQL.
+pub type Backend = super::backend::Backend<sqlx::Postgres>;

@@ -1,0 +1,24 @@
+//! SQLite's dialect, and the domain's `Backend` on SQLite.
+
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::SqliteQueryResult;
+
+use super::backend::{Dialect, RowsAffected};
+
+impl Dialect for sqlx::Sqlite {
+    const MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+    // None: SQLite's single writer makes the claim's conditional UPDATE
+    // atomic by itself.
+    const SKIP_LOCKED: &'static str = "";
+    const STRING_AGG: &'static str = "group_concat(p.perm, ',')";
+    const DML_IN_WITH: bool = false;
+}
+
+impl RowsAffected for SqliteQueryResult {
+    fn rows_affected(&self) -> u64 {
+        SqliteQueryResult::rows_affected(self)
+    }
+}
+
+/// The hub's database on SQLite.
+pub type Backend = super::backend::Backend<sqlx::Sqlite>;
