@@ -466,3 +466,23 @@ fn json_result(result: &Result<kiln_engine::Built, kiln_engine::BuildError>, arg
         Err(_) => ExitCode::from(1),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Args;
+    use kiln_core::stagekey::Stage;
+
+    #[test]
+    fn rebuild_from_help_names_every_stage_in_order() {
+        let cmd = super::BuildArgs::augment_args(clap::Command::new("build"));
+        let help = cmd
+            .get_arguments()
+            .find(|a| a.get_id() == "rebuild_from")
+            .and_then(|a| a.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        let listed: Vec<&str> = help.split('`').skip(1).step_by(2).collect();
+        let stages: Vec<&str> = Stage::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(listed, stages, "--rebuild-from's help: {help}");
+    }
+}
