@@ -6,8 +6,9 @@
 #   bench/compare.sh hub|farm OLD_KILN [NEW_KILN] [ROUNDS]
 #
 # NEW_KILN defaults to this tree's release build; ROUNDS to 1 (each round
-# runs old, then new). The benchmark's own settings (DBS, DURATION, TASKS,
-# …) pass through the environment. Throughputs are "higher is better",
+# runs both: old first in odd rounds, new first in even ones). The
+# benchmark's own settings (DBS, DURATION, TASKS, …) pass through the
+# environment. Throughputs are "higher is better",
 # latencies (ms) "lower is better"; the script prints figures and exits 0.
 set -euo pipefail
 
@@ -33,7 +34,11 @@ done
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/kiln-compare.XXXXXX")
 trap 'rm -rf "$OUT"' EXIT
 for r in $(seq 1 "$ROUNDS"); do
-    for side in old new; do
+    # Odd rounds run old first, even rounds new first: a machine that warms
+    # up or slows down over the run favours neither side.
+    order="old new"
+    [ $((r % 2)) = 1 ] || order="new old"
+    for side in $order; do
         if [ "$side" = old ]; then k=$OLD; else k=$NEW; fi
         echo "== round $r: $side ($k)" >&2
         KILN=$k bash "bench/$BENCH.sh" >"$OUT/$side-$r.txt"
