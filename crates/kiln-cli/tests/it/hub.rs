@@ -475,3 +475,78 @@ fn builders_claim_and_run_tasks() {
     let r = with_file(&hub);
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+/// `kiln login` keeps its token readable by its owner only: an existing
+/// world-readable client.toml is replaced by a 0600 one, and the directory
+/// is 0700, even under umask 0.
+#[test]
+fn login_keeps_the_token_private_whatever_was_there() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let hub = serve();
+    let r = run(kiln().args(["user", "create", "admin", "--admin", "--db", &hub.db]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let admin = r.stdout.trim().to_string();
+    let mut c = hub.kiln(Some(&admin));
+    c.args(["user", "create", "dev", "--password-stdin"])
+        .stdin(Stdio::piped());
+    let mut child = c.spawn().expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"dev-password\n")
+        .expect("write");
+    assert!(child.wait().expect("wait").success());
+
+    let dir = hub.dir.path().join(".config/kiln");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod dir");
+    let cfg = dir.join("client.toml");
+    std::fs::write(&cfg, "token = \"old\"\n").expect("write");
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).expect("chmod file");
+
+    // Under umask 0, through a shell (the test may not set a child's umask itself).
+    let kiln_bin = crate::support::kiln().get_program().to_owned();
+    let c = hub.kiln(None);
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg("umask 0; exec \"$0\" login --user dev")
+        .arg(kiln_bin)
+        .envs(
+            c.get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for k in c
+        .get_envs()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| k.to_owned())
+        .collect::<Vec<_>>()
+    {
+        sh.env_remove(k);
+    }
+    let mut child = sh.spawn().expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"dev-password\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("login");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&cfg), 0o600, "client.toml is the owner's only");
+    assert_eq!(mode(&dir), 0o700, "its directory too");
+    let text = std::fs::read_to_string(&cfg).expect("read");
+    assert!(text.contains("kiln_") && !text.contains("\"old\""), "{text}");
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .expect("ls")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| n != "client.toml")
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary file is left: {leftovers:?}");
+}
