@@ -708,3 +708,54 @@ fn builders_claim_run_and_report_tasks() {
     assert_eq!(ids(None).len(), 6);
     assert_eq!(c.task(for_b2.id).expect("task"), for_b2);
 }
+
+/// A token lives between 1 and 36,500 days, or without end: other
+/// lifetimes (zero, negative, large enough to overflow the clock) are
+/// refused, at login and when a token is made, before any password is
+/// checked.
+#[test]
+fn token_lifetimes_are_bounded() {
+    let hub = Hub::start();
+    let admin = hub.admin();
+    let bob: NewUser = body(json!({"name": "bob", "password": "bob's password"}));
+    admin.create_user(&bob).expect("bob");
+    let anon = hub.client(None);
+    for days in [0, -1, i64::MIN, 36_501, i64::MAX / 86_400 + 1, i64::MAX] {
+        let login = LoginIn {
+            user: "bob".into(),
+            password: "bob's password".into(),
+            token_name: None,
+            expires_days: Some(days),
+        };
+        assert_eq!(
+            fails(anon.login(&login)),
+            err(400, "bad_request"),
+            "login for {days} days"
+        );
+        let t = TokenIn {
+            name: None,
+            expires_days: Some(days),
+        };
+        assert_eq!(
+            fails(admin.create_token("bob", &t)),
+            err(400, "bad_request"),
+            "a token for {days} days"
+        );
+    }
+    let login = LoginIn {
+        user: "bob".into(),
+        password: "bob's password".into(),
+        token_name: None,
+        expires_days: Some(36_500),
+    };
+    let t = anon.login(&login).expect("a century is allowed");
+    let expires = t.expires.expect("an expiry");
+    let days = (expires
+        - std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64))
+        / 86_400;
+    assert!((36_499..=36_500).contains(&days), "{days} days");
+    let bob_client = hub.client(Some(&t.token));
+    assert!(bob_client.whoami().expect("whoami").authenticated, "the token works");
+}

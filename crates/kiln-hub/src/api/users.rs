@@ -11,7 +11,23 @@ use crate::db;
 use crate::error::{HubError, Result};
 use crate::model::*;
 
+/// The longest a token may live: 100 years.
+const MAX_TOKEN_DAYS: i64 = 36_500;
+
+/// When a token asked to live `days` expires: none without a lifetime, else
+/// between 1 and [`MAX_TOKEN_DAYS`] days from now.
+fn expiry(days: Option<i64>) -> Result<Option<i64>> {
+    match days {
+        None => Ok(None),
+        Some(d) if (1..=MAX_TOKEN_DAYS).contains(&d) => Ok(Some(db::now() + d * 86_400)),
+        Some(_) => Err(HubError::bad_request(format!(
+            "expires_days must be between 1 and {MAX_TOKEN_DAYS}"
+        ))),
+    }
+}
+
 pub(super) async fn login(State(hub): St, Peer(addr): Peer, J(l): J<LoginIn>) -> Result<Response> {
+    let expires = expiry(l.expires_days)?;
     let mut keys = vec![format!("user:{}", l.user)];
     if let Some(a) = addr {
         keys.push(format!("addr:{a}"));
@@ -49,7 +65,6 @@ pub(super) async fn login(State(hub): St, Peer(addr): Peer, J(l): J<LoginIn>) ->
     }
     hub.limiter.succeeded(&keys);
     let token = auth::new_token();
-    let expires = l.expires_days.map(|d| db::now() + d * 86_400);
     let id = hub
         .db
         .create_token(
@@ -139,11 +154,8 @@ pub(super) async fn create_token(
     J(t): J<TokenIn>,
 ) -> Result<Response> {
     self_or_admin(&hub, &headers, &name).await?;
-    if t.expires_days.is_some_and(|d| d <= 0) {
-        return Err(HubError::bad_request("expires_days must be positive"));
-    }
+    let expires = expiry(t.expires_days)?;
     let token = auth::new_token();
-    let expires = t.expires_days.map(|d| db::now() + d * 86_400);
     let id = hub
         .db
         .create_token(
