@@ -192,6 +192,26 @@ both!(anonymous_reads_can_be_turned_off, |t| async move {
     assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "unauthorized"));
     let (s, _) = h.call("GET", "/tags", Some(&h.admin), None).await;
     assert_eq!(s, StatusCode::OK);
+    // Every read refuses an anonymous caller, the status (version, event
+    // counter) included; only the API's description and `whoami` (which
+    // says "not authenticated") answer.
+    for r in kiln_hub::api::ROUTES
+        .iter()
+        .filter(|r| r.verb == kiln_hub::api::Verb::Get)
+    {
+        let path = r.path.replace("{id}", "1").replace('{', "").replace('}', "");
+        let (s, v) = h.call("GET", &path, None, None).await;
+        if matches!(r.path, "/openapi.json" | "/whoami") {
+            assert_eq!(s, StatusCode::OK, "GET {}", r.path);
+        } else {
+            assert_eq!(
+                (s, code(&v)),
+                (StatusCode::UNAUTHORIZED, "unauthorized"),
+                "GET {}",
+                r.path
+            );
+        }
+    }
 });
 
 both!(login_is_rate_limited_and_never_echoes_secrets, |t| async move {

@@ -2,8 +2,9 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::HeaderMap;
 
-use super::St;
+use super::{St, reader};
 use crate::error::Result;
 use crate::model::Status;
 
@@ -12,7 +13,9 @@ pub(super) async fn openapi_json() -> Json<serde_json::Value> {
     Json(crate::openapi::document())
 }
 
-pub(super) async fn status(State(hub): St) -> Result<Json<Status>> {
+pub(super) async fn status(State(hub): St, headers: HeaderMap) -> Result<Json<Status>> {
+    // The version and the event counter are the hub's data too.
+    reader(&hub, &headers).await?;
     Ok(Json(Status {
         kiln: env!("CARGO_PKG_VERSION").into(),
         database: hub.db.kind().into(),
