@@ -50,6 +50,9 @@ step "size rules"
 python3 tools/sizes.py
 
 step "tests"
+# Shared fixtures live under target/tmp, one directory per test run; drop the
+# ones earlier runs left behind (a built image and its stage cache each).
+rm -rf target/tmp/build-fixture-* target/tmp/update-sources-* target/tmp/cache-*
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast
 else
