@@ -154,7 +154,8 @@ where
         let mut tx = self.write.begin().await?;
         let c = Self::tag_for_change(&mut tx, child).await?;
         let p = Self::tag_row(&mut *tx, parent, None).await?;
-        may_change(who, child, c.perm.as_deref(), c.locked, false)?;
+        // The link routes take no `force`: an admin passes a lock.
+        may_change(who, child, c.perm.as_deref(), c.locked, true)?;
         if c.id == p.id {
             return Err(HubError::bad_request(format!("tag {child} cannot inherit from itself")));
         }

@@ -173,6 +173,14 @@ where
         {
             return Err(HubError::forbidden(format!("tag {name} requires the `{p}` permission")));
         }
+        if (e.locked.is_some() || e.perm.is_some()) && !who.admin {
+            return Err(HubError::forbidden(format!(
+                "only admins lock, unlock or set the permission of a tag ({name})"
+            )));
+        }
+        if t.locked && !who.admin {
+            return Err(HubError::locked(format!("tag {name} is locked")));
+        }
         let ev = Self::event(&mut tx, who, &format!("edit tag {name}")).await?;
         let mut final_name = name.to_string();
         if let Some(new) = &e.rename {
@@ -241,6 +249,9 @@ where
             && !who.has(p)
         {
             return Err(HubError::forbidden(format!("tag {name} requires the `{p}` permission")));
+        }
+        if t.locked && !who.admin {
+            return Err(HubError::locked(format!("tag {name} is locked")));
         }
         let used: Vec<String> = sqlx::query_scalar(
             "SELECT name FROM target_config WHERE revoke_event IS NULL AND (build_tag = $1 OR dest_tag = $1) \

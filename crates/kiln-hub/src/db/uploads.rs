@@ -7,7 +7,9 @@ use sqlx::{ColumnIndex, Encode, Executor, IntoArguments, Type};
 
 use super::backend::{Backend, Col, Dialect, Tx};
 use crate::db::now;
-use crate::db::rules::{active, check_file_name, check_new_build, check_sha256, exists, id_list, json_text};
+use crate::db::rules::{
+    active, check_file_name, check_new_build, check_sha256, exists, id_list, json_text, may_change,
+};
 use crate::error::{HubError, Result};
 use crate::model::{NewBuild, Principal, Task, TaskFile};
 
@@ -175,20 +177,30 @@ where
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| HubError::conflict(format!("target `{target}` no longer exists")))?;
+            let perms: Vec<String> =
+                sqlx::query_scalar("SELECT perm FROM user_perms WHERE user_id = $1 AND revoke_event IS NULL")
+                    .bind(owner)
+                    .fetch_all(&mut *tx)
+                    .await?;
             let owner = Principal {
                 id: Some(owner),
                 name: owner_name,
-                admin: false,
-                perms: Vec::new(),
+                admin: perms.iter().any(|p| p == "admin"),
+                perms,
                 host: None,
             };
             let bid = Self::insert_task_build(&mut tx, id, owner.id, b, &nvr, &keys).await?;
-            // The owner's right to tag was checked when the task
-            // was submitted; a tag locked since still refuses.
+            // The build is tagged as its owner, with the owner's rights
+            // of now: permissions or the tag may have changed since the
+            // task was submitted (a lock refuses even an admin's task).
             let t = Self::tag_for_change(&mut tx, &dest).await?;
-            if t.locked {
-                return Err(HubError::locked(format!("tag {dest} is locked")));
+            if !owner.has("build") {
+                return Err(HubError::forbidden(format!(
+                    "{} no longer holds the `build` permission",
+                    owner.name
+                )));
             }
+            may_change(&owner, &dest, t.perm.as_deref(), t.locked, false)?;
             Self::tag_into(&mut tx, &owner, &dest, &t, (bid, &nvr, &b.name), false).await?;
             sqlx::query("DELETE FROM task_uploads WHERE task_id = $1")
                 .bind(id)
