@@ -28,6 +28,13 @@ pub trait Dialect: Database<QueryResult: RowsAffected> {
     /// Whether an UPDATE … RETURNING may be a `WITH` query, so that a claim
     /// returns its task, names joined, in one round trip.
     const DML_IN_WITH: bool;
+    /// How a transaction that will write begins. On SQLite it takes the
+    /// write lock at once (`BEGIN IMMEDIATE`): a deferred transaction that
+    /// read first and then writes fails at once with "database is locked"
+    /// when another connection (another process on the same file, such as
+    /// `kiln user create --db`) wrote in between, where waiting on the lock
+    /// at the start is safe.
+    const BEGIN_WRITE: &'static str;
 }
 
 /// The number of rows a statement changed (each driver's result type has
@@ -98,6 +105,11 @@ where
     for<'q> &'q str: Encode<'q, D> + Type<D>,
     for<'q> Option<&'q str>: Encode<'q, D> + Type<D>,
 {
+    /// A transaction that will write ([`Dialect::BEGIN_WRITE`]).
+    pub(super) async fn begin_write(&self) -> Result<Tx<'static, D>> {
+        Ok(self.write.begin_with(D::BEGIN_WRITE).await?)
+    }
+
     pub async fn migrate(&self) -> Result<()>
     where
         D::Connection: Migrate,
@@ -164,7 +176,7 @@ where
         tag: &str,
         force: bool,
     ) -> Result<(Tx<'static, D>, TagRow)> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let t = Self::tag_for_change(&mut tx, tag).await?;
         may_change(who, tag, t.perm.as_deref(), t.locked, force)?;
         Ok((tx, t))

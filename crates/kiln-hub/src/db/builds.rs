@@ -49,7 +49,7 @@ where
 
     pub async fn create_build(&self, who: &Principal, b: &NewBuild) -> Result<Build> {
         let nvr = check_new_build(b)?;
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let owner = who
             .id
             .ok_or_else(|| HubError::unauthorized("log in to create builds"))?;
@@ -139,7 +139,7 @@ where
     }
 
     pub async fn set_artifact_key(&self, who: &Principal, nvr: &str, file: &str, key: &str) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let (bid, owner, state): (i64, i64, String) =
             sqlx::query_as("SELECT id, owner_id, state FROM builds WHERE nvr = $1")
                 .bind(nvr)
@@ -166,7 +166,7 @@ where
 
     /// BUILDING → COMPLETE once every artifact is stored, or → FAILED/CANCELED.
     pub async fn finish_build(&self, who: &Principal, nvr: &str, state: &str) -> Result<Build> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let (bid, owner, cur): (i64, i64, String) =
             sqlx::query_as("SELECT id, owner_id, state FROM builds WHERE nvr = $1")
                 .bind(nvr)

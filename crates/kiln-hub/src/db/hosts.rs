@@ -33,7 +33,7 @@ where
         for c in &h.channels {
             check_name("channel", c)?;
         }
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         Self::event(&mut tx, who, &format!("add host {}", h.name)).await?;
         let uid: i64 = sqlx::query_scalar(
             "INSERT INTO users (name, password_hash, kind, created) VALUES ($1, NULL, 'host', $2) RETURNING id",
@@ -106,7 +106,7 @@ where
     pub async fn heartbeat(&self, who: &Principal) -> Result<Vec<i64>> {
         let (host, ..) = self.host_of(who).await?;
         let t = now();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE hosts SET last_seen = $1 WHERE id = $2")
             .bind(t)
             .bind(host)

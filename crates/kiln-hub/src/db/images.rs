@@ -25,7 +25,7 @@ where
         let uid = who
             .id
             .ok_or_else(|| HubError::unauthorized("log in to upload images"))?;
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO images (name, version, format, size, sha256, store_key, uploader_id, time) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -72,7 +72,7 @@ where
     }
 
     pub async fn remove_image(&self, name: &str, version: &str) -> Result<String> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let key: String = sqlx::query_scalar("SELECT store_key FROM images WHERE name = $1 AND version = $2")
             .bind(name)
             .bind(version)

@@ -151,7 +151,7 @@ where
         edit: Option<&LinkEdit>,
         remove: bool,
     ) -> Result<Vec<LinkOut>> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let c = Self::tag_for_change(&mut tx, child).await?;
         let p = Self::tag_row(&mut *tx, parent, None).await?;
         // The link routes take no `force`: an admin passes a lock.

@@ -12,6 +12,7 @@ impl Dialect for sqlx::Sqlite {
     const SKIP_LOCKED: &'static str = "";
     const STRING_AGG: &'static str = "group_concat(p.perm, ',')";
     const DML_IN_WITH: bool = false;
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
 }
 
 impl RowsAffected for SqliteQueryResult {

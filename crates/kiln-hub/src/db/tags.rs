@@ -25,7 +25,7 @@ where
 {
     pub async fn create_tag(&self, who: &Principal, t: &NewTag) -> Result<TagInfo> {
         check_name("tag", &t.name)?;
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let ev = Self::event(&mut tx, who, &format!("create tag {}", t.name)).await?;
         let id: i64 = sqlx::query_scalar("INSERT INTO tags (name) VALUES ($1) RETURNING id")
             .bind(&t.name)
@@ -166,7 +166,7 @@ where
     }
 
     pub async fn edit_tag(&self, who: &Principal, name: &str, e: &TagEdit) -> Result<TagInfo> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let t = Self::tag_for_change(&mut tx, name).await?;
         if let Some(p) = &t.perm
             && !who.has(p)
@@ -243,7 +243,7 @@ where
     /// package list and listings are revoked; targets using it
     /// keep it alive.
     pub async fn delete_tag(&self, who: &Principal, name: &str) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let t = Self::tag_for_change(&mut tx, name).await?;
         if let Some(p) = &t.perm
             && !who.has(p)

@@ -89,7 +89,7 @@ where
                 )));
             }
         }
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let b = Self::tag_row(&mut *tx, &t.build_tag, None).await?;
         let d = Self::tag_row(&mut *tx, &t.dest_tag, None).await?;
         let lookup = replace.unwrap_or(&t.name);
@@ -136,7 +136,7 @@ where
     }
 
     pub async fn delete_target(&self, who: &Principal, name: &str) -> Result<()> {
-        let tx = self.write.begin().await?;
+        let tx = self.begin_write().await?;
         Self::revoke_and_commit(
             tx,
             who,

@@ -26,7 +26,7 @@ where
     /// Tasks whose lease ran out go back to FREE, or to FAILED
     /// once they used all their attempts.
     pub async fn expire_leases(&self, t: i64) -> Result<u64> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let failed = sqlx::query(
             "UPDATE tasks SET state = 'FAILED', finished = $1, lease_expires = NULL, \
              result = '{\"error\": \"the builder stopped answering (lease expired) on the last attempt\"}' \
@@ -128,7 +128,7 @@ where
         }
         let owner = who.id.ok_or_else(|| HubError::unauthorized("log in to submit tasks"))?;
         self.check_build_request(who, t).await?;
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let designated: Option<i64> = match &t.builder {
             Some(b) => Some(
                 sqlx::query_scalar("SELECT id FROM hosts WHERE name = $1")
@@ -230,7 +230,7 @@ where
         if t.owner != who.name && !who.admin {
             return Err(HubError::forbidden(format!("task {id} belongs to {}", t.owner)));
         }
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let n = sqlx::query(
             "UPDATE tasks SET state = 'CANCELED', finished = $1, lease_expires = NULL \
              WHERE (id = $2 OR parent_id = $2) AND state IN ('FREE', 'ASSIGNED', 'OPEN')",
@@ -249,7 +249,7 @@ where
 
     pub async fn append_log(&self, who: &Principal, id: i64, data: &str) -> Result<()> {
         let (host, ..) = self.host_of(who).await?;
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mine: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE id = $1 AND host_id = $2")
             .bind(id)
             .bind(host)

@@ -68,7 +68,7 @@ where
         check_file_name(file)?;
         check_sha256(file, sha256, size)?;
         let sha256 = sha256.to_ascii_lowercase();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let (attempt, ..) = Self::open_task_for(&mut tx, who, host, id).await?;
         let stored: Option<bool> =
             sqlx::query_scalar("SELECT stored FROM task_uploads WHERE task_id = $1 AND attempt = $2 AND file = $3")
@@ -122,7 +122,7 @@ where
     /// later attempt runs); returns their store keys, for the
     /// caller to delete those nothing else references.
     pub async fn sweep_uploads(&self) -> Result<Vec<String>> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let rows: Vec<(i64, String)> = sqlx::query_as(
             "SELECT u.id, u.store_key FROM task_uploads u JOIN tasks t ON t.id = u.task_id \
              WHERE t.state IN ('FREE', 'FAILED', 'CANCELED') OR u.attempt <> t.attempts",
@@ -156,7 +156,7 @@ where
     ) -> Result<Task> {
         let (host, ..) = self.host_of(who).await?;
         let nvr = check_new_build(b)?;
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let (attempt, request, owner, owner_name) = Self::open_task_for(&mut tx, who, host, id).await?;
         let keys = Self::uploaded_keys(&mut tx, id, attempt, b).await?;
         let scratch = request["scratch"].as_bool().unwrap_or(false);

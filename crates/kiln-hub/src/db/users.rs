@@ -30,7 +30,7 @@ where
         kind: &str,
     ) -> Result<i64> {
         check_name("user", name)?;
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let ev = Self::event(&mut tx, who, &format!("create user {name}")).await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO users (name, password_hash, kind, created) VALUES ($1, $2, $3, $4) RETURNING id",
@@ -145,7 +145,7 @@ where
 
     pub async fn grant(&self, who: &Principal, user: &str, perm: &str) -> Result<()> {
         check_name("permission", perm)?;
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let uid = Self::user_id(&mut tx, user).await?;
         let ev = Self::event(&mut tx, who, &format!("grant {perm} to {user}")).await?;
         let n: i64 = sqlx::query_scalar(
@@ -169,7 +169,7 @@ where
     }
 
     pub async fn revoke(&self, who: &Principal, user: &str, perm: &str) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let uid = Self::user_id(&mut tx, user).await?;
         Self::revoke_and_commit(
             tx,
@@ -186,7 +186,7 @@ where
     }
 
     pub async fn create_token(&self, user: &str, hash: &str, name: &str, expires: Option<i64>) -> Result<i64> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let uid = Self::user_id(&mut tx, user).await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO tokens (user_id, hash, name, created, expires) VALUES ($1, $2, $3, $4, $5) RETURNING id",
@@ -225,7 +225,7 @@ where
 
     /// Revokes token `id`, which must be `who`'s own unless `who` is an admin.
     pub async fn revoke_token(&self, who: &Principal, id: i64) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let owner: Option<i64> = sqlx::query_scalar("SELECT user_id FROM tokens WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)
