@@ -67,7 +67,8 @@ class Data:
         self.next_event = base_event
         self.events: list[tuple] = []  # (id, time, user_id, action)
         self.users: list[tuple] = []  # (id, name, password_hash, kind, created)
-        self.tags: list[tuple] = []  # (id, name)
+        self.tags: list[tuple] = []  # (id, slot)
+        self.tag_names: list[tuple] = []  # (id, tag_id, name, create_event, revoke_event)
         self.tag_config: list[tuple] = []  # (id, tag_id, arches, perm, locked, create_event, revoke_event)
         self.tag_extra: list[tuple] = []  # (id, tag_id, key, value, blocked, create_event, revoke_event)
         self.inheritance: list[tuple] = []  # (id, tag_id, parent_id, priority, maxdepth, intransitive, noconfig, pkg_filter, create_event, revoke_event)
@@ -119,7 +120,7 @@ class Data:
                 levels.append(ids)
             fam_levels.append(levels)
             self.roots.append(levels[0][0])
-        self.tags = [(t, self.tag_name[t]) for t in sorted(self.tag_name)]
+        self.tags = [(t, f"#{t}") for t in sorted(self.tag_name)]
 
         def pick(ids: list[int]) -> int:
             # Biased towards the first tags of the level: fan-in.
@@ -135,6 +136,7 @@ class Data:
             cfg_id += 1
             root = lv == 0
             self.tag_config.append((cfg_id, t, "x86_64 aarch64" if root else None, None, False, ev, None))
+            self.tag_names.append((t, t, self.tag_name[t], ev, None))
             if root:
                 for k, v in (("rpm.macro.dist", f'".p{f:02d}"'), ("mock.package_manager", '"dnf"')):
                     extra_id += 1
@@ -279,7 +281,8 @@ class Data:
 TABLES = [
     ("users", "id, name, password_hash, kind, created", "users"),
     ("events", "id, time, user_id, action", "events"),
-    ("tags", "id, name", "tags"),
+    ("tags", "id, slot", "tags"),
+    ("tag_names", "id, tag_id, name, create_event, revoke_event", "tag_names"),
     ("tag_config", "id, tag_id, arches, perm, locked, create_event, revoke_event", "tag_config"),
     ("tag_extra", "id, tag_id, key, value, blocked, create_event, revoke_event", "tag_extra"),
     (
@@ -295,7 +298,7 @@ TABLES = [
     ),
     ("tag_listing", "id, tag_id, build_id, create_event, revoke_event, package", "listings"),
 ]
-EMPTY = ["tags", "tag_config", "tag_inheritance", "tag_packages", "builds", "tag_listing"]
+EMPTY = ["tags", "tag_names", "tag_config", "tag_inheritance", "tag_packages", "builds", "tag_listing"]
 
 
 def copy_value(v) -> str:

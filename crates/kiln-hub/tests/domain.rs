@@ -426,7 +426,7 @@ both!(as_of_event_queries_see_the_past, |t| async move {
     assert!(!info.locked);
     assert!(db.tag_info("c", None).await.expect("now").locked);
     // History lists every change with its user.
-    let h = db.tag_history("c").await.expect("history");
+    let h = db.tag_history("c", None).await.expect("history");
     assert!(h.iter().any(|e| e.table == "build" && e.change == "revoked"));
     assert!(h.iter().all(|e| e.user.as_deref() == Some("admin")));
     assert!(h.windows(2).all(|w| w[0].event <= w[1].event));

@@ -51,9 +51,10 @@ pub(super) async fn tag_history(
     State(hub): St,
     headers: HeaderMap,
     Path(tag): Path<String>,
+    Q(q): Q<ListQuery>,
 ) -> Result<Json<Vec<HistoryEntry>>> {
     reader(&hub, &headers).await?;
-    Ok(Json(hub.db.tag_history(&tag).await?))
+    Ok(Json(hub.db.tag_history(&tag, q.event).await?))
 }
 
 pub(super) async fn inheritance(

@@ -131,14 +131,17 @@ where
         Ok(id)
     }
 
-    /// The tag `name` as of `event` (now when `None`).
+    /// The tag named `name` as of `event` (now when `None`): names are
+    /// versioned (`tag_names`), so an event before a deletion or a rename
+    /// finds the tag that had the name then.
     pub(super) async fn tag_row<'e, E>(ex: E, name: &str, event: Option<i64>) -> Result<TagRow>
     where
         E: Executor<'e, Database = D>,
     {
         let sql = format!(
-            "SELECT t.id, t.name, c.arches, c.perm, c.locked FROM tags t JOIN tag_config c ON c.tag_id = t.id \
-             WHERE t.name = $1 AND {}",
+            "SELECT n.tag_id, n.name, c.arches, c.perm, c.locked FROM tag_names n \
+             JOIN tag_config c ON c.tag_id = n.tag_id WHERE n.name = $1 AND {} AND {}",
+            active(event, 2, "n"),
             active(event, 2, "c")
         );
         let mut q = sqlx::query(&sql).bind(name);
@@ -161,7 +164,7 @@ where
     /// every change committed before it.
     pub(super) async fn tag_for_change(tx: &mut Tx<'_, D>, name: &str) -> Result<TagRow> {
         let t = Self::tag_row(&mut **tx, name, None).await?;
-        sqlx::query("UPDATE tags SET name = name WHERE id = $1")
+        sqlx::query("UPDATE tags SET slot = slot WHERE id = $1")
             .bind(t.id)
             .execute(&mut **tx)
             .await?;

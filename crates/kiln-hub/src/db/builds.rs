@@ -375,7 +375,7 @@ where
                 );
             }
         }
-        let names = Self::tag_names(&self.read, tagged.iter().map(|b| b.tag)).await?;
+        let names = Self::tag_names(&self.read, tagged.iter().map(|b| b.tag), event).await?;
         Ok(tagged
             .into_iter()
             .map(|b| {

@@ -1,4 +1,4 @@
-//! The event log read back: a tag's history (every version of its
+//! The event log read back: a tag's history (every version of its name,
 //! configuration, extra, links, package entries and listings, with the
 //! events that created and revoked it) and the latest event.
 
@@ -8,7 +8,7 @@ use kiln_core::koji;
 use sqlx::{ColumnIndex, Encode, Executor, IntoArguments, Row, Type};
 
 use super::backend::{Backend, Col, Dialect};
-use crate::db::rules::{id_list, parse_json};
+use crate::db::rules::{active, id_list, parse_json};
 use crate::error::{HubError, Result};
 use crate::model::HistoryEntry;
 
@@ -17,6 +17,24 @@ use crate::model::HistoryEntry;
 enum Detail {
     Json(serde_json::Value),
     Link(koji::Link),
+}
+
+/// A name a tag had: the name, the event that gave it and the one that
+/// took it (`None`: it still has it).
+type NameSpan = (String, i64, Option<i64>);
+
+/// The name of `spans` (in order) at `event`: the one held then, or else
+/// the first one given after it (an event a tag existed at before its first
+/// recorded name, in a history from before names were versioned), or the
+/// last one.
+fn name_at(spans: &[NameSpan], event: i64) -> Option<&str> {
+    let held = |(_, from, until): &&NameSpan| *from <= event && until.is_none_or(|u| u > event);
+    let span = spans
+        .iter()
+        .find(held)
+        .or_else(|| spans.iter().find(|(_, from, _)| *from > event))
+        .or_else(|| spans.last())?;
+    Some(&span.0)
 }
 
 /// One version of a row in a tag's history: created by one event, maybe
@@ -41,13 +59,35 @@ where
     for<'q> &'q str: Encode<'q, D> + Type<D>,
     for<'q> Option<&'q str>: Encode<'q, D> + Type<D>,
 {
-    pub async fn tag_history(&self, tag: &str) -> Result<Vec<HistoryEntry>> {
-        let id: i64 = sqlx::query_scalar("SELECT id FROM tags WHERE name = $1")
-            .bind(tag)
-            .fetch_optional(&self.read)
-            .await?
-            .ok_or_else(|| HubError::not_found(format!("unknown tag `{tag}`")))?;
-        let versions = self.versions(id).await?;
+    /// The history of the tag named `tag` at `event`, up to `event`;
+    /// without an event, the whole history of the tag named `tag` now, or
+    /// else of the last tag that had the name (a deleted tag).
+    pub async fn tag_history(&self, tag: &str, event: Option<i64>) -> Result<Vec<HistoryEntry>> {
+        let id: Option<i64> = match event {
+            Some(e) => {
+                let sql = format!(
+                    "SELECT tag_id FROM tag_names WHERE name = $1 AND {}",
+                    active(event, 2, "")
+                );
+                sqlx::query_scalar(&sql)
+                    .bind(tag)
+                    .bind(e)
+                    .fetch_optional(&self.read)
+                    .await?
+            }
+            None => {
+                let sql = "SELECT tag_id FROM tag_names WHERE name = $1 ORDER BY create_event DESC, id DESC LIMIT 1";
+                sqlx::query_scalar(sql).bind(tag).fetch_optional(&self.read).await?
+            }
+        };
+        let id = id.ok_or_else(|| HubError::not_found(format!("unknown tag `{tag}`")))?;
+        let mut versions = self.versions(id).await?;
+        if let Some(e) = event {
+            versions.retain(|v| v.create <= e);
+            for v in &mut versions {
+                v.revoke = v.revoke.filter(|r| *r <= e);
+            }
+        }
         // Only the events, users and tag names this history names.
         let mut ev_ids: Vec<i64> = versions
             .iter()
@@ -61,7 +101,7 @@ where
             Detail::Link(l) => vec![l.child, l.parent],
             Detail::Json(_) => Vec::new(),
         });
-        let names = Self::tag_names(&self.read, link_tags.collect::<Vec<_>>()).await?;
+        let names = self.names_over_time(link_tags.collect()).await?;
         let mut out = Vec::new();
         for Version {
             create,
@@ -72,7 +112,14 @@ where
         {
             let detail = match detail {
                 Detail::Json(v) => v,
-                Detail::Link(l) => serde_json::to_value(Self::link_out(&l, &names)).unwrap_or_default(),
+                Detail::Link(l) => {
+                    // The tags' names when the link was made.
+                    let names = [l.child, l.parent]
+                        .into_iter()
+                        .filter_map(|t| Some((t, name_at(names.get(&t)?, create)?.to_string())))
+                        .collect();
+                    serde_json::to_value(Self::link_out(&l, &names)).unwrap_or_default()
+                }
             };
             for (ev, change) in [(Some(create), "created"), (revoke, "revoked")] {
                 let Some(ev) = ev else { continue };
@@ -98,8 +145,8 @@ where
         Ok(e.unwrap_or(0))
     }
 
-    /// Every version of tag `id`'s rows: configuration, extra, links (as
-    /// child or parent), package entries and listings.
+    /// Every version of tag `id`'s rows: name, configuration, extra, links
+    /// (as child or parent), package entries and listings.
     async fn versions(&self, id: i64) -> Result<Vec<Version>> {
         let mut out = Vec::new();
         let mut push = |create, revoke, table, detail| {
@@ -110,6 +157,12 @@ where
                 detail,
             });
         };
+        let sql = "SELECT name, create_event, revoke_event FROM tag_names WHERE tag_id = $1";
+        for r in sqlx::query(sql).bind(id).fetch_all(&self.read).await? {
+            let name: String = r.try_get(0)?;
+            let detail = serde_json::json!({ "name": name });
+            push(r.try_get(1)?, r.try_get(2)?, "name", Detail::Json(detail));
+        }
         let sql = "SELECT arches, perm, locked, create_event, revoke_event FROM tag_config WHERE tag_id = $1";
         for r in sqlx::query(sql).bind(id).fetch_all(&self.read).await? {
             let (a, p, l): (Option<String>, Option<String>, bool) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
@@ -152,6 +205,28 @@ where
                 "build",
                 Detail::Json(serde_json::json!({"nvr": nvr})),
             );
+        }
+        Ok(out)
+    }
+
+    /// Every name tags `ids` had: (name, from event, until event), in
+    /// order.
+    async fn names_over_time(&self, mut ids: Vec<i64>) -> Result<HashMap<i64, Vec<NameSpan>>> {
+        ids.sort_unstable();
+        ids.dedup();
+        let mut out: HashMap<i64, Vec<NameSpan>> = HashMap::new();
+        for chunk in ids.chunks(1000) {
+            let sql = format!(
+                "SELECT tag_id, name, create_event, revoke_event FROM tag_names WHERE tag_id IN ({}) \
+                 ORDER BY create_event, id",
+                id_list(chunk)
+            );
+            for r in sqlx::query(&sql).fetch_all(&self.read).await? {
+                let tag: i64 = r.try_get(0)?;
+                out.entry(tag)
+                    .or_default()
+                    .push((r.try_get(1)?, r.try_get(2)?, r.try_get(3)?));
+            }
         }
         Ok(out)
     }

@@ -70,8 +70,12 @@ where
             .collect()
     }
 
-    /// The names of some tags.
-    pub(super) async fn tag_names<'e, E>(ex: E, ids: impl IntoIterator<Item = i64>) -> Result<HashMap<i64, String>>
+    /// The names some tags had at `event` (now when `None`).
+    pub(super) async fn tag_names<'e, E>(
+        ex: E,
+        ids: impl IntoIterator<Item = i64>,
+        event: Option<i64>,
+    ) -> Result<HashMap<i64, String>>
     where
         E: sqlx::Executor<'e, Database = D>,
     {
@@ -81,8 +85,16 @@ where
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let sql = format!("SELECT id, name FROM tags WHERE id IN ({})", id_list(&ids));
-        let rows = sqlx::query(&sql).fetch_all(ex).await?;
+        let sql = format!(
+            "SELECT tag_id, name FROM tag_names WHERE tag_id IN ({}) AND {}",
+            id_list(&ids),
+            active(event, 1, "")
+        );
+        let mut q = sqlx::query(&sql);
+        if let Some(e) = event {
+            q = q.bind(e);
+        }
+        let rows = q.fetch_all(ex).await?;
         rows.into_iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
@@ -105,7 +117,7 @@ where
         let set = koji::LinkSet(Self::links_from(&self.read, t.id, reverse, event).await?);
         use koji::Links;
         let links = if reverse { set.children(t.id) } else { set.parents(t.id) };
-        let names = Self::tag_names(&self.read, links.iter().flat_map(|l| [l.child, l.parent])).await?;
+        let names = Self::tag_names(&self.read, links.iter().flat_map(|l| [l.child, l.parent]), event).await?;
         Ok(links.iter().map(|l| Self::link_out(l, &names)).collect())
     }
 
@@ -117,7 +129,8 @@ where
     pub async fn full_inheritance(&self, tag: &str, reverse: bool, event: Option<i64>) -> Result<Vec<WalkOut>> {
         let t = Self::tag_row(&self.read, tag, event).await?;
         let walk = self.walk_ids(t.id, reverse, event).await?;
-        let names = Self::tag_names(&self.read, walk.iter().flat_map(|w| [w.link.child, w.link.parent])).await?;
+        let ids = walk.iter().flat_map(|w| [w.link.child, w.link.parent]);
+        let names = Self::tag_names(&self.read, ids, event).await?;
         Ok(walk
             .iter()
             .map(|w| WalkOut {
@@ -216,7 +229,7 @@ where
             .iter()
             .find(|l| l.child == link.child && l.parent != link.parent && l.priority == link.priority)
         {
-            let names = Self::tag_names(&mut **tx, [other.parent]).await?;
+            let names = Self::tag_names(&mut **tx, [other.parent], None).await?;
             return Err(HubError::conflict(format!(
                 "{child} already has parent {} at priority {}",
                 names.get(&other.parent).cloned().unwrap_or_default(),
@@ -284,7 +297,7 @@ where
         let walk = self.walk_ids(t.id, false, event).await?;
         let mut ids = vec![t.id];
         ids.extend(walk.iter().map(|w| w.link.parent));
-        let names = Self::tag_names(&self.read, ids.iter().copied()).await?;
+        let names = Self::tag_names(&self.read, ids.iter().copied(), event).await?;
         let configs = self.configs(&ids, event, &names).await?;
         let bc = koji::build_config(t.id, &walk, &configs);
         Ok(BuildConfigOut {

@@ -198,7 +198,7 @@ forward! {
     fn tag_build(&self, who: &Principal, tag: &str, nvr: &str, force: bool) -> ();
     fn untag_build(&self, who: &Principal, tag: &str, nvr: &str, force: bool) -> ();
     fn list_tagged(&self, tag: &str, inherit: bool, latest: bool, event: Option<i64>) -> Vec<TaggedOut>;
-    fn tag_history(&self, tag: &str) -> Vec<HistoryEntry>;
+    fn tag_history(&self, tag: &str, event: Option<i64>) -> Vec<HistoryEntry>;
     fn last_event(&self) -> i64;
     fn target(&self, name: &str, event: Option<i64>) -> Target;
     fn list_targets(&self) -> Vec<Target>;

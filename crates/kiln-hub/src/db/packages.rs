@@ -82,7 +82,7 @@ where
         let lists = Self::package_lists(&self.read, &ids, event).await?;
         let pk = koji::inherited_packages(t.id, &walk, &lists)
             .map_err(|e| HubError::bad_request(format!("invalid pkg_filter in the inheritance: {e}")))?;
-        let names = Self::tag_names(&self.read, pk.values().map(|p| p.tag)).await?;
+        let names = Self::tag_names(&self.read, pk.values().map(|p| p.tag), event).await?;
         Ok(pk
             .into_values()
             .map(|p| PackageOut {

@@ -1,11 +1,17 @@
-//! Tags: their configuration (arches, permission, lock) and extra values,
-//! created, read as of an event, edited and deleted.
+//! Tags: their names, configuration (arches, permission, lock) and extra
+//! values, created, read as of an event, edited, renamed and deleted.
+//!
+//! A tag is an id (`tags`); everything else is versioned, its name
+//! included (`tag_names`): a deletion or a rename is an event like any
+//! other change, reads as of an earlier event still see the tag as it was,
+//! and a deleted tag's name may be given to a new tag (docs/hub.md,
+//! "Versioned data").
 
 use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{ColumnIndex, Encode, Executor, IntoArguments, Row, Type};
 
-use super::backend::{Backend, Col, Current, Dialect, Key};
+use super::backend::{Backend, Col, Current, Dialect, Key, Tx};
 use crate::db::rules::{active, check_name, exists, id_list, json_text, parse_json};
 use crate::error::{HubError, Result};
 use crate::model::{ExtraValue, NewTag, Page, Principal, TagEdit, TagInfo};
@@ -27,11 +33,17 @@ where
         check_name("tag", &t.name)?;
         let mut tx = self.begin_write().await?;
         let ev = Self::event(&mut tx, who, &format!("create tag {}", t.name)).await?;
-        let id: i64 = sqlx::query_scalar("INSERT INTO tags (name) VALUES ($1) RETURNING id")
-            .bind(&t.name)
+        // `slot` means nothing but must be unique: `#` and the id (until
+        // the id is known, `#new-` and this tag's own event).
+        let id: i64 = sqlx::query_scalar("INSERT INTO tags (slot) VALUES ($1) RETURNING id")
+            .bind(format!("#new-{ev}"))
             .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| exists(e, || format!("tag `{}` exists", t.name)))?;
+            .await?;
+        sqlx::query("UPDATE tags SET slot = '#' || id WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        Self::name_tag(&mut tx, id, &t.name, ev).await?;
         sqlx::query("INSERT INTO tag_config (tag_id, arches, perm, locked, create_event) VALUES ($1, $2, $3, $4, $5)")
             .bind(id)
             .bind(&t.arches)
@@ -101,7 +113,8 @@ where
     pub async fn list_tags(&self, offset: i64, limit: i64, event: Option<i64>) -> Result<Page<TagInfo>> {
         let (offset, limit) = (offset.max(0), limit.max(0));
         let count_sql = format!(
-            "SELECT COUNT(*) FROM tags t JOIN tag_config c ON c.tag_id = t.id WHERE {}",
+            "SELECT COUNT(*) FROM tag_names n JOIN tag_config c ON c.tag_id = n.tag_id WHERE {} AND {}",
+            active(event, 1, "n"),
             active(event, 1, "c")
         );
         let mut q = sqlx::query_scalar::<_, i64>(&count_sql);
@@ -111,8 +124,9 @@ where
         let total = q.fetch_one(&self.read).await?;
         // One query for the page, one for its extra.
         let sql = format!(
-            "SELECT t.id, t.name, c.arches, c.perm, c.locked FROM tags t JOIN tag_config c ON c.tag_id = t.id \
-             WHERE {} ORDER BY t.name LIMIT {limit} OFFSET {offset}",
+            "SELECT n.tag_id, n.name, c.arches, c.perm, c.locked FROM tag_names n \
+             JOIN tag_config c ON c.tag_id = n.tag_id WHERE {} AND {} ORDER BY n.name LIMIT {limit} OFFSET {offset}",
+            active(event, 1, "n"),
             active(event, 1, "c")
         );
         let mut q = sqlx::query(&sql);
@@ -183,14 +197,10 @@ where
         }
         let ev = Self::event(&mut tx, who, &format!("edit tag {name}")).await?;
         let mut final_name = name.to_string();
-        if let Some(new) = &e.rename {
+        if let Some(new) = e.rename.as_ref().filter(|new| **new != t.name) {
             check_name("tag", new)?;
-            sqlx::query("UPDATE tags SET name = $1 WHERE id = $2")
-                .bind(new)
-                .bind(t.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| exists(e, || format!("tag `{new}` exists")))?;
+            Self::revoke_rows(&mut tx, ev, Current::new("tag_names", "tag_id = $2", [Key::Id(t.id)])).await?;
+            Self::name_tag(&mut tx, t.id, new, ev).await?;
             final_name = new.clone();
         }
         if e.arches.is_some() || e.perm.is_some() || e.locked.is_some() {
@@ -239,9 +249,10 @@ where
         self.tag_info(&final_name, None).await
     }
 
-    /// Deletes a tag: its config, extra, links (both ways),
-    /// package list and listings are revoked; targets using it
-    /// keep it alive.
+    /// Deletes a tag: its name, config, extra, links (both ways),
+    /// package list and listings are revoked by one event, so reads as of
+    /// an earlier event still see it and the name is free for a new tag;
+    /// targets using it keep it alive.
     pub async fn delete_tag(&self, who: &Principal, name: &str) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let t = Self::tag_for_change(&mut tx, name).await?;
@@ -268,6 +279,7 @@ where
         }
         let ev = Self::event(&mut tx, who, &format!("delete tag {name}")).await?;
         for (table, filter) in [
+            ("tag_names", "tag_id = $2"),
             ("tag_config", "tag_id = $2"),
             ("tag_extra", "tag_id = $2"),
             ("tag_inheritance", "(tag_id = $2 OR parent_id = $2)"),
@@ -276,13 +288,20 @@ where
         ] {
             Self::revoke_rows(&mut tx, ev, Current::new(table, filter, [Key::Id(t.id)])).await?;
         }
-        // The name is free again; the id keeps the history.
-        sqlx::query("UPDATE tags SET name = $1 WHERE id = $2")
-            .bind(format!("{name}#deleted-{}", t.id))
-            .bind(t.id)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Gives tag `id` the name `name` from event `ev`: a conflict when
+    /// another tag has it now.
+    async fn name_tag(tx: &mut Tx<'_, D>, id: i64, name: &str, ev: i64) -> Result<()> {
+        sqlx::query("INSERT INTO tag_names (tag_id, name, create_event) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(name)
+            .bind(ev)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| exists(e, || format!("tag `{name}` exists")))?;
         Ok(())
     }
 }

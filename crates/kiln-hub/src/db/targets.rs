@@ -24,8 +24,10 @@ where
     async fn target_row(&self, name: &str, event: Option<i64>) -> Result<(i64, Target)> {
         let sql = format!(
             "SELECT c.target_id, c.name, b.name, d.name, c.macros FROM target_config c \
-             JOIN tags b ON b.id = c.build_tag JOIN tags d ON d.id = c.dest_tag \
+             JOIN tag_names b ON b.tag_id = c.build_tag AND {} JOIN tag_names d ON d.tag_id = c.dest_tag AND {} \
              WHERE c.name = $1 AND {}",
+            active(event, 2, "b"),
+            active(event, 2, "d"),
             active(event, 2, "c")
         );
         let mut q = sqlx::query(&sql).bind(name);
@@ -55,7 +57,8 @@ where
     pub async fn list_targets(&self) -> Result<Vec<Target>> {
         let rows = sqlx::query(
             "SELECT c.name, b.name, d.name, c.macros FROM target_config c \
-             JOIN tags b ON b.id = c.build_tag JOIN tags d ON d.id = c.dest_tag \
+             JOIN tag_names b ON b.tag_id = c.build_tag AND b.revoke_event IS NULL \
+             JOIN tag_names d ON d.tag_id = c.dest_tag AND d.revoke_event IS NULL \
              WHERE c.revoke_event IS NULL ORDER BY c.name",
         )
         .fetch_all(&self.read)

@@ -170,7 +170,9 @@ where
         if !scratch {
             let target = request["target"].as_str().unwrap_or_default().to_string();
             let dest: String = sqlx::query_scalar(&format!(
-                "SELECT d.name FROM target_config c JOIN tags d ON d.id = c.dest_tag WHERE c.name = $1 AND {}",
+                "SELECT d.name FROM target_config c JOIN tag_names d ON d.tag_id = c.dest_tag AND {} \
+                 WHERE c.name = $1 AND {}",
+                active(None, 2, "d"),
                 active(None, 2, "c")
             ))
             .bind(&target)
