@@ -88,3 +88,55 @@ both!(two_connections_write_at_once_without_busy_failures, |t| async move {
     let tags = a.list_tags(0, 1000, None).await.expect("list");
     assert_eq!(tags.total, 122);
 });
+
+both!(
+    a_tag_deleted_by_several_callers_at_once_is_deleted_once,
+    |t| async move {
+        let a = Arc::new(common::open(&t).await);
+        let b = Arc::new(Db::open(&t.url).await.expect("second connection"));
+        let boot = Principal {
+            id: None,
+            name: "test".into(),
+            admin: true,
+            perms: vec![],
+            host: None,
+        };
+        let who = admin(
+            a.create_user(&boot, "admin", None, &["admin".into()], "user")
+                .await
+                .expect("admin"),
+        );
+        for round in 0..20 {
+            let name = format!("x{round}");
+            a.create_tag(
+                &who,
+                &NewTag {
+                    name: name.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("tag");
+            let mut tasks = Vec::new();
+            for i in 0..4 {
+                let db = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let (who, name) = (who.clone(), name.clone());
+                tasks.push(tokio::spawn(async move { db.delete_tag(&who, &name).await }));
+            }
+            let mut deleted = 0;
+            for t in tasks {
+                match t.await.expect("join") {
+                    Ok(()) => deleted += 1,
+                    Err(e) => assert!(matches!(e.status, 404 | 409), "{e}"),
+                }
+            }
+            assert_eq!(deleted, 1, "round {round}: one deletion succeeds");
+            let history = a.tag_history(&name, None).await.expect("history");
+            let deletions = history
+                .iter()
+                .filter(|h| h.change == "revoked" && h.table == "config")
+                .count();
+            assert_eq!(deletions, 1, "round {round}: {history:?}");
+        }
+    }
+);

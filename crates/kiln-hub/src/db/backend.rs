@@ -168,7 +168,13 @@ where
             .bind(t.id)
             .execute(&mut **tx)
             .await?;
-        Ok(t)
+        // Read again under the lock: a change committed while this one
+        // waited for it (an edit, a rename, a deletion) is seen.
+        let again = Self::tag_row(&mut **tx, name, None).await?;
+        if again.id != t.id {
+            return Err(HubError::conflict(format!("tag {name} changed meanwhile; try again")));
+        }
+        Ok(again)
     }
 
     /// A change to a tag's content begins: a transaction holding the tag
