@@ -12,6 +12,7 @@ use crate::model::*;
 
 pub(super) async fn list_tags(State(hub): St, headers: HeaderMap, Q(q): Q<ListQuery>) -> Result<Json<Page<TagInfo>>> {
     reader(&hub, &headers).await?;
+    hub.db.check_event(q.event).await?;
     let (offset, limit) = q.page()?;
     Ok(Json(hub.db.list_tags(offset, limit, q.event).await?))
 }
@@ -28,6 +29,7 @@ pub(super) async fn tag_info(
     Q(q): Q<ListQuery>,
 ) -> Result<Json<TagInfo>> {
     reader(&hub, &headers).await?;
+    hub.db.check_event(q.event).await?;
     Ok(Json(hub.db.tag_info(&tag, q.event).await?))
 }
 
@@ -63,6 +65,7 @@ pub(super) async fn inheritance(
     Q(q): Q<ListQuery>,
 ) -> Result<Response> {
     reader(&hub, &headers).await?;
+    hub.db.check_event(q.event).await?;
     if q.full {
         Ok(Json(hub.db.full_inheritance(&tag, q.reverse, q.event).await?).into_response())
     } else {
@@ -106,6 +109,7 @@ pub(super) async fn tag_config(
     Q(q): Q<ListQuery>,
 ) -> Result<Json<BuildConfigOut>> {
     reader(&hub, &headers).await?;
+    hub.db.check_event(q.event).await?;
     Ok(Json(hub.db.build_config(&tag, q.event).await?))
 }
 
@@ -116,6 +120,7 @@ pub(super) async fn packages(
     Q(q): Q<ListQuery>,
 ) -> Result<Json<Vec<PackageOut>>> {
     reader(&hub, &headers).await?;
+    hub.db.check_event(q.event).await?;
     Ok(Json(hub.db.packages(&tag, q.inherit, q.event).await?))
 }
 
@@ -149,6 +154,7 @@ pub(super) async fn list_tagged(
     Q(q): Q<ListQuery>,
 ) -> Result<Json<Vec<TaggedOut>>> {
     reader(&hub, &headers).await?;
+    hub.db.check_event(q.event).await?;
     Ok(Json(hub.db.list_tagged(&tag, q.inherit, q.latest, q.event).await?))
 }
 
