@@ -55,13 +55,38 @@ impl std::error::Error for HubError {}
 impl From<sqlx::Error> for HubError {
     fn from(e: sqlx::Error) -> HubError {
         if let sqlx::Error::Database(d) = &e
-            && d.is_unique_violation()
+            && let Some(refusal) = refused_by_database(d.as_ref())
         {
-            return HubError::conflict(format!("already exists ({})", d.message()));
+            tracing::warn!("the database refused a request: {e}");
+            return refusal;
         }
         tracing::error!("database: {e}");
         HubError::internal(format!("database error: {e}"))
     }
+}
+
+/// What the database refuses because of the request's data, as a 4xx that
+/// says so without the database's own words (SQL, table and constraint
+/// names): a unique key that exists, a reference to nothing, a value
+/// missing or out of range, and (PostgreSQL's data exceptions) text or a
+/// number it cannot store, such as text with NUL. The checks before a
+/// change should have answered first; this is the net under them.
+fn refused_by_database(d: &dyn sqlx::error::DatabaseError) -> Option<HubError> {
+    use sqlx::error::ErrorKind;
+    let pg_code = d
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .map(|p| p.code());
+    Some(match d.kind() {
+        ErrorKind::UniqueViolation => HubError::conflict("already exists"),
+        ErrorKind::ForeignKeyViolation => HubError::bad_request("the request refers to something that does not exist"),
+        ErrorKind::NotNullViolation => HubError::bad_request("the request is missing a value"),
+        ErrorKind::CheckViolation => HubError::bad_request("a value of the request is out of range"),
+        _ => match pg_code {
+            Some("22021") => HubError::bad_request("the request has text with a NUL character, which is not accepted"),
+            Some(c) if c.starts_with("22") => HubError::bad_request("the request has a value that cannot be stored"),
+            _ => return None,
+        },
+    })
 }
 
 impl IntoResponse for HubError {

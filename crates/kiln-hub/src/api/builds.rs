@@ -16,7 +16,23 @@ use crate::store::Expect;
 pub(super) async fn list_builds(State(hub): St, headers: HeaderMap, Q(q): Q<ListQuery>) -> Result<Json<Page<Build>>> {
     reader(&hub, &headers).await?;
     let (offset, limit) = q.page()?;
+    known_state(q.state.as_deref(), BUILD_STATES)?;
     Ok(Json(hub.db.list_builds(offset, limit, q.state.as_deref()).await?))
+}
+
+/// The states a build may be in.
+const BUILD_STATES: &[&str] = &["BUILDING", "COMPLETE", "FAILED", "CANCELED", "DELETED"];
+
+/// Checks a listing's `?state=`: one of `states`.
+pub(super) fn known_state(state: Option<&str>, states: &[&str]) -> Result<()> {
+    match state {
+        Some(s) if !states.contains(&s) => Err(HubError::bad_request(format!(
+            "state must be one of {}, not `{}`",
+            states.join(", "),
+            s.escape_debug()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 pub(super) async fn create_build(State(hub): St, headers: HeaderMap, J(b): J<NewBuild>) -> Result<Response> {

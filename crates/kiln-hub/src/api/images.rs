@@ -72,10 +72,8 @@ pub(super) async fn upload_image(
     body: Body,
 ) -> Result<Response> {
     let who = writer(&hub, &headers, "image").await?;
-    for (what, v) in [("image", &name), ("version", &version)] {
-        if v.is_empty() || v.len() > 200 || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.+~".contains(c)) {
-            return Err(HubError::bad_request(format!("bad {what} `{v}`")));
-        }
+    for (what, v) in [("image name", &name), ("image version", &version)] {
+        kiln_hub_api::names::check_name(what, v).map_err(HubError::bad_request)?;
     }
     if hub
         .db

@@ -12,6 +12,7 @@ use crate::model::*;
 
 pub(super) async fn list_tags(State(hub): St, headers: HeaderMap, Q(q): Q<ListQuery>) -> Result<Json<Page<TagInfo>>> {
     reader(&hub, &headers).await?;
+    hub.db.check_event(q.event).await?;
     let (offset, limit) = q.page()?;
     Ok(Json(hub.db.list_tags(offset, limit, q.event).await?))
 }
@@ -28,6 +29,7 @@ pub(super) async fn tag_info(
     Q(q): Q<ListQuery>,
 ) -> Result<Json<TagInfo>> {
     reader(&hub, &headers).await?;
+    hub.db.check_event(q.event).await?;
     Ok(Json(hub.db.tag_info(&tag, q.event).await?))
 }
 
@@ -64,6 +66,7 @@ pub(super) async fn inheritance(
     Q(q): Q<ListQuery>,
 ) -> Result<Response> {
     reader(&hub, &headers).await?;
+    hub.db.check_event(q.event).await?;
     if q.full {
         Ok(Json(hub.db.full_inheritance(&tag, q.reverse, q.event).await?).into_response())
     } else {
@@ -107,6 +110,7 @@ pub(super) async fn tag_config(
     Q(q): Q<ListQuery>,
 ) -> Result<Json<BuildConfigOut>> {
     reader(&hub, &headers).await?;
+    hub.db.check_event(q.event).await?;
     Ok(Json(hub.db.build_config(&tag, q.event).await?))
 }
 
@@ -117,6 +121,7 @@ pub(super) async fn packages(
     Q(q): Q<ListQuery>,
 ) -> Result<Json<Vec<PackageOut>>> {
     reader(&hub, &headers).await?;
+    hub.db.check_event(q.event).await?;
     Ok(Json(hub.db.packages(&tag, q.inherit, q.event).await?))
 }
 
@@ -150,6 +155,7 @@ pub(super) async fn list_tagged(
     Q(q): Q<ListQuery>,
 ) -> Result<Json<Vec<TaggedOut>>> {
     reader(&hub, &headers).await?;
+    hub.db.check_event(q.event).await?;
     Ok(Json(hub.db.list_tagged(&tag, q.inherit, q.latest, q.event).await?))
 }
 

@@ -28,6 +28,7 @@ pub(super) async fn target(
     Q(q): Q<ListQuery>,
 ) -> Result<Json<Target>> {
     reader(&hub, &headers).await?;
+    hub.db.check_event(q.event).await?;
     Ok(Json(hub.db.target(&name, q.event).await?))
 }
 

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use serde::Deserialize;
 
+use super::builds::known_state;
 use super::files::stream;
 use super::{J, ListQuery, Q, St, authenticated, created, no_content, reader, writer};
 use crate::error::{HubError, Result};
@@ -92,6 +93,9 @@ pub(super) async fn download_task_file(
     stream(&hub, &key, &f.sha256, &file).await
 }
 
+/// The states a task may be in.
+const TASK_STATES: &[&str] = &["FREE", "ASSIGNED", "OPEN", "CLOSED", "FAILED", "CANCELED"];
+
 pub(super) async fn submit_task(State(hub): St, headers: HeaderMap, J(t): J<NewTask>) -> Result<Response> {
     let who = writer(&hub, &headers, "build").await?;
     Ok(created(hub.db.submit_task(&who, &t).await?))
@@ -100,6 +104,7 @@ pub(super) async fn submit_task(State(hub): St, headers: HeaderMap, J(t): J<NewT
 pub(super) async fn list_tasks(State(hub): St, headers: HeaderMap, Q(q): Q<ListQuery>) -> Result<Json<Page<Task>>> {
     reader(&hub, &headers).await?;
     let (offset, limit) = q.page()?;
+    known_state(q.state.as_deref(), TASK_STATES)?;
     Ok(Json(hub.db.list_tasks(offset, limit, q.state.as_deref()).await?))
 }
 

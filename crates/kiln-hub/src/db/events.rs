@@ -1,6 +1,7 @@
 //! The event log read back: a tag's history (every version of its name,
 //! configuration, extra, links, package entries and listings, with the
-//! events that created and revoked it) and the latest event.
+//! events that created and revoked it), the latest event, and whether an
+//! event a read asks for happened.
 
 use std::collections::HashMap;
 
@@ -143,6 +144,24 @@ where
             .fetch_one(&self.read)
             .await?;
         Ok(e.unwrap_or(0))
+    }
+
+    /// Checks the event a read asks to see the data as of (`?event=N`):
+    /// one that happened, or 0 (before the first).
+    pub async fn check_event(&self, event: Option<i64>) -> Result<()> {
+        let Some(e) = event else {
+            return Ok(());
+        };
+        if e < 0 {
+            return Err(HubError::bad_request(format!("event must be 0 or more, not {e}")));
+        }
+        let last = self.last_event().await?;
+        if e > last {
+            return Err(HubError::not_found(format!(
+                "no event {e} yet: the last event is {last}"
+            )));
+        }
+        Ok(())
     }
 
     /// Every version of tag `id`'s rows: name, configuration, extra, links

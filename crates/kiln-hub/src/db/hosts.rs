@@ -23,7 +23,7 @@ where
     for<'q> Option<&'q str>: Encode<'q, D> + Type<D>,
 {
     pub async fn create_host(&self, who: &Principal, h: &NewHost, token_hash: &str) -> Result<()> {
-        check_name("host", &h.name)?;
+        check_name("host name", &h.name)?;
         check_name("arch", &h.arch)?;
         if h.channels.is_empty() || !(1..=1000).contains(&h.capacity) {
             return Err(HubError::bad_request(

@@ -5,10 +5,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use kiln_core::koji;
+use kiln_hub_api::names::MAX_TEXT;
 use sqlx::{ColumnIndex, Encode, Executor, IntoArguments, Row, Type};
 
 use super::backend::{Backend, Col, Current, Dialect, Key, Tx};
-use crate::db::rules::{active, id_list, may_change, parse_json};
+use crate::db::rules::{PRIORITIES, active, check_line, check_range, id_list, may_change, parse_json};
 use crate::error::{HubError, Result};
 use crate::model::{BuildConfigOut, LinkEdit, LinkIn, LinkOut, Principal, Sourced, WalkOut};
 
@@ -216,11 +217,11 @@ where
     /// no other parent of `child` has its priority (`current` holds the
     /// links from `child`).
     async fn check_link(tx: &mut Tx<'_, D>, child: &str, link: &koji::Link, current: &[koji::Link]) -> Result<()> {
-        if let Some(d) = link.maxdepth
-            && d < 0
-        {
-            return Err(HubError::bad_request(format!("maxdepth {d} is negative")));
+        check_range("priority", link.priority, PRIORITIES)?;
+        if let Some(d) = link.maxdepth {
+            check_range("maxdepth", d, PRIORITIES)?;
         }
+        check_line("pkg_filter", &link.pkg_filter, MAX_TEXT)?;
         if !link.pkg_filter.is_empty() {
             koji::compile_filter(&link.pkg_filter)
                 .map_err(|e| HubError::bad_request(format!("invalid pkg_filter: {e}")))?;

@@ -200,6 +200,7 @@ forward! {
     fn list_tagged(&self, tag: &str, inherit: bool, latest: bool, event: Option<i64>) -> Vec<TaggedOut>;
     fn tag_history(&self, tag: &str, event: Option<i64>) -> Vec<HistoryEntry>;
     fn last_event(&self) -> i64;
+    fn check_event(&self, event: Option<i64>) -> ();
     fn target(&self, name: &str, event: Option<i64>) -> Target;
     fn list_targets(&self) -> Vec<Target>;
     fn put_target(&self, who: &Principal, t: &Target, create_only: bool, replace: Option<&str>) -> Target;

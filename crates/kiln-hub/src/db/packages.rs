@@ -96,7 +96,10 @@ where
 
     /// Adds, blocks or unblocks a package on a tag's own list.
     pub async fn set_package(&self, who: &Principal, tag: &str, p: &PackageIn, force: bool) -> Result<()> {
-        check_name("package", &p.package)?;
+        check_name("package name", &p.package)?;
+        if let Some(o) = &p.owner {
+            check_name("package owner", o)?;
+        }
         let (mut tx, t) = self.begin_tag_change(who, tag, force).await?;
         let ev = Self::event(
             &mut tx,

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::{ColumnIndex, Encode, Executor, IntoArguments, Row, Type};
 
 use super::backend::{Backend, Col, Current, Dialect, Key, Tx};
-use crate::db::rules::{active, check_name, exists, id_list, json_text, parse_json};
+use crate::db::rules::{about, active, check_new_tag, check_tag_edit, exists, id_list, json_text, parse_json};
 use crate::error::{HubError, Result};
 use crate::model::{ExtraValue, NewTag, Page, Principal, TagEdit, TagInfo};
 
@@ -30,7 +30,7 @@ where
     for<'q> Option<&'q str>: Encode<'q, D> + Type<D>,
 {
     pub async fn create_tag(&self, who: &Principal, t: &NewTag) -> Result<TagInfo> {
-        check_name("tag", &t.name)?;
+        check_new_tag(t)?;
         let mut tx = self.begin_write().await?;
         let ev = Self::event(&mut tx, who, &format!("create tag {}", t.name)).await?;
         // `slot` means nothing but must be unique: `#` and the id (until
@@ -64,7 +64,7 @@ where
             .await?;
         }
         if let Some(p) = &t.parent {
-            let parent = Self::tag_row(&mut *tx, p, None).await?;
+            let parent = Self::tag_row(&mut *tx, p, None).await.map_err(|e| about("parent", e))?;
             sqlx::query(
                 "INSERT INTO tag_inheritance (tag_id, parent_id, priority, maxdepth, intransitive, noconfig, \
                  pkg_filter, create_event) VALUES ($1, $2, 0, NULL, FALSE, FALSE, '', $3)",
@@ -180,6 +180,7 @@ where
     }
 
     pub async fn edit_tag(&self, who: &Principal, name: &str, e: &TagEdit) -> Result<TagInfo> {
+        check_tag_edit(e)?;
         let mut tx = self.begin_write().await?;
         let t = Self::tag_for_change(&mut tx, name).await?;
         if let Some(p) = &t.perm
@@ -198,7 +199,6 @@ where
         let ev = Self::event(&mut tx, who, &format!("edit tag {name}")).await?;
         let mut final_name = name.to_string();
         if let Some(new) = e.rename.as_ref().filter(|new| **new != t.name) {
-            check_name("tag", new)?;
             Self::revoke_rows(&mut tx, ev, Current::new("tag_names", "tag_id = $2", [Key::Id(t.id)])).await?;
             Self::name_tag(&mut tx, t.id, new, ev).await?;
             final_name = new.clone();
@@ -224,9 +224,6 @@ where
             changes.push((k, None, true));
         }
         for (k, value, blocked) in changes {
-            if k.is_empty() {
-                return Err(HubError::bad_request("an extra key may not be empty"));
-            }
             Self::revoke_rows(&mut tx, ev, extra(t.id, k)).await?;
             sqlx::query(
                 "INSERT INTO tag_extra (tag_id, key, value, blocked, create_event) VALUES ($1, $2, $3, $4, $5)",

@@ -4,7 +4,7 @@
 use sqlx::{ColumnIndex, Encode, Executor, IntoArguments, Row, Type};
 
 use super::backend::{Backend, Col, Current, Dialect, Key};
-use crate::db::rules::{active, check_name, exists};
+use crate::db::rules::{about, active, check_macro, check_name, exists};
 use crate::error::{HubError, Result};
 use crate::model::{Principal, Target};
 
@@ -84,17 +84,17 @@ where
         create_only: bool,
         replace: Option<&str>,
     ) -> Result<Target> {
-        check_name("target", &t.name)?;
-        for k in t.macros.keys() {
-            if !kiln_core::macros::is_macro_name(k) {
-                return Err(HubError::bad_request(format!(
-                    "bad macro name `{k}`: letters, digits and _, not starting with a digit"
-                )));
-            }
+        check_name("target name", &t.name)?;
+        for (k, v) in &t.macros {
+            check_macro("macro", k, v)?;
         }
         let mut tx = self.begin_write().await?;
-        let b = Self::tag_row(&mut *tx, &t.build_tag, None).await?;
-        let d = Self::tag_row(&mut *tx, &t.dest_tag, None).await?;
+        let b = Self::tag_row(&mut *tx, &t.build_tag, None)
+            .await
+            .map_err(|e| about("build_tag", e))?;
+        let d = Self::tag_row(&mut *tx, &t.dest_tag, None)
+            .await
+            .map_err(|e| about("dest_tag", e))?;
         let lookup = replace.unwrap_or(&t.name);
         let existing: Option<i64> =
             sqlx::query_scalar("SELECT target_id FROM target_config WHERE name = $1 AND revoke_event IS NULL")

@@ -6,7 +6,9 @@ use sqlx::{ColumnIndex, Encode, Executor, IntoArguments, Row, Type};
 
 use super::backend::{Backend, Col, Dialect, RowsAffected};
 use crate::db::now;
-use crate::db::rules::{check_name, json_text, may_change, parse_json};
+use crate::db::rules::{
+    PRIORITIES, about, check_name, check_range, check_task_request, json_text, may_change, parse_json,
+};
 use crate::error::{HubError, Result};
 use crate::model::{NewTask, Page, Principal, Task, TaskRequest};
 
@@ -123,12 +125,20 @@ where
     pub async fn submit_task(&self, who: &Principal, t: &NewTask) -> Result<Task> {
         check_name("channel", &t.channel)?;
         check_name("arch", &t.arch)?;
-        if !(1..=100).contains(&t.max_attempts) {
-            return Err(HubError::bad_request("max_attempts must be between 1 and 100"));
-        }
+        check_range("max_attempts", t.max_attempts, 1..=100)?;
+        check_range("priority", t.priority, PRIORITIES)?;
         let owner = who.id.ok_or_else(|| HubError::unauthorized("log in to submit tasks"))?;
         self.check_build_request(who, t).await?;
         let mut tx = self.begin_write().await?;
+        if let Some(p) = t.parent {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE id = $1")
+                .bind(p)
+                .fetch_one(&mut *tx)
+                .await?;
+            if n == 0 {
+                return Err(HubError::not_found(format!("parent: no task {p}")));
+            }
+        }
         let designated: Option<i64> = match &t.builder {
             Some(b) => Some(
                 sqlx::query_scalar("SELECT id FROM hosts WHERE name = $1")
@@ -258,9 +268,15 @@ where
         if mine == 0 {
             return Err(HubError::forbidden(format!("task {id} is not {}'s", who.name)));
         }
+        // The databases cannot keep NUL in text: it becomes U+FFFD.
+        let data = if data.contains('\0') {
+            std::borrow::Cow::Owned(data.replace('\0', "\u{fffd}"))
+        } else {
+            std::borrow::Cow::Borrowed(data)
+        };
         sqlx::query("INSERT INTO task_logs (task_id, data) VALUES ($1, $2)")
             .bind(id)
-            .bind(data)
+            .bind(data.as_ref())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -304,6 +320,7 @@ where
         t.request
             .check()
             .map_err(|e| HubError::bad_request(format!("{method} request: {e}")))?;
+        check_task_request(&t.request).map_err(|e| about(&format!("{method} request"), e))?;
         let (target, scratch) = match &t.request {
             TaskRequest::Build(r) => (&r.target, r.scratch),
             TaskRequest::Update(r) => {

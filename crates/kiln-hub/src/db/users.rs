@@ -4,7 +4,7 @@ use sqlx::{ColumnIndex, Encode, Executor, IntoArguments, Row, Type};
 
 use super::backend::{Backend, Col, Current, Dialect, Key, Tx};
 use crate::db::now;
-use crate::db::rules::{check_name, exists};
+use crate::db::rules::{check_label, check_name, exists};
 use crate::error::{HubError, Result};
 use crate::model::{HostRef, Principal, TokenInfo, User};
 
@@ -29,7 +29,8 @@ where
         perms: &[String],
         kind: &str,
     ) -> Result<i64> {
-        check_name("user", name)?;
+        check_name("user name", name)?;
+        perms.iter().try_for_each(|p| check_name("permission", p))?;
         let mut tx = self.begin_write().await?;
         let ev = Self::event(&mut tx, who, &format!("create user {name}")).await?;
         let id: i64 = sqlx::query_scalar(
@@ -43,7 +44,6 @@ where
         .await
         .map_err(|e| exists(e, || format!("user `{name}` exists")))?;
         for p in perms {
-            check_name("permission", p)?;
             sqlx::query("INSERT INTO user_perms (user_id, perm, create_event) VALUES ($1, $2, $3)")
                 .bind(id)
                 .bind(p)
@@ -186,6 +186,7 @@ where
     }
 
     pub async fn create_token(&self, user: &str, hash: &str, name: &str, expires: Option<i64>) -> Result<i64> {
+        check_label("token name", name)?;
         let mut tx = self.begin_write().await?;
         let uid = Self::user_id(&mut tx, user).await?;
         let id: i64 = sqlx::query_scalar(
