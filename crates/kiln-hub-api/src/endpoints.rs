@@ -170,9 +170,11 @@ impl Client {
         self.act::<()>(Method::Delete, &["tags", name], &Query::new(), None)
     }
 
-    pub fn tag_history(&self, name: &str) -> Result<Vec<HistoryEntry>> {
+    /// Every change to a tag; with `at`, up to that event, of the tag
+    /// that had the name then (a tag deleted since, or renamed).
+    pub fn tag_history(&self, name: &str, at: Option<i64>) -> Result<Vec<HistoryEntry>> {
         check_names(&[(TAG, name)])?;
-        self.get(&["tags", name, "history"], &[])
+        self.get(&["tags", name, "history"], &event(at))
     }
 
     /// A tag's direct parents (children with `reverse`).

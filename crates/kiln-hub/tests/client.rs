@@ -441,12 +441,20 @@ fn builds_tagging_history_targets_and_macros() {
     let then = c.tagged("top", then).expect("tagged then");
     let got = (then[0].owner.as_str(), then[0].tag_event <= tagged_at);
     assert_eq!(got, ("admin", true));
-    let history = c.tag_history("top").expect("history");
+    let history = c.tag_history("top", None).expect("history");
     let builds: Vec<_> = history.iter().filter(|h| h.table == "build").collect();
     let builds = pick(&builds, |h| (h.change.clone(), h.detail["nvr"].clone(), h.user.clone()));
     let admin = Some("admin".to_string());
     let expect = [("created", "fw-2.0-1"), ("revoked", "fw-2.0-1")];
     assert_eq!(builds, expect.map(|(c, n)| (c.to_string(), json!(n), admin.clone())));
+    let then = c.tag_history("top", Some(tagged_at)).expect("history then");
+    let builds: Vec<_> = then
+        .iter()
+        .filter(|h| h.table == "build")
+        .map(|h| h.change.as_str())
+        .collect();
+    assert_eq!(builds, ["created"], "as of the tagging, not yet untagged");
+    assert!(then.iter().all(|h| h.event <= tagged_at));
     assert!(
         history
             .iter()

@@ -163,7 +163,7 @@ both_sync!(bad_names_never_leave_the_client, |hub: Hub| {
         let calls: Vec<(&str, Result<(), ClientError>)> = vec![
             ("edit_tag", c.edit_tag(bad, &TagEdit::default()).map(drop)),
             ("delete_tag", c.delete_tag(bad)),
-            ("tag_history", c.tag_history(bad).map(drop)),
+            ("tag_history", c.tag_history(bad, None).map(drop)),
             ("links", c.links(bad, false, None).map(drop)),
             ("full_inheritance", c.full_inheritance(bad, true, None).map(drop)),
             ("add_link", c.add_link(bad, &link).map(drop)),
@@ -241,7 +241,7 @@ both_sync!(every_allowed_character_goes_through_a_path_and_back, |hub: Hub| {
     c.set_package(tag, &body(json!({"package": "n+x"})), false)
         .expect("package");
     assert_eq!(c.build_config(tag, None).expect("config").tag, tag);
-    assert!(!c.tag_history(tag).expect("history").is_empty());
+    assert!(!c.tag_history(tag, None).expect("history").is_empty());
     // Users and permissions.
     let (user, perm) = ("u.s+e~r_1", "p+1~x");
     c.create_user(&body(json!({"name": user}))).expect("user");

@@ -76,6 +76,9 @@ pub enum TagCommand {
     /// Every change to a tag: who, when, what.
     History {
         name: String,
+        /// The history up to this event, of the tag that had the name then.
+        #[arg(long)]
+        event: Option<i64>,
         #[command(flatten)]
         json: JsonOpt,
     },
@@ -191,8 +194,8 @@ pub fn tag(hub: &HubOpts, cmd: &TagCommand) -> Result<ExitCode> {
             c.delete_tag(name)?;
             println!("deleted tag {name}");
         }
-        TagCommand::History { name, json } => {
-            let h = c.tag_history(name)?;
+        TagCommand::History { name, event, json } => {
+            let h = c.tag_history(name, *event)?;
             if json.json {
                 print_json(&h)?;
             } else {
