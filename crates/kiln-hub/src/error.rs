@@ -59,7 +59,8 @@ impl From<sqlx::Error> for HubError {
         {
             return HubError::conflict(format!("already exists ({})", d.message()));
         }
-        tracing::error!("database: {e}");
+        // The database's text may quote a value a client sent.
+        tracing::error!("database: {}", crate::logsafe::esc(&e));
         HubError::internal(format!("database error: {e}"))
     }
 }

@@ -28,6 +28,10 @@ pub trait Dialect: Database<QueryResult: RowsAffected> {
     /// Whether an UPDATE … RETURNING may be a `WITH` query, so that a claim
     /// returns its task, names joined, in one round trip.
     const DML_IN_WITH: bool;
+    /// The statement that holds a lock on the 64-bit id `$1` until the
+    /// transaction ends, serialising login attempts on one key across
+    /// connections and hubs; empty when one statement is atomic by itself.
+    const KEY_LOCK: &'static str;
 }
 
 /// The number of rows a statement changed (each driver's result type has

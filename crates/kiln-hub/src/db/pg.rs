@@ -11,6 +11,7 @@ impl Dialect for sqlx::Postgres {
     const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
     const STRING_AGG: &'static str = "string_agg(p.perm, ',')";
     const DML_IN_WITH: bool = true;
+    const KEY_LOCK: &'static str = "SELECT pg_advisory_xact_lock($1)";
 }
 
 impl RowsAffected for PgQueryResult {

@@ -12,6 +12,9 @@ impl Dialect for sqlx::Sqlite {
     const SKIP_LOCKED: &'static str = "";
     const STRING_AGG: &'static str = "group_concat(p.perm, ',')";
     const DML_IN_WITH: bool = false;
+    // None: a statement holds SQLite's write lock from its first write to
+    // its end.
+    const KEY_LOCK: &'static str = "";
 }
 
 impl RowsAffected for SqliteQueryResult {
