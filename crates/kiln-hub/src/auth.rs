@@ -1,9 +1,11 @@
-//! Passwords (argon2id), API tokens (random, stored as sha256), and the
-//! failed-login limiter.
+//! Passwords (argon2id), API tokens (random, stored as sha256), and what
+//! the failed-login limit counts: its settings, the keys an attempt is
+//! counted against, and how long a refused client waits. The counting
+//! itself is the database's (`db::logins`), so that it is atomic and shared
+//! by every hub on one database.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Argon2, Params};
@@ -49,58 +51,100 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Failed logins per user name and per client address: after `max`
-/// failures within `window`, further attempts are refused until the oldest
-/// failure leaves the window.
-pub struct LoginLimiter {
-    max: usize,
-    window: Duration,
-    failures: Mutex<HashMap<String, Vec<Instant>>>,
+/// The failed-login limit: at most `max` attempts per user name and per
+/// client address within `window` (docs/hub.md, "Users, tokens,
+/// permissions"). The counts live in the database (`db::logins`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginLimit {
+    pub max: u32,
+    pub window: Duration,
 }
 
-impl LoginLimiter {
-    pub fn new(max: usize, window: Duration) -> LoginLimiter {
-        LoginLimiter {
-            max,
-            window,
-            failures: Mutex::new(HashMap::new()),
+impl LoginLimit {
+    pub fn new(max: u32, window: Duration) -> LoginLimit {
+        LoginLimit { max, window }
+    }
+
+    /// The window in whole seconds, at least one.
+    pub fn window_secs(&self) -> i64 {
+        i64::try_from(self.window.as_secs()).unwrap_or(i64::MAX).max(1)
+    }
+}
+
+/// What one login attempt is counted against: the user name typed and,
+/// when the server knows it, the client's address. Each is kept only as a
+/// sha256, so the name typed, which may well be a password typed in the
+/// wrong field, is never stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginKeys {
+    pub user: String,
+    pub addr: Option<String>,
+}
+
+impl LoginKeys {
+    pub fn new(user: &str, addr: Option<IpAddr>) -> LoginKeys {
+        LoginKeys {
+            user: login_key("user", user),
+            addr: addr.map(|a| login_key("addr", &counted_address(a))),
         }
     }
 
-    /// `Err` with the seconds to wait when `keys` are over the limit.
-    pub fn check(&self, keys: &[String]) -> std::result::Result<(), u64> {
-        let now = Instant::now();
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let mut wait = 0;
-        for k in keys {
-            if let Some(v) = f.get_mut(k) {
-                v.retain(|t| now.duration_since(*t) < self.window);
-                if v.len() >= self.max
-                    && let Some(oldest) = v.first()
-                {
-                    wait = wait.max((self.window - now.duration_since(*oldest)).as_secs() + 1);
-                }
+    /// Every key, the user's first.
+    pub fn all(&self) -> Vec<String> {
+        std::iter::once(self.user.clone()).chain(self.addr.clone()).collect()
+    }
+}
+
+fn login_key(kind: &str, value: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"kiln login ");
+    h.update(kind.as_bytes());
+    h.update([0]);
+    h.update(value.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// The address an attempt counts against: an IPv4 address as it is (also
+/// when it comes mapped into IPv6), an IPv6 address by its /64 network,
+/// which a single client usually holds whole.
+pub fn counted_address(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let net = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{net}/64")
             }
-        }
-        if wait > 0 { Err(wait) } else { Ok(()) }
+        },
     }
+}
 
-    pub fn failed(&self, keys: &[String]) {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if f.len() > 100_000 {
-            f.clear();
-        }
-        for k in keys {
-            f.entry(k.clone()).or_default().push(Instant::now());
-        }
+/// Seconds until a key whose counted attempts happened at `times` (any
+/// order, seconds since the epoch) admits one more at `now`, or `None`
+/// when it admits one now. An attempt counts while
+/// `now < time + window`.
+pub fn retry_after(times: &[i64], now: i64, limit: LoginLimit) -> Option<u64> {
+    let window = limit.window_secs();
+    let mut live: Vec<i64> = times
+        .iter()
+        .copied()
+        .filter(|t| now < t.saturating_add(window))
+        .collect();
+    let max = usize::try_from(limit.max).unwrap_or(usize::MAX);
+    if live.len() < max {
+        return None;
     }
-
-    pub fn succeeded(&self, keys: &[String]) {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        for k in keys {
-            f.remove(k);
-        }
-    }
+    // The newest `max` attempts must shrink to `max - 1`: the oldest of
+    // them has to leave the window.
+    live.sort_unstable_by(|a, b| b.cmp(a));
+    let oldest = live.get(max.saturating_sub(1)).copied().unwrap_or(now);
+    Some(
+        u64::try_from(oldest.saturating_add(window).saturating_sub(now))
+            .unwrap_or(1)
+            .max(1),
+    )
 }
 
 #[cfg(test)]
@@ -123,17 +167,48 @@ mod tests {
     }
 
     #[test]
-    fn limiter_refuses_after_max_failures() {
-        let l = LoginLimiter::new(3, Duration::from_secs(60));
-        let k = vec!["user:alice".to_string()];
-        for _ in 0..3 {
-            assert!(l.check(&k).is_ok());
-            l.failed(&k);
+    fn login_keys_never_hold_the_name_typed() {
+        let secret = "Tr0ub4dor&3-correct-horse";
+        let k = LoginKeys::new(secret, Some("192.0.2.7".parse().expect("ip")));
+        for key in k.all() {
+            assert_eq!(key.len(), 64);
+            assert!(key.chars().all(|c| c.is_ascii_hexdigit()));
+            assert!(!key.contains(secret) && !key.contains("192.0.2.7"));
         }
-        let wait = l.check(&k).expect_err("limited");
-        assert!(wait > 0 && wait <= 61);
-        assert!(l.check(&["user:bob".to_string()]).is_ok());
-        l.succeeded(&k);
-        assert!(l.check(&k).is_ok());
+        assert_eq!(k, LoginKeys::new(secret, Some("192.0.2.7".parse().expect("ip"))));
+        // A user name never counts as an address, nor the other way round.
+        let name_like_addr = LoginKeys::new("192.0.2.7", None);
+        assert_ne!(Some(name_like_addr.user), k.addr);
+        assert_eq!(LoginKeys::new("a", None).all().len(), 1);
+        assert_ne!(LoginKeys::new("a", None).user, LoginKeys::new("A", None).user);
+    }
+
+    #[test]
+    fn addresses_count_per_ipv4_and_per_ipv6_network() {
+        let a = |s: &str| counted_address(s.parse().expect("ip"));
+        assert_eq!(a("192.0.2.7"), "192.0.2.7");
+        assert_eq!(a("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(a("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(a("2001:db8:1:2:ffff:1:2:3"), a("2001:db8:1:2::9"));
+        assert_ne!(a("2001:db8:1:3::1"), a("2001:db8:1:2::1"));
+        assert_eq!(a("::1"), "::/64");
+    }
+
+    #[test]
+    fn retry_after_waits_for_the_oldest_counted_attempt() {
+        let limit = LoginLimit::new(3, Duration::from_secs(60));
+        assert_eq!(retry_after(&[], 1000, limit), None);
+        assert_eq!(retry_after(&[990, 995], 1000, limit), None);
+        // Full: the oldest of the three leaves at 990 + 60.
+        assert_eq!(retry_after(&[995, 990, 998], 1000, limit), Some(50));
+        // Attempts that left the window do not count.
+        assert_eq!(retry_after(&[900, 939, 995, 998], 1000, limit), None);
+        assert_eq!(retry_after(&[941, 995, 998], 1000, limit), Some(1));
+        // More than max (the limit was lowered): wait until max - 1 remain.
+        assert_eq!(retry_after(&[950, 960, 970, 980], 1000, limit), Some(20));
+        // All at once in the same second.
+        assert_eq!(retry_after(&[1000, 1000, 1000], 1000, limit), Some(60));
+        assert_eq!(retry_after(&[1000], 1000, LoginLimit::new(0, Duration::ZERO)), Some(1));
+        assert_eq!(LoginLimit::new(1, Duration::from_millis(10)).window_secs(), 1);
     }
 }

@@ -60,7 +60,8 @@ impl From<sqlx::Error> for HubError {
             tracing::warn!("the database refused a request: {e}");
             return refusal;
         }
-        tracing::error!("database: {e}");
+        // The database's text may quote a value a client sent.
+        tracing::error!("database: {}", crate::logsafe::esc(&e));
         HubError::internal(format!("database error: {e}"))
     }
 }

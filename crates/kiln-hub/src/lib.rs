@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod db;
 pub mod error;
+pub mod logsafe;
 pub mod model;
 pub mod openapi;
 pub mod store;
@@ -15,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use error::HubError;
+use logsafe::esc;
 
 /// `kiln serve`'s settings.
 #[derive(Clone, Debug)]
@@ -73,13 +75,18 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
         loop {
             tick.tick().await;
             if let Err(e) = expiry.db.expire_leases(db::now()).await {
-                tracing::warn!("expiring leases: {e}");
+                tracing::warn!("expiring leases: {}", esc(e));
             }
             if let Err(e) = api::sweep(&expiry).await {
-                tracing::warn!("sweeping task uploads: {e}");
+                tracing::warn!("sweeping task uploads: {}", esc(e));
             }
             if let Err(e) = expiry.db.maintain().await {
-                tracing::warn!("database upkeep: {e}");
+                tracing::warn!("database upkeep: {}", esc(e));
+            }
+            // Attempts that left the window no longer count.
+            let window_start = db::now().saturating_sub(expiry.limiter.window_secs());
+            if let Err(e) = expiry.db.prune_logins(window_start).await {
+                tracing::warn!("forgetting old login attempts: {}", esc(e));
             }
         }
     });
@@ -134,6 +141,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, HubError> {
 }
 
 /// [`serve`] for synchronous callers (the CLI).
+///
+/// What the hub logs (docs/hub.md): every value that comes from outside the
+/// program (a name, a path, a key, a message from a client, an error text,
+/// which may quote any of these) is written through [`logsafe::esc`], so
+/// that no client can start a line of its own or hide part of one; only
+/// what the program makes itself (numbers, statuses, addresses, route
+/// templates, HTTP methods, which are tokens) is written as it is. Secrets
+/// are never logged: not passwords, not tokens, and not the user name typed
+/// at login, which may be a password typed in the wrong field.
 pub fn serve_blocking(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<(), HubError> {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

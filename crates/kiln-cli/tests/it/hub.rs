@@ -550,3 +550,63 @@ fn login_keeps_the_token_private_whatever_was_there() {
         .collect();
     assert!(leftovers.is_empty(), "no temporary file is left: {leftovers:?}");
 }
+
+/// `kiln login --user USER` with `password` on stdin.
+fn login_as(hub: &Served, user: &str, password: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut c = hub.kiln(None);
+    c.args(["login", "--user", user])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write");
+    child.wait_with_output().expect("login")
+}
+
+/// The hub's log cannot be forged through a user name, and never holds the
+/// name typed at a failed login, which may be a password typed in the
+/// wrong field.
+#[test]
+fn failed_logins_neither_forge_log_lines_nor_log_what_was_typed() {
+    use std::io::Write;
+    let hub = serve();
+    let r = run(kiln().args(["user", "create", "admin", "--admin", "--db", &hub.db]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let admin = r.stdout.trim().to_string();
+    let secret = "dev-Secret-Pa55w0rd";
+    let mut c = hub.kiln(Some(&admin));
+    c.args(["user", "create", "dev", "--password-stdin"])
+        .stdin(Stdio::piped());
+    let mut child = c.spawn().expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{secret}\n").as_bytes())
+        .expect("write");
+    assert!(child.wait().expect("wait").success());
+
+    let forged = "x\nFORGED line: admin logged in\r\n\u{1b}[2KFORGED too";
+    let out = login_as(&hub, forged, "some-password");
+    assert!(!out.status.success(), "a forged name logs in?");
+    // The fields swapped: the password typed as the user name.
+    let out = login_as(&hub, secret, "dev");
+    assert!(!out.status.success(), "swapped fields log in?");
+    let out = login_as(&hub, "dev", secret);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let log = hub.stop();
+    for line in log.lines() {
+        assert!(!line.trim_start().starts_with("FORGED"), "a forged line: {log}");
+    }
+    assert!(!log.contains(secret), "a secret in the log: {log}");
+    assert!(!log.contains("FORGED"), "the name typed is logged: {log}");
+    assert_eq!(log.matches("failed login").count(), 2, "{log}");
+    assert!(log.contains("client=127.0.0.1"), "{log}");
+}

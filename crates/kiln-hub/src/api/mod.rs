@@ -30,7 +30,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::auth::{self, LoginLimiter};
+use crate::auth::{self, LoginLimit};
 use crate::db::Db;
 use crate::error::{HubError, Result};
 use crate::model::*;
@@ -46,7 +46,8 @@ pub struct Hub {
     pub db: Db,
     pub store: Store,
     pub anonymous_read: bool,
-    pub limiter: LoginLimiter,
+    /// The failed-login limit; the counts are in the database.
+    pub limiter: LoginLimit,
     /// Held shared from a blob's upload until a row references it, and
     /// exclusively while [`sweep`] deletes blobs nothing references: a
     /// blob is never deleted under an upload that is about to use it.
@@ -216,6 +217,6 @@ async fn authenticated(hub: &Hub, headers: &HeaderMap) -> Result<Principal> {
 }
 
 /// Failed logins allowed per user or address within the window.
-pub fn default_limiter() -> LoginLimiter {
-    LoginLimiter::new(5, Duration::from_secs(300))
+pub fn default_limiter() -> LoginLimit {
+    LoginLimit::new(5, Duration::from_secs(300))
 }

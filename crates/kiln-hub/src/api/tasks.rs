@@ -76,7 +76,7 @@ pub(super) async fn upload_task_file(
         }
         Err(e) => {
             if let Err(e2) = hub.db.end_upload(up, false).await {
-                tracing::warn!("forgetting a failed upload: {e2}");
+                tracing::warn!("forgetting a failed upload: {}", crate::logsafe::esc(e2));
             }
             Err(e)
         }

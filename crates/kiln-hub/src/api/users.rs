@@ -26,44 +26,28 @@ fn expiry(days: Option<i64>) -> Result<Option<i64>> {
     }
 }
 
+/// `POST /login`. The attempt is counted against the user name typed and
+/// the client's address before the password is checked, atomically and in
+/// the database (`db::logins`), so no burst of attempts, on one hub or on
+/// several sharing the database, gets more than the limit's checks; a
+/// success takes the user's count back to zero.
 pub(super) async fn login(State(hub): St, Peer(addr): Peer, J(l): J<LoginIn>) -> Result<Response> {
     let expires = expiry(l.expires_days)?;
-    let mut keys = vec![format!("user:{}", l.user)];
-    if let Some(a) = addr {
-        keys.push(format!("addr:{a}"));
-    }
-    if let Err(wait) = hub.limiter.check(&keys) {
-        let mut r = HubError::new(
-            429,
-            "too_many_requests",
-            format!("too many failed logins; retry in {wait} s"),
-        )
-        .into_response();
-        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return Ok(r);
-    }
-    let ok = match hub.db.password_of(&l.user).await? {
-        Some((_, Some(hash))) => {
-            let pw = l.password.clone();
-            tokio::task::spawn_blocking(move || auth::verify_password(&pw, &hash))
-                .await
-                .unwrap_or(false)
-        }
-        _ => {
-            // Same work for unknown users, so timing does not tell.
-            let pw = l.password.clone();
-            let _ = tokio::task::spawn_blocking(move || auth::hash_password(&format!("{pw}-padding"))).await;
-            false
+    let keys = auth::LoginKeys::new(&l.user, addr);
+    let attempts = match hub.db.admit_login(&keys.all(), db::now(), hub.limiter).await? {
+        db::Admission::Admitted(ids) => ids,
+        db::Admission::Refused(wait) => {
+            tracing::warn!(client = %shown(addr), "login refused: too many failed attempts");
+            return Ok(too_many_logins(wait));
         }
     };
+    let (user_id, ok) = check_password(&hub, &l.user, &l.password).await?;
     if !ok {
-        hub.limiter.failed(&keys);
-        tracing::warn!(user = %l.user, "failed login");
+        // Never the name typed: it may be a password.
+        tracing::warn!(client = %shown(addr), user_id, known_user = user_id.is_some(), "failed login");
         return Err(HubError::unauthorized("wrong user name or password"));
     }
-    hub.limiter.succeeded(&keys);
+    hub.db.login_succeeded(&keys.user, &attempts).await?;
     let token = auth::new_token();
     let id = hub
         .db
@@ -75,6 +59,43 @@ pub(super) async fn login(State(hub): St, Peer(addr): Peer, J(l): J<LoginIn>) ->
         )
         .await?;
     Ok(created(NewToken { id, token, expires }))
+}
+
+/// Whether `password` is `user`'s, and the user's id if there is one. An
+/// unknown user costs the same work, so timing does not tell.
+async fn check_password(hub: &Hub, user: &str, password: &str) -> Result<(Option<i64>, bool)> {
+    let pw = password.to_string();
+    Ok(match hub.db.password_of(user).await? {
+        Some((id, Some(hash))) => {
+            let ok = tokio::task::spawn_blocking(move || auth::verify_password(&pw, &hash))
+                .await
+                .unwrap_or(false);
+            (Some(id), ok)
+        }
+        found => {
+            let _ = tokio::task::spawn_blocking(move || auth::hash_password(&format!("{pw}-padding"))).await;
+            (found.map(|(id, _)| id), false)
+        }
+    })
+}
+
+/// A client's address for the log (made by the program, never input).
+fn shown(addr: Option<std::net::IpAddr>) -> String {
+    addr.map_or_else(|| "unknown".to_string(), |a| a.to_string())
+}
+
+/// `429` with `Retry-After`: the limit is reached for the user or address.
+fn too_many_logins(wait: u64) -> Response {
+    let mut r = HubError::new(
+        429,
+        "too_many_requests",
+        format!("too many failed logins; retry in {wait} s"),
+    )
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }
 
 pub(super) async fn whoami(State(hub): St, headers: HeaderMap) -> Result<Json<WhoAmI>> {

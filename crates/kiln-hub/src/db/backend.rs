@@ -35,6 +35,10 @@ pub trait Dialect: Database<QueryResult: RowsAffected> {
     /// `kiln user create --db`) wrote in between, where waiting on the lock
     /// at the start is safe.
     const BEGIN_WRITE: &'static str;
+    /// The statement that holds a lock on the 64-bit id `$1` until the
+    /// transaction ends, serialising login attempts on one key across
+    /// connections and hubs; empty when one statement is atomic by itself.
+    const KEY_LOCK: &'static str;
 }
 
 /// The number of rows a statement changed (each driver's result type has

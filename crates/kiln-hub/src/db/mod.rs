@@ -5,8 +5,8 @@
 //!
 //! The domain is written once, by area, as `impl<D: Dialect> Backend<D>`
 //! blocks generic over the sqlx database: `users`, `tags`, `inheritance`,
-//! `packages`, `builds`, `targets`, `images`, `hosts`, `tasks`, `uploads`
-//! and `events`, with `backend` for what they share. `sqlite` and `pg` give
+//! `packages`, `builds`, `targets`, `images`, `hosts`, `tasks`, `uploads`,
+//! `logins` (the failed-login counts) and `events`, with `backend` for what they share. `sqlite` and `pg` give
 //! each database's `Dialect` (migrations and the few pieces of SQL that
 //! differ) and name its `Backend`; `rules` holds what needs no database.
 //! `Db` forwards to either.
@@ -22,6 +22,7 @@ mod events;
 mod hosts;
 mod images;
 mod inheritance;
+mod logins;
 mod packages;
 mod rules;
 mod tags;
@@ -29,6 +30,8 @@ mod targets;
 mod tasks;
 mod uploads;
 mod users;
+
+pub use logins::Admission;
 
 pub mod pg;
 pub mod sqlite;
@@ -175,6 +178,10 @@ forward! {
     fn create_token(&self, user: &str, hash: &str, name: &str, expires: Option<i64>) -> i64;
     fn list_tokens(&self, user: &str) -> Vec<TokenInfo>;
     fn revoke_token(&self, who: &Principal, id: i64) -> ();
+    fn admit_login(&self, keys: &[String], now: i64, limit: crate::auth::LoginLimit) -> Admission;
+    fn login_succeeded(&self, user_key: &str, attempts: &[i64]) -> ();
+    fn prune_logins(&self, before: i64) -> u64;
+    fn login_attempts(&self, key: &str, after: i64) -> i64;
     fn create_tag(&self, who: &Principal, t: &NewTag) -> TagInfo;
     fn tag_info(&self, name: &str, event: Option<i64>) -> TagInfo;
     fn list_tags(&self, offset: i64, limit: i64, event: Option<i64>) -> Page<TagInfo>;

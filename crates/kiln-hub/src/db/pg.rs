@@ -12,6 +12,7 @@ impl Dialect for sqlx::Postgres {
     const STRING_AGG: &'static str = "string_agg(p.perm, ',')";
     const DML_IN_WITH: bool = true;
     const BEGIN_WRITE: &'static str = "BEGIN";
+    const KEY_LOCK: &'static str = "SELECT pg_advisory_xact_lock($1)";
 }
 
 impl RowsAffected for PgQueryResult {

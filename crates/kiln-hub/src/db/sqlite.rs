@@ -13,6 +13,9 @@ impl Dialect for sqlx::Sqlite {
     const STRING_AGG: &'static str = "group_concat(p.perm, ',')";
     const DML_IN_WITH: bool = false;
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    // None: a statement holds SQLite's write lock from its first write to
+    // its end.
+    const KEY_LOCK: &'static str = "";
 }
 
 impl RowsAffected for SqliteQueryResult {
