@@ -61,6 +61,7 @@ pub async fn open(opts: &ServeOptions) -> Result<api::Hub, HubError> {
 /// Serves until SIGINT/SIGTERM; `ready` receives the bound address.
 pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<(), HubError> {
     let hub = Arc::new(open(opts).await?);
+    remove_orphans_at_start(&hub).await;
     let listener = tokio::net::TcpListener::bind(&opts.listen)
         .await
         .map_err(|e| HubError::internal(format!("cannot listen on {}: {e}", opts.listen)))?;
@@ -90,6 +91,7 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
             }
         }
     });
+    spawn_store_sweep(hub.clone());
     let app = api::router(hub).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
@@ -104,6 +106,48 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
         })
         .await
         .map_err(|e| HubError::internal(format!("serving: {e}")))
+}
+
+/// How often the store sweep ([`api::sweep_store`]) runs after the one at
+/// start-up: it lists every blob.
+const STORE_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Before the hub listens: what an earlier hub killed mid-upload left in
+/// the store's `tmp/` goes (see [`store::Store::remove_orphans`]). A store
+/// that cannot be swept is no reason not to start.
+async fn remove_orphans_at_start(hub: &api::Hub) {
+    let cutoff = std::time::SystemTime::now()
+        .checked_sub(hub.store.grace)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    match hub.store.remove_orphans(cutoff).await {
+        Ok(o) => tracing::info!(
+            "start-up: removed {} temporary objects and {} unfinished uploads from the store",
+            o.objects,
+            o.uploads
+        ),
+        Err(e) => tracing::warn!("start-up: removing unfinished uploads from the store: {e}"),
+    }
+}
+
+/// The store sweep, at start-up (alongside serving) and then every
+/// [`STORE_SWEEP_EVERY`]; each run logs what it removed.
+fn spawn_store_sweep(hub: Arc<api::Hub>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(STORE_SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match api::sweep_store(&hub).await {
+                Ok(s) => tracing::info!(
+                    "store sweep: removed {} temporary objects, {} unfinished uploads and {} unreferenced blobs",
+                    s.orphans.objects,
+                    s.orphans.uploads,
+                    s.blobs
+                ),
+                Err(e) => tracing::warn!("store sweep: {e}"),
+            }
+        }
+    });
 }
 
 /// `kiln user create --db URL`: creates a user directly in the database

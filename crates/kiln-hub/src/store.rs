@@ -2,8 +2,18 @@
 //! by sha256. Uploads stream into a temporary object while they are hashed,
 //! are checked against what the client declared, and only then move to
 //! their content address; a failed or wrong upload leaves nothing behind.
+//!
+//! A hub that dies mid-upload leaves its temporary object (on S3, an
+//! unfinished multipart upload): [`Store::remove_orphans`] removes those
+//! untouched for longer than [`Store::grace`], never one this process is
+//! still writing (docs/hub.md, "Crashes and the store").
 
-use std::sync::Arc;
+mod s3;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -22,6 +32,40 @@ pub struct Store {
     /// of object_store's 30 s (which would also bound a download's body).
     long: Arc<dyn ObjectStore>,
     pub url: String,
+    /// How long a temporary object or an unfinished upload must have been
+    /// left untouched before a sweep takes it for a dead hub's, and how old
+    /// an unreferenced blob must be before it goes. Another hub sharing the
+    /// store may be writing anything younger. [`GRACE`] unless set.
+    pub grace: Duration,
+    /// What object_store does not list.
+    backend: Backend,
+    /// The temporary objects of this process's uploads in progress, which
+    /// no sweep removes, however old.
+    writing: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Where unfinished uploads are: a local store's are files `tmp/NAME#N`
+/// (object_store's staging files, which it does not list) under the
+/// store's directory; S3's are multipart uploads.
+#[derive(Clone)]
+enum Backend {
+    Local(PathBuf),
+    S3(Arc<s3::Uploads>),
+}
+
+/// The default [`Store::grace`]: an hour.
+pub const GRACE: Duration = Duration::from_secs(3600);
+
+/// The prefix of temporary objects.
+const TMP: &str = "tmp/";
+
+/// What [`Store::remove_orphans`] removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Orphans {
+    /// Temporary objects (on a local store, also unfinished uploads).
+    pub objects: usize,
+    /// Unfinished multipart uploads (S3).
+    pub uploads: usize,
 }
 
 /// Parts (of 5 MiB) an upload may have in flight: the memory it may hold.
@@ -67,6 +111,9 @@ impl Store {
                 long: inner.clone(),
                 inner,
                 url: url.to_string(),
+                grace: GRACE,
+                backend: Backend::Local(PathBuf::from(path)),
+                writing: Arc::default(),
             });
         }
         if let Some(rest) = url.strip_prefix("s3://") {
@@ -79,7 +126,7 @@ impl Store {
 
     fn open_s3(url: &str, rest: &str) -> Result<Store> {
         use object_store::ClientConfigKey;
-        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+        use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
         let bad = |m: String| HubError::bad_request(format!("cannot open the store {url}: {m}"));
         let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
@@ -130,21 +177,28 @@ impl Store {
             b.clone()
                 .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), LONG_TIMEOUT)
         };
-        let build = |b: AmazonS3Builder| -> Result<Arc<dyn ObjectStore>> {
-            let s3 = b
-                .build()
-                .map_err(|e| HubError::internal(format!("cannot open the store {url}: {e}")))?;
+        let build = |b: &AmazonS3Builder| -> Result<(Arc<AmazonS3>, Arc<dyn ObjectStore>)> {
+            let s3 = Arc::new(
+                b.clone()
+                    .build()
+                    .map_err(|e| HubError::internal(format!("cannot open the store {url}: {e}")))?,
+            );
             let prefix = prefix.trim_matches('/');
-            Ok(if prefix.is_empty() {
-                Arc::new(s3)
+            let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                s3.clone()
             } else {
-                Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
-            })
+                Arc::new(object_store::prefix::PrefixStore::new(AmazonS3::clone(&s3), prefix))
+            };
+            Ok((s3, store))
         };
+        let (s3, inner) = build(&b)?;
         Ok(Store {
-            inner: build(b)?,
-            long: build(long)?,
+            inner,
+            long: build(&long)?.1,
             url: url.to_string(),
+            grace: GRACE,
+            backend: Backend::S3(Arc::new(s3::Uploads::new(&b, s3, prefix)?)),
+            writing: Arc::default(),
         })
     }
 
@@ -159,7 +213,9 @@ impl Store {
     {
         let mut nonce = [0u8; 12];
         rand::fill(&mut nonce);
-        let tmp = ObjPath::from(format!("tmp/{}", hex::encode(nonce)));
+        let name = format!("{TMP}{}", hex::encode(nonce));
+        let _writing = Writing::new(&self.writing, &name);
+        let tmp = ObjPath::from(name.as_str());
         let upload = self.inner.put_multipart(&tmp).await.map_err(io("starting an upload"))?;
         let mut w = WriteMultipart::new(upload);
         let mut hasher = Sha256::new();
@@ -201,8 +257,8 @@ impl Store {
             return Err(e);
         }
         // (A part that fails here leaves an unfinished multipart upload on
-        // S3, which lists nothing: WriteMultipart::finish aborts only when
-        // the completion itself fails.)
+        // S3, which lists no object: WriteMultipart::finish aborts only when
+        // the completion itself fails. remove_orphans aborts it later.)
         w.finish().await.map_err(io("finishing an upload"))?;
         let sha256 = hex::encode(hasher.finalize());
         let mismatch = match (expect.sha256, expect.size) {
@@ -280,6 +336,157 @@ impl Store {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(io("deleting")(e)),
         }
+    }
+
+    /// The keys under `prefix` last modified before `cutoff`, sorted.
+    pub async fn keys_older_than(&self, prefix: &str, cutoff: SystemTime) -> Result<Vec<String>> {
+        let p = ObjPath::from(prefix);
+        let mut keys: Vec<String> = self
+            .inner
+            .list(Some(&p))
+            .try_filter(|m| std::future::ready(SystemTime::from(m.last_modified) < cutoff))
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .map_err(io("listing"))?;
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// When `key` was last written; `None` if it is missing.
+    pub async fn modified(&self, key: &str) -> Result<Option<SystemTime>> {
+        match self.inner.head(&ObjPath::from(key)).await {
+            Ok(m) => Ok(Some(SystemTime::from(m.last_modified))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(io("reading the metadata of")(e)),
+        }
+    }
+
+    /// Removes what uploads that will never finish left behind — a hub
+    /// killed mid-upload: temporary objects and (on S3) unfinished multipart
+    /// uploads under `tmp/` last touched before `cutoff` (a sweep passes now
+    /// minus [`Store::grace`]), by the store's own times: when a temporary
+    /// object was last written, when a multipart upload started and when it
+    /// last received a part. An upload in progress in another hub sharing
+    /// the store thus stays as long as it moves; one in progress in this
+    /// process always stays.
+    pub async fn remove_orphans(&self, cutoff: SystemTime) -> Result<Orphans> {
+        match &self.backend {
+            Backend::Local(root) => {
+                let (root, writing) = (root.join("tmp"), self.writing.clone());
+                let objects = tokio::task::spawn_blocking(move || remove_local_orphans(&root, &writing, cutoff))
+                    .await
+                    .map_err(|e| HubError::internal(format!("store: removing orphans: {e}")))??;
+                Ok(Orphans { objects, uploads: 0 })
+            }
+            Backend::S3(uploads) => {
+                let objects = self.remove_listed_orphans(cutoff).await?;
+                let mut aborted = 0;
+                for u in uploads.list(TMP).await? {
+                    if self.is_writing(&u.key) || u.initiated.is_some_and(|t| t >= cutoff) {
+                        continue;
+                    }
+                    if uploads.last_part(&u).await?.is_some_and(|t| t >= cutoff) || self.is_writing(&u.key) {
+                        continue;
+                    }
+                    uploads.abort(&u).await?;
+                    aborted += 1;
+                }
+                Ok(Orphans {
+                    objects,
+                    uploads: aborted,
+                })
+            }
+        }
+    }
+
+    /// The temporary objects object_store lists (finished uploads that were
+    /// never moved to their address) that are orphans.
+    async fn remove_listed_orphans(&self, cutoff: SystemTime) -> Result<usize> {
+        let listed: Vec<object_store::ObjectMeta> = self
+            .inner
+            .list(Some(&ObjPath::from(TMP)))
+            .try_collect()
+            .await
+            .map_err(io("listing temporary objects"))?;
+        let mut n = 0;
+        for m in listed {
+            let key = m.location.to_string();
+            if self.is_writing(&key) || SystemTime::from(m.last_modified) >= cutoff {
+                continue;
+            }
+            self.delete(&key).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn is_writing(&self, key: &str) -> bool {
+        is_writing(&self.writing, key)
+    }
+}
+
+/// Whether `key` (`tmp/NAME`, or a local staging file `tmp/NAME#N`) is an
+/// upload in progress in this process.
+fn is_writing(writing: &Mutex<HashSet<String>>, key: &str) -> bool {
+    let name = key.split_once('#').map_or(key, |(name, _)| name);
+    writing.lock().unwrap_or_else(|p| p.into_inner()).contains(name)
+}
+
+/// [`Store::remove_orphans`] on a local store's `tmp` directory: its files
+/// are finished uploads never moved (`NAME`) and unfinished ones
+/// (`NAME#N`), both older than `cutoff` by their modification time.
+fn remove_local_orphans(dir: &std::path::Path, writing: &Mutex<HashSet<String>>, cutoff: SystemTime) -> Result<usize> {
+    let fail = |what: &str, e: std::io::Error| HubError::internal(format!("store: {what} {}: {e}", dir.display()));
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(fail("listing", e)),
+    };
+    let mut n = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| fail("listing", e))?;
+        let key = format!("{TMP}{}", entry.file_name().to_string_lossy());
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(fail("reading", e)),
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        if is_writing(writing, &key) || meta.modified().is_ok_and(|t| t >= cutoff) {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => n += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(fail("removing an orphan in", e)),
+        }
+    }
+    Ok(n)
+}
+
+/// Marks a temporary object as this process's upload in progress for as
+/// long as it lives.
+struct Writing {
+    set: Arc<Mutex<HashSet<String>>>,
+    name: String,
+}
+
+impl Writing {
+    fn new(set: &Arc<Mutex<HashSet<String>>>, name: &str) -> Writing {
+        set.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string());
+        Writing {
+            set: set.clone(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.name);
     }
 }
 

@@ -518,3 +518,134 @@ fn hub_on_s3() {
         "no temporary object"
     );
 }
+
+/// The keys of the multipart uploads the bucket still has open, sorted.
+async fn open_upload_keys(endpoint: &str) -> Vec<String> {
+    let xml = reqwest::Client::new()
+        .get(format!("{endpoint}/{BUCKET}?uploads"))
+        .send()
+        .await
+        .expect("listing multipart uploads")
+        .text()
+        .await
+        .expect("listing multipart uploads");
+    let mut keys: Vec<String> = xml
+        .split("<Upload>")
+        .skip(1)
+        .filter_map(|u| Some(u.split_once("<Key>")?.1.split_once("</Key>")?.0.to_string()))
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// What a hub killed mid-upload leaves on S3 — a temporary object, an
+/// unfinished multipart upload — goes once untouched for longer than the
+/// cutoff; younger ones, an upload that received a part since, uploads
+/// outside the store's prefix and this process's upload in progress stay.
+#[test]
+fn orphans_on_s3() {
+    let Some(endpoint) = endpoint_or_run_child("orphans_on_s3") else {
+        return;
+    };
+    use object_store::ObjectStore;
+    use object_store::aws::AmazonS3Builder;
+    use object_store::path::Path as ObjPath;
+    use std::time::SystemTime;
+
+    runtime().block_on(async {
+        let s = Store::open(&format!("s3://{BUCKET}/hub?endpoint={endpoint}")).expect("open");
+        let raw = AmazonS3Builder::from_env()
+            .with_bucket_name(BUCKET)
+            .with_endpoint(&endpoint)
+            .with_allow_http(true)
+            .build()
+            .expect("a raw client");
+        let object = |key: &'static str| {
+            let raw = raw.clone();
+            async move {
+                raw.put(&ObjPath::from(key), Bytes::from_static(b"left behind").into())
+                    .await
+                    .expect("put");
+            }
+        };
+        // An unfinished multipart upload, with a part or not, dropped as a
+        // killed hub drops it.
+        let unfinished = |key: &'static str, part: bool| {
+            let raw = raw.clone();
+            async move {
+                let mut up = raw.put_multipart(&ObjPath::from(key)).await.expect("start");
+                if part {
+                    up.put_part(Bytes::from(data(MIB, 9)).into()).await.expect("a part");
+                }
+                up
+            }
+        };
+        object("hub/tmp/1700000000-stale").await;
+        object("hub/blobs/sha256/old").await;
+        drop(unfinished("hub/tmp/stale-upload", true).await);
+        drop(unfinished("hub/tmp/1700000000-stale-empty-upload", false).await);
+        drop(unfinished("other/tmp/stale-upload", true).await);
+        let mut slow = unfinished("hub/tmp/slow-upload", false).await;
+        std::thread::sleep(Duration::from_millis(1100));
+        let cutoff = SystemTime::now();
+        std::thread::sleep(Duration::from_millis(1100));
+        object("hub/tmp/fresh").await;
+        drop(unfinished("hub/tmp/fresh-upload", true).await);
+        slow.put_part(Bytes::from(data(MIB, 10)).into()).await.expect("a part");
+        drop(slow);
+
+        // An upload in progress in this process, its multipart upload open.
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Bytes, String>>();
+        let writer = s.clone();
+        let body = data(7 * MIB, 11);
+        let upload = tokio::spawn(async move { writer.put(rx, Expect::default()).await });
+        tx.unbounded_send(Ok(Bytes::copy_from_slice(&body[..6 * MIB])))
+            .expect("send");
+        let mut mine = None;
+        for _ in 0..600 {
+            mine = open_upload_keys(&endpoint)
+                .await
+                .into_iter()
+                .find(|k| k.starts_with("hub/tmp/") && !k.contains("upload"));
+            if mine.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mine = mine.expect("the upload in progress is open");
+
+        let swept = s.remove_orphans(cutoff).await.expect("sweep");
+        assert_eq!((swept.objects, swept.uploads), (1, 2), "{swept:?}");
+        let objects = s.list_keys("").await.expect("list");
+        assert_eq!(objects, vec!["blobs/sha256/old".to_string(), "tmp/fresh".into()]);
+        let mut open = vec![
+            "hub/tmp/fresh-upload".to_string(),
+            "hub/tmp/slow-upload".into(),
+            "other/tmp/stale-upload".into(),
+            mine.clone(),
+        ];
+        open.sort();
+        assert_eq!(open_upload_keys(&endpoint).await, open);
+
+        // A cutoff in the future makes everything stale but this process's
+        // upload in progress, which then finishes.
+        let swept = s
+            .remove_orphans(SystemTime::now() + Duration::from_secs(86_400))
+            .await
+            .expect("sweep");
+        assert_eq!((swept.objects, swept.uploads), (1, 2), "{swept:?}");
+        let mut open = vec!["other/tmp/stale-upload".to_string(), mine];
+        open.sort();
+        assert_eq!(open_upload_keys(&endpoint).await, open);
+        tx.unbounded_send(Ok(Bytes::copy_from_slice(&body[6 * MIB..])))
+            .expect("send");
+        drop(tx);
+        let stored = upload.await.expect("join").expect("the upload finishes");
+        assert!(read_all(&s, &stored.key).await == body, "the upload is intact");
+        assert_eq!(
+            open_upload_keys(&endpoint).await,
+            vec!["other/tmp/stale-upload".to_string()]
+        );
+        assert!(s.list_keys("tmp/").await.expect("list").is_empty());
+    });
+}

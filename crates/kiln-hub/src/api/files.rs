@@ -1,5 +1,8 @@
 //! Blobs behind the API: the streamed download response, and the deletion
-//! of the blobs nothing references any more.
+//! of the blobs nothing references any more — right away when a row goes,
+//! and by the store sweep for what a hub that died left behind.
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::http::{HeaderValue, header};
@@ -7,12 +10,53 @@ use axum::response::{IntoResponse, Response};
 
 use super::Hub;
 use crate::error::Result;
+use crate::store::Orphans;
 
 /// Deletes the uploads of task attempts that can no longer complete, and
 /// the blobs nothing else references. Returns how many blobs went.
 pub async fn sweep(hub: &Hub) -> Result<usize> {
     let keys = hub.db.sweep_uploads().await?;
     forget(hub, &keys).await
+}
+
+/// What [`sweep_store`] removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StoreSweep {
+    /// Temporary objects and unfinished uploads.
+    pub orphans: Orphans,
+    /// Blobs nothing referenced.
+    pub blobs: usize,
+}
+
+/// Removes from the store what hubs that died left there, as of now minus
+/// the store's grace: temporary objects and unfinished uploads
+/// ([`crate::store::Store::remove_orphans`]), and blobs that nothing
+/// references — stored by an upload whose row never came — older than the
+/// grace (a younger one may be another hub's upload about to record its
+/// row). Slower than [`sweep`]: it lists every blob.
+pub async fn sweep_store(hub: &Hub) -> Result<StoreSweep> {
+    let cutoff = SystemTime::now().checked_sub(hub.store.grace).unwrap_or(UNIX_EPOCH);
+    let orphans = hub.store.remove_orphans(cutoff).await?;
+    let mut unused = Vec::new();
+    for k in hub.store.keys_older_than("blobs/", cutoff).await? {
+        if !hub.db.key_used(&k).await? {
+            unused.push(k);
+        }
+    }
+    let mut blobs = 0;
+    if !unused.is_empty() {
+        let _gc = hub.gc.write().await;
+        for k in unused {
+            // Again under the lock: an upload may have recorded its row, or
+            // stored the same content again (a new modification time), since.
+            let old = hub.store.modified(&k).await?.is_some_and(|t| t < cutoff);
+            if old && !hub.db.key_used(&k).await? {
+                hub.store.delete(&k).await?;
+                blobs += 1;
+            }
+        }
+    }
+    Ok(StoreSweep { orphans, blobs })
 }
 
 /// Deletes the blobs among `keys` that nothing references, holding `gc`

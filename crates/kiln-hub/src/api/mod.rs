@@ -36,7 +36,7 @@ use crate::error::{HubError, Result};
 use crate::model::*;
 use crate::store::Store;
 
-pub use files::sweep;
+pub use files::{StoreSweep, sweep, sweep_store};
 pub use routes::{Limit, ROUTES, Route, Verb};
 
 /// Largest JSON body the API accepts; uploads stream without a limit.
