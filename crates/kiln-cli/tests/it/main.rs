@@ -11,6 +11,7 @@ mod doctor;
 mod farm;
 mod hostile;
 mod hub;
+mod imports;
 mod s3;
 mod show;
 mod update;
