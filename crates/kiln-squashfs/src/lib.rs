@@ -57,7 +57,10 @@ pub type NodeId = usize;
 /// An inode's extended attributes: full names ("security.capability") and
 /// values. Shared: the inodes of an image that use one xattr set hold it
 /// once.
-pub type Xattrs = std::sync::Arc<Vec<(Vec<u8>, Vec<u8>)>>;
+pub type Xattrs = std::sync::Arc<XattrList>;
+
+/// Extended attributes as (name, value) pairs.
+pub type XattrList = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// One inode of the tree being assembled.
 #[derive(Clone, Debug)]

@@ -1,7 +1,7 @@
 //! Reading a squashfs 4.0 image into kiln's tree: every inode, directory,
 //! xattr and id, with file data left where it is (positions, not bytes).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 
 use crate::meta::{Compressor, MetaReader, read_at};
@@ -339,18 +339,39 @@ impl Image {
     pub fn load(&self, tree: &mut Tree, source: usize) -> Result<NodeId, Error> {
         let xattrs = self.xattr_sets()?;
         let mut l = Loader {
-            budget: self.len.saturating_mul(METADATA_READS_PER_BYTE).saturating_add(64 << 20),
+            budget: self
+                .len
+                .saturating_mul(METADATA_READS_PER_BYTE)
+                .saturating_add(64 << 20),
             img: self,
             inodes: MetaReader::new(&self.file, self.comp, self.len),
             dirs: MetaReader::new(&self.file, self.comp, self.len),
             xattrs,
             seen: HashMap::new(),
+            ancestors: HashSet::new(),
             source,
             depth: 0,
         };
-        l.inode(tree, self.sb.root_inode)
+        // Directories are loaded recursively: on a thread of its own, with
+        // room for the deepest tree allowed whatever the caller's stack.
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("squashfs-load".into())
+                .stack_size(LOADER_STACK)
+                .spawn_scoped(s, || l.inode(tree, self.sb.root_inode))
+                .map_err(|e| Error::Io("starting the squashfs loader".into(), e))?
+                .join()
+                .map_err(|_| Error::Format("the squashfs loader panicked".into()))?
+        })
     }
 }
+
+/// The loader thread's stack: [`MAX_DEPTH`] nested directories take a few
+/// MiB in an unoptimised build; only what is used is committed.
+const LOADER_STACK: usize = 256 << 20;
+
+/// How deep directories may nest.
+const MAX_DEPTH: usize = 4096;
 
 /// How many bytes of inodes and directory listings loading may read per
 /// byte of image (each is read once; metadata compresses far less), plus
@@ -366,6 +387,8 @@ struct Loader<'a> {
     dirs: MetaReader<'a>,
     xattrs: Vec<Xattrs>,
     seen: HashMap<u64, NodeId>,
+    /// The directories being loaded, root first: none may contain one.
+    ancestors: HashSet<u64>,
     source: usize,
     depth: usize,
 }
@@ -425,7 +448,10 @@ impl Loader<'_> {
                     xattr = u32_at(&b, 20);
                     (u32_at(&b, 8), u32_at(&b, 4), u16_at(&b, 18))
                 };
-                Kind::Dir(self.listing(tree, start, doff, size)?)
+                self.ancestors.insert(iref);
+                let entries = self.listing(tree, start, doff, size)?;
+                self.ancestors.remove(&iref);
+                Kind::Dir(entries)
             }
             2 | 9 => {
                 let (blocks_start, file_size, fragment, offset, sparse) = if kind == 2 {
@@ -531,7 +557,7 @@ impl Loader<'_> {
         size: u32,
     ) -> Result<Vec<(Vec<u8>, NodeId)>, Error> {
         self.depth += 1;
-        if self.depth > 4096 {
+        if self.depth > MAX_DEPTH {
             return Err(Error::Format("directories nest too deep (a loop?)".into()));
         }
         let mut left = size.saturating_sub(3) as usize;
@@ -566,6 +592,12 @@ impl Loader<'_> {
             if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".." {
                 return Err(Error::Format(format!(
                     "bad file name {:?}",
+                    String::from_utf8_lossy(&name)
+                )));
+            }
+            if self.ancestors.contains(&r) {
+                return Err(Error::Format(format!(
+                    "directory `{}` is its own ancestor (a loop)",
                     String::from_utf8_lossy(&name)
                 )));
             }

@@ -7,7 +7,7 @@ use std::io::{Seek, SeekFrom, Write};
 
 use crate::meta::{Compressor, MetaWriter};
 use crate::read::{BLOCK_UNCOMPRESSED, Image, NO_FRAGMENT, NO_XATTR, NOT_SET, SuperBlock, flags};
-use crate::{Error, Kind, Node, NodeId, Options, Stats, Tree, Xattrs};
+use crate::{Error, Kind, Node, NodeId, Options, Stats, Tree, XattrList, Xattrs};
 
 const SIZE_MASK: u32 = BLOCK_UNCOMPRESSED - 1;
 /// squashfs's limit on a file name.
@@ -146,7 +146,7 @@ struct Writer<'a> {
     ids: Vec<u32>,
     id_index: HashMap<u32, u16>,
     xattr_sets: Vec<Xattrs>,
-    xattr_index: HashMap<Vec<(Vec<u8>, Vec<u8>)>, u32>,
+    xattr_index: HashMap<XattrList, u32>,
     fragments: Vec<(u64, u32)>,
     fragment_index: HashMap<(usize, u64), u32>,
     export: Vec<u64>,

@@ -92,3 +92,33 @@ fn broken_images_are_refused() {
     });
     assert!(matches!(check(&p), Err(Error::Format(_))), "{:?}", check(&p));
 }
+
+#[test]
+fn a_directory_that_contains_its_ancestor_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("root");
+    fs::create_dir_all(root.join("a")).expect("mkdir");
+    let img = tmp.path().join("loop.squashfs");
+    let st = Command::new("mksquashfs")
+        .arg(&root)
+        .arg(&img)
+        .args(["-noI", "-noappend", "-quiet", "-no-progress"])
+        .status()
+        .expect("mksquashfs runs");
+    assert!(st.success());
+    // The directory table is stored uncompressed: point `a`'s entry at the
+    // root inode, so that the root contains itself.
+    let p = corrupt(&img, &tmp.path().join("looped.squashfs"), |b| {
+        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+        let (root_ref, dirs) = (u64_at(32), u64_at(72) as usize);
+        assert_eq!(
+            u16::from_le_bytes([b[dirs], b[dirs + 1]]) & 0x8000,
+            0x8000,
+            "stored uncompressed"
+        );
+        let listing = dirs + 2;
+        b[listing + 4..listing + 8].copy_from_slice(&((root_ref >> 16) as u32).to_le_bytes());
+        b[listing + 12..listing + 14].copy_from_slice(&((root_ref & 0xffff) as u16).to_le_bytes());
+    });
+    refused(&p, "directory `a` is its own ancestor");
+}

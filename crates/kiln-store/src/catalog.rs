@@ -340,6 +340,47 @@ mod tests {
     }
 
     #[test]
+    fn broken_images_are_refused_and_nothing_is_stored() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::open(d.path()).expect("cache");
+        let cat = Catalog::open(&cache).expect("catalog");
+        let mut tiny = b"hsqs".to_vec();
+        tiny.resize(200, 0);
+        // A tar whose only entry climbs out: `../x`.
+        let mut tar = vec![0u8; 512];
+        tar[..4].copy_from_slice(b"../x");
+        for (at, v) in [(100, "0000644\0"), (108, "0000000\0"), (116, "0000000\0")] {
+            tar[at..at + 8].copy_from_slice(v.as_bytes());
+        }
+        tar[124..136].copy_from_slice(b"00000000000\0");
+        tar[136..148].copy_from_slice(b"00000000000\0");
+        tar[156] = b'0';
+        tar[257..263].copy_from_slice(b"ustar\0");
+        tar[263..265].copy_from_slice(b"00");
+        tar[148..156].fill(b' ');
+        let sum: u32 = tar.iter().map(|b| u32::from(*b)).sum();
+        tar[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        tar.resize(512 * 3, 0);
+        for (file, bytes, why) in [
+            ("tiny.squashfs", tiny, "not a valid squashfs: "),
+            ("evil.tar", tar, "entry `../x` has a `..` component"),
+            ("junk", b"hello".to_vec(), "not a squashfs, erofs or tar"),
+        ] {
+            let p = d.path().join(file);
+            fs::write(&p, bytes).expect("write");
+            let e = cat.import("bad", "1", &p, false).expect_err(file).to_string();
+            assert!(e.contains(why) && e.ends_with("nothing was stored"), "{e}");
+            for sub in ["blobs", "index", "tmp"] {
+                let left: Vec<_> = fs::read_dir(d.path().join("v1/images").join(sub))
+                    .expect("read_dir")
+                    .flatten()
+                    .collect();
+                assert!(left.is_empty(), "{file}: {sub} holds {left:?}");
+            }
+        }
+    }
+
+    #[test]
     fn import_dedupes_sorts_versions_and_explains_misses() {
         let d = tempfile::tempdir().expect("tempdir");
         let cache = Cache::open(d.path()).expect("cache");
