@@ -109,6 +109,9 @@ pub fn run_image(cmd: &ImageCommand) -> Result<ExitCode> {
             hub,
         } => {
             if let Some(h) = hub.opts() {
+                // The hub checks it too; checking here first spares the upload.
+                kiln_store::image_check::check(file)
+                    .map_err(|e| anyhow::anyhow!("{} is refused: {e}; nothing was uploaded", file.display()))?;
                 return crate::hub::image_import(&h, name, version, file);
             }
             let (img, new) = catalog(dir)?.import(name, version, file, *force)?;

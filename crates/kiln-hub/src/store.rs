@@ -206,7 +206,23 @@ impl Store {
     /// object (in parts, with at most [`PARTS_IN_FLIGHT`] in memory) while
     /// it is hashed, then, once it matched `expect`, to
     /// `blobs/sha256/<hex>`. A failed or mismatched upload leaves nothing.
-    pub async fn put<S, E>(&self, mut body: S, expect: Expect<'_>) -> Result<Stored>
+    pub async fn put<S, E>(&self, body: S, expect: Expect<'_>) -> Result<Stored>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        Ok(self.put_checked(body, expect, async { Ok(()) }).await?.0)
+    }
+
+    /// [`Store::put`], with `check` awaited once the whole upload is in the
+    /// temporary object and matched `expect`, before it is published: when
+    /// it fails, the temporary object is deleted and its error returned.
+    pub async fn put_checked<S, E, T>(
+        &self,
+        mut body: S,
+        expect: Expect<'_>,
+        check: impl Future<Output = Result<T>>,
+    ) -> Result<(Stored, T)>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -272,6 +288,13 @@ impl Store {
             let _ = self.inner.delete(&tmp).await;
             return Err(HubError::bad_request(m));
         }
+        let checked = match check.await {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = self.inner.delete(&tmp).await;
+                return Err(e);
+            }
+        };
         let key = format!("blobs/sha256/{sha256}");
         let dest = ObjPath::from(key.as_str());
         // A plain rename, one path for both backends: a file rename, or a
@@ -289,12 +312,15 @@ impl Store {
                 return Err(io("storing an upload")(e));
             }
         }
-        Ok(Stored {
-            key,
-            sha256,
-            size,
-            head,
-        })
+        Ok((
+            Stored {
+                key,
+                sha256,
+                size,
+                head,
+            },
+            checked,
+        ))
     }
 
     /// The object's bytes as a stream, and its size.
@@ -487,24 +513,5 @@ impl Writing {
 impl Drop for Writing {
     fn drop(&mut self) {
         self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.name);
-    }
-}
-
-/// The image format a blob's first bytes show, if any.
-pub fn sniff(head: &[u8]) -> Option<&'static str> {
-    if head.starts_with(b"hsqs") {
-        Some("squashfs")
-    } else if head.len() >= 1028 && head[1024..1028] == [0xe2, 0xe1, 0xf5, 0xe0] {
-        Some("erofs")
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Some("tar.zst")
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        Some("tar.xz")
-    } else if head.starts_with(&[0x1f, 0x8b]) {
-        Some("tar.gz")
-    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
-        Some("tar")
-    } else {
-        None
     }
 }

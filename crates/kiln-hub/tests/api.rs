@@ -435,8 +435,7 @@ both!(artifacts_upload_verified_and_download, |t| async move {
 both!(source_images_upload_and_list, |t| async move {
     use sha2::Digest;
     let h = start(&t, true).await;
-    let mut img = b"hsqs".to_vec();
-    img.extend(std::iter::repeat_n(7u8, 5000));
+    let img = common::images::tar_image(&[7u8; 5000]);
     let sha = hex::encode(sha2::Sha256::digest(&img));
     let up = |version: &'static str, body: Vec<u8>, sha: String| {
         let (http, base, admin) = (h.http.clone(), h.base.clone(), h.admin.clone());
@@ -500,6 +499,62 @@ both!(source_images_upload_and_list, |t| async move {
     assert!(h._store.path().join(format!("blobs/sha256/{sha}")).exists());
     h.ok("DELETE", "/images/cam-fw/2.3.10", None).await;
     assert!(!h._store.path().join(format!("blobs/sha256/{sha}")).exists());
+});
+
+both!(imports_are_checked_before_they_are_published, |t| async move {
+    use sha2::Digest;
+    let h = start(&t, true).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = |version: String, body: Vec<u8>| {
+        let (http, base, admin) = (h.http.clone(), h.base.clone(), h.admin.clone());
+        let sha = hex::encode(sha2::Sha256::digest(&body));
+        async move {
+            let r = http
+                .put(format!("{base}/images/src/{version}/upload"))
+                .bearer_auth(admin)
+                .header("x-kiln-sha256", sha)
+                .body(body)
+                .send()
+                .await
+                .expect("put");
+            let status = r.status();
+            (status, r.json::<Value>().await.expect("a JSON answer"))
+        }
+    };
+    let files = |sub: &str| -> Vec<String> {
+        let d = h._store.path().join(sub);
+        let mut v: Vec<String> = std::fs::read_dir(&d)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    for (i, (what, body, reason)) in common::images::refused(dir.path()).into_iter().enumerate() {
+        let (s, v) = up(format!("{i}"), body).await;
+        assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "bad_request"), "{what}: {v}");
+        let message = v["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            message.starts_with("the image is refused: ") && message.contains(reason),
+            "{what}: {message}"
+        );
+        assert_eq!(files("blobs/sha256"), Vec::<String>::new(), "{what}: no blob");
+        assert_eq!(files("tmp"), Vec::<String>::new(), "{what}: no temporary object");
+    }
+    assert_eq!(h.ok("GET", "/images", None).await, json!([]));
+    for (version, body, format) in [
+        ("1", common::images::squashfs(dir.path()), "squashfs"),
+        ("2", common::images::erofs(dir.path()), "erofs"),
+        ("3", common::images::tar_image(b"ID=test\n"), "tar"),
+    ] {
+        let (s, v) = up(version.to_string(), body).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        assert_eq!(v["format"], format);
+    }
+    assert_eq!(files("blobs/sha256").len(), 3);
 });
 
 #[tokio::test]

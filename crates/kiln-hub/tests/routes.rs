@@ -262,8 +262,7 @@ async fn json_bodies_are_limited_and_uploads_are_not() {
     let r = post("/tasks/1/log", vec![b'x'; big]).await.expect("post");
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     // An upload of the same size streams through.
-    let mut img = b"hsqs".to_vec();
-    img.resize(2 * big, 7);
+    let img = common::images::tar_image(&vec![7u8; 2 * big]);
     let r = h
         .http
         .put(format!("{}/api/v1/images/big/1/upload", h.root))

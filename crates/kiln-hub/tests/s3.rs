@@ -8,6 +8,8 @@
 //! with the endpoint and dummy `AWS_*` credentials in its environment (and
 //! no other `AWS_*` variable), and the child does the checks.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -462,8 +464,7 @@ fn hub_on_s3() {
     let c = Client::new(&format!("http://{addr}"), Some(token)).expect("client");
 
     // A source image of 11 MiB (three parts).
-    let mut img = b"hsqs".to_vec();
-    img.extend(data(11 * MIB, 4));
+    let img = common::images::tar_image(&data(11 * MIB, 4));
     let sha = sha256(&img);
     let file = dir.path().join("fw.squashfs");
     std::fs::write(&file, &img).expect("write");
@@ -504,8 +505,7 @@ fn hub_on_s3() {
     assert_eq!(keys(), vec![format!("hub/blobs/sha256/{sha}")]);
 
     // An image alone in its blob takes it along when removed.
-    let mut img2 = b"hsqs".to_vec();
-    img2.extend(data(MIB, 6));
+    let img2 = common::images::tar_image(&data(MIB, 6));
     let sha2 = sha256(&img2);
     let file2 = dir.path().join("fw2.squashfs");
     std::fs::write(&file2, &img2).expect("write");

@@ -15,7 +15,11 @@
 //! The result is a plain squashfs 4.0 image the kernel and squashfs-tools
 //! read like any other: the same compressor, compressor options, block size
 //! and data flags as the source.
+//!
+//! [`check`] reads an untrusted image's metadata the same way, to refuse a
+//! broken one before it is used.
 
+mod check;
 mod meta;
 mod read;
 mod write;
@@ -23,6 +27,7 @@ mod write;
 use std::fs::File;
 use std::path::Path;
 
+pub use check::{Summary, check, check_file};
 pub use meta::Compressor;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +54,13 @@ impl Error {
 
 pub type NodeId = usize;
 
-/// An inode's extended attributes: full names ("security.capability") and values.
-pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+/// An inode's extended attributes: full names ("security.capability") and
+/// values. Shared: the inodes of an image that use one xattr set hold it
+/// once.
+pub type Xattrs = std::sync::Arc<XattrList>;
+
+/// Extended attributes as (name, value) pairs.
+pub type XattrList = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// One inode of the tree being assembled.
 #[derive(Clone, Debug)]
@@ -205,7 +215,7 @@ fn is_whiteout(n: &Node) -> bool {
 /// the way overlayfs presents them; returns the merged directory's node.
 fn merge_dir(tree: &mut Tree, lower: Option<NodeId>, upper: NodeId) -> Result<NodeId, Error> {
     let u = tree.nodes[upper].clone();
-    for (name, value) in &u.xattrs {
+    for (name, value) in u.xattrs.iter() {
         if name.starts_with(b"trusted.overlay.redirect") || name.starts_with(b"trusted.overlay.metacopy") {
             return Err(Error::Unsupported(format!(
                 "the upper layer uses overlayfs {} (value {:?})",
@@ -243,7 +253,7 @@ fn merge_dir(tree: &mut Tree, lower: Option<NodeId>, upper: NodeId) -> Result<No
                 merge_dir(tree, below, *id)?
             }
             _ => {
-                for (n, v) in &node.xattrs {
+                for (n, v) in node.xattrs.iter() {
                     if n.starts_with(b"trusted.overlay.metacopy") || n.starts_with(b"trusted.overlay.redirect") {
                         return Err(Error::Unsupported(format!(
                             "the upper layer uses overlayfs {} (value {:?})",
@@ -254,7 +264,7 @@ fn merge_dir(tree: &mut Tree, lower: Option<NodeId>, upper: NodeId) -> Result<No
                 }
                 let mut n = tree.nodes[*id].clone();
                 if n.xattrs.iter().any(|(k, _)| k.starts_with(OVERLAY_PREFIX)) {
-                    n.xattrs.retain(|(k, _)| !k.starts_with(OVERLAY_PREFIX));
+                    std::sync::Arc::make_mut(&mut n.xattrs).retain(|(k, _)| !k.starts_with(OVERLAY_PREFIX));
                     tree.nodes[*id] = n;
                 }
                 *id
@@ -266,7 +276,7 @@ fn merge_dir(tree: &mut Tree, lower: Option<NodeId>, upper: NodeId) -> Result<No
         }
     }
     let mut node = u;
-    node.xattrs.retain(|(k, _)| !k.starts_with(OVERLAY_PREFIX));
+    std::sync::Arc::make_mut(&mut node.xattrs).retain(|(k, _)| !k.starts_with(OVERLAY_PREFIX));
     node.kind = Kind::Dir(entries);
     Ok(tree.push(node))
 }

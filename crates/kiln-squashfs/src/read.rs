@@ -1,7 +1,7 @@
 //! Reading a squashfs 4.0 image into kiln's tree: every inode, directory,
 //! xattr and id, with file data left where it is (positions, not bytes).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 
 use crate::meta::{Compressor, MetaReader, read_at};
@@ -67,7 +67,8 @@ impl SuperBlock {
         }
         let (major, minor) = (u16_at(b, 28), u16_at(b, 30));
         if (major, minor) != (4, 0) {
-            return Err(Error::Unsupported(format!("squashfs version {major}.{minor}")));
+            // The kernel reads no other version either.
+            return Err(Error::Format(format!("squashfs version {major}.{minor}, not 4.0")));
         }
         let sb = SuperBlock {
             inode_count: u32_at(b, 4),
@@ -91,6 +92,63 @@ impl SuperBlock {
             return Err(Error::Format(format!("bad block size {}", sb.block_size)));
         }
         Ok(sb)
+    }
+
+    /// The tables' positions: inside the `bytes_used` bytes the image
+    /// claims, which the file must hold, in mksquashfs's order (inodes,
+    /// directories, then the lookup tables).
+    pub fn check_layout(&self, len: u64) -> Result<(), Error> {
+        let bad = |m: String| Err(Error::Format(m));
+        if self.bytes_used > len {
+            return bad(format!(
+                "the superblock's bytes_used ({}) is past the end of the file ({len} bytes): truncated?",
+                self.bytes_used
+            ));
+        }
+        if 1u32.checked_shl(u32::from(self.block_log)) != Some(self.block_size) {
+            return bad(format!(
+                "the superblock's block_log ({}) does not match its block size ({})",
+                self.block_log, self.block_size
+            ));
+        }
+        let end = self.bytes_used;
+        let mut tables = vec![
+            ("inode_table_start", self.inode_table_start),
+            ("directory_table_start", self.directory_table_start),
+            ("id_table_start", self.id_table_start),
+        ];
+        for (name, v) in [
+            ("fragment_table_start", self.fragment_table_start),
+            ("export_table_start", self.export_table_start),
+            ("xattr_id_table_start", self.xattr_id_table_start),
+        ] {
+            if v != NOT_SET {
+                tables.push((name, v));
+            }
+        }
+        for (name, v) in &tables {
+            if *v < 96 || *v >= end {
+                return bad(format!(
+                    "the superblock's {name} ({v}) is outside the image (bytes 96 to {end})"
+                ));
+            }
+        }
+        if self.inode_table_start >= self.directory_table_start {
+            return bad(format!(
+                "the inode table ({}) does not come before the directory table ({})",
+                self.inode_table_start, self.directory_table_start
+            ));
+        }
+        if self.root_inode >> 16 >= self.directory_table_start - self.inode_table_start {
+            return bad(format!(
+                "the root inode's block ({}) is outside the inode table",
+                self.root_inode >> 16
+            ));
+        }
+        if self.id_count == 0 {
+            return bad("the superblock has no ids (id_count 0)".into());
+        }
+        Ok(())
     }
 
     pub fn to_bytes(&self) -> [u8; 96] {
@@ -154,6 +212,7 @@ impl Image {
         let mut b = [0u8; 96];
         read_at(&file, &mut b, 0, len)?;
         let sb = SuperBlock::parse(&b)?;
+        sb.check_layout(len)?;
         let comp = Compressor::from_id(sb.compression_id)?;
         let comp_options = if sb.flags & flags::COMPRESSOR_OPTIONS != 0 {
             let mut h = [0u8; 2];
@@ -202,6 +261,15 @@ impl Image {
             return Ok(Vec::new());
         }
         let bytes = count * entry;
+        // A table's entries each stand for something the image holds (a
+        // fragment block, a set of xattrs, an id): never more than a few
+        // bytes of table per byte of image.
+        if bytes as u64 > self.len.saturating_mul(4).saturating_add(1 << 16) {
+            return Err(Error::Format(format!(
+                "the table at byte {start} claims {count} entries, more than a {}-byte image holds",
+                self.len
+            )));
+        }
         let blocks = bytes.div_ceil(crate::meta::METADATA_SIZE);
         let mut index = vec![0u8; blocks * 8];
         read_at(&self.file, &mut index, start, self.len)?;
@@ -229,11 +297,12 @@ impl Image {
         let count = u32_at(&head, 8) as usize;
         let raw = self.table(self.sb.xattr_id_table_start + 16, count, 16)?;
         let mut r = MetaReader::new(&self.file, self.comp, self.len);
-        let mut sets = Vec::with_capacity(count);
+        let mut sets = Vec::with_capacity(raw.len() / 16);
         for c in raw.chunks_exact(16) {
             let (xref, n) = (u64_at(c, 0), u32_at(c, 8));
             let (mut pos, mut off) = (kv_start + (xref >> 16), (xref & 0xffff) as usize);
-            let mut set = Vec::with_capacity(n as usize);
+            // Grown as entries are read: `n` is the image's word.
+            let mut set = Vec::new();
             for _ in 0..n {
                 let (h, p, o) = r.read(pos, off, 4)?;
                 let (kind, name_len) = (u16_at(&h, 0), usize::from(u16_at(&h, 2)));
@@ -259,7 +328,7 @@ impl Image {
                 };
                 set.push(([prefix, &name].concat(), value));
             }
-            sets.push(set);
+            sets.push(Xattrs::new(set));
         }
         Ok(sets)
     }
@@ -270,29 +339,68 @@ impl Image {
     pub fn load(&self, tree: &mut Tree, source: usize) -> Result<NodeId, Error> {
         let xattrs = self.xattr_sets()?;
         let mut l = Loader {
+            budget: self
+                .len
+                .saturating_mul(METADATA_READS_PER_BYTE)
+                .saturating_add(64 << 20),
             img: self,
             inodes: MetaReader::new(&self.file, self.comp, self.len),
             dirs: MetaReader::new(&self.file, self.comp, self.len),
             xattrs,
             seen: HashMap::new(),
+            ancestors: HashSet::new(),
             source,
             depth: 0,
         };
-        l.inode(tree, self.sb.root_inode)
+        // Directories are loaded recursively: on a thread of its own, with
+        // room for the deepest tree allowed whatever the caller's stack.
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("squashfs-load".into())
+                .stack_size(LOADER_STACK)
+                .spawn_scoped(s, || l.inode(tree, self.sb.root_inode))
+                .map_err(|e| Error::Io("starting the squashfs loader".into(), e))?
+                .join()
+                .map_err(|_| Error::Format("the squashfs loader panicked".into()))?
+        })
     }
 }
 
+/// The loader thread's stack: [`MAX_DEPTH`] nested directories take a few
+/// MiB in an unoptimised build; only what is used is committed.
+const LOADER_STACK: usize = 256 << 20;
+
+/// How deep directories may nest.
+const MAX_DEPTH: usize = 4096;
+
+/// How many bytes of inodes and directory listings loading may read per
+/// byte of image (each is read once; metadata compresses far less), plus
+/// 64 MiB: a crafted image whose references overlap stops there instead of
+/// exhausting the memory.
+const METADATA_READS_PER_BYTE: u64 = 64;
+
 struct Loader<'a> {
+    /// Bytes of metadata still allowed to be read.
+    budget: u64,
     img: &'a Image,
     inodes: MetaReader<'a>,
     dirs: MetaReader<'a>,
     xattrs: Vec<Xattrs>,
     seen: HashMap<u64, NodeId>,
+    /// The directories being loaded, root first: none may contain one.
+    ancestors: HashSet<u64>,
     source: usize,
     depth: usize,
 }
 
 impl Loader<'_> {
+    fn spend(&mut self, n: usize) -> Result<(), Error> {
+        self.budget = self.budget.checked_sub(n as u64).ok_or_else(|| {
+            Error::Format("the inodes and directories read far more metadata than the image holds".into())
+        })?;
+        Ok(())
+    }
+
     fn id(&self, idx: u16) -> Result<u32, Error> {
         self.img
             .ids
@@ -303,7 +411,7 @@ impl Loader<'_> {
 
     fn xattr(&self, idx: u32) -> Result<Xattrs, Error> {
         if idx == NO_XATTR {
-            return Ok(Vec::new());
+            return Ok(Xattrs::default());
         }
         self.xattrs
             .get(idx as usize)
@@ -316,6 +424,7 @@ impl Loader<'_> {
             return Ok(id);
         }
         let table = self.img.sb.inode_table_start;
+        self.spend(16)?;
         let (h, mut pos, mut off) = self.inodes.read(table + (iref >> 16), (iref & 0xffff) as usize, 16)?;
         let kind = u16_at(&h, 0);
         let mode = u16_at(&h, 2);
@@ -323,6 +432,7 @@ impl Loader<'_> {
         let gid = self.id(u16_at(&h, 6))?;
         let mtime = u32_at(&h, 8);
         let mut read = |n: usize, s: &mut Self| -> Result<Vec<u8>, Error> {
+            s.spend(n)?;
             let (b, p, o) = s.inodes.read(pos, off, n)?;
             (pos, off) = (p, o);
             Ok(b)
@@ -338,7 +448,10 @@ impl Loader<'_> {
                     xattr = u32_at(&b, 20);
                     (u32_at(&b, 8), u32_at(&b, 4), u16_at(&b, 18))
                 };
-                Kind::Dir(self.listing(tree, start, doff, size)?)
+                self.ancestors.insert(iref);
+                let entries = self.listing(tree, start, doff, size)?;
+                self.ancestors.remove(&iref);
+                Kind::Dir(entries)
             }
             2 | 9 => {
                 let (blocks_start, file_size, fragment, offset, sparse) = if kind == 2 {
@@ -444,7 +557,7 @@ impl Loader<'_> {
         size: u32,
     ) -> Result<Vec<(Vec<u8>, NodeId)>, Error> {
         self.depth += 1;
-        if self.depth > 4096 {
+        if self.depth > MAX_DEPTH {
             return Err(Error::Format("directories nest too deep (a loop?)".into()));
         }
         let mut left = size.saturating_sub(3) as usize;
@@ -454,6 +567,7 @@ impl Loader<'_> {
         );
         let mut refs = Vec::new();
         while left > 0 {
+            self.spend(12)?;
             let (h, p, o) = self.dirs.read(pos, off, 12)?;
             (pos, off) = (p, o);
             left = left
@@ -464,6 +578,7 @@ impl Loader<'_> {
             for _ in 0..count {
                 let (e, p, o) = self.dirs.read(pos, off, 8)?;
                 let name_len = usize::from(u16_at(&e, 6)) + 1;
+                self.spend(8 + name_len)?;
                 let (name, p, o) = self.dirs.read(p, o, name_len)?;
                 (pos, off) = (p, o);
                 left = left
@@ -477,6 +592,12 @@ impl Loader<'_> {
             if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".." {
                 return Err(Error::Format(format!(
                     "bad file name {:?}",
+                    String::from_utf8_lossy(&name)
+                )));
+            }
+            if self.ancestors.contains(&r) {
+                return Err(Error::Format(format!(
+                    "directory `{}` is its own ancestor (a loop)",
                     String::from_utf8_lossy(&name)
                 )));
             }

@@ -7,7 +7,7 @@ use std::io::{Seek, SeekFrom, Write};
 
 use crate::meta::{Compressor, MetaWriter};
 use crate::read::{BLOCK_UNCOMPRESSED, Image, NO_FRAGMENT, NO_XATTR, NOT_SET, SuperBlock, flags};
-use crate::{Error, Kind, Node, NodeId, Options, Stats, Tree, Xattrs};
+use crate::{Error, Kind, Node, NodeId, Options, Stats, Tree, XattrList, Xattrs};
 
 const SIZE_MASK: u32 = BLOCK_UNCOMPRESSED - 1;
 /// squashfs's limit on a file name.
@@ -146,7 +146,7 @@ struct Writer<'a> {
     ids: Vec<u32>,
     id_index: HashMap<u32, u16>,
     xattr_sets: Vec<Xattrs>,
-    xattr_index: HashMap<Xattrs, u32>,
+    xattr_index: HashMap<XattrList, u32>,
     fragments: Vec<(u64, u32)>,
     fragment_index: HashMap<(usize, u64), u32>,
     export: Vec<u64>,
@@ -185,7 +185,7 @@ impl Writer<'_> {
             return i;
         }
         let i = self.xattr_sets.len() as u32;
-        self.xattr_sets.push(set.to_vec());
+        self.xattr_sets.push(Xattrs::new(set.to_vec()));
         self.xattr_index.insert(set.to_vec(), i);
         i
     }
@@ -448,7 +448,7 @@ fn xattr_tables(sets: &[Xattrs], t: &mut Vec<u8>, base: u64, comp: Option<Compre
     for set in sets {
         let r = kv.reference();
         let mut b = Vec::new();
-        for (name, value) in set {
+        for (name, value) in set.iter() {
             let (p, rest) = prefix(name)?;
             b.extend_from_slice(&p.to_le_bytes());
             b.extend_from_slice(&(rest.len() as u16).to_le_bytes());

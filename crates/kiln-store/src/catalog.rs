@@ -11,7 +11,7 @@
 //! renamed into place; a record is written the same way.
 
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -51,8 +51,9 @@ impl Format {
         !matches!(self, Format::Squashfs | Format::Erofs)
     }
 
-    /// Recognises a format from the first 1,028 bytes of a file. A
-    /// compressed stream is taken for a compressed tar.
+    /// Recognises a format from the first 1,028 bytes of a file (the one
+    /// sniffer of the local catalog and the hub; `image_check` then checks
+    /// the whole image). A compressed stream is taken for a compressed tar.
     pub fn detect(head: &[u8]) -> Option<Format> {
         if head.starts_with(b"hsqs") {
             return Some(Format::Squashfs);
@@ -111,6 +112,12 @@ pub enum CatalogError {
     },
     #[error("`{0}` is not a valid image name or version (letters, digits, `.`, `_`, `+`, `~`, `-`)")]
     BadName(String),
+    /// The file is not a usable source image (docs/update.md); nothing was stored.
+    #[error("{path} is refused: {reason}; nothing was stored")]
+    Invalid {
+        path: String,
+        reason: crate::image_check::InvalidImage,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -176,42 +183,20 @@ impl Catalog {
             .into());
         }
         let tmp = self.dir.join("tmp").join(unique("import"));
-        let meta = fs::metadata(path).map_err(ctx(format!("cannot read {}", path.display())))?;
-        let (sha256, size, format) = if meta.is_dir() {
-            let opts = kiln_tar::Options {
-                mtime_clamp: None,
-                compression: kiln_tar::Compression::None,
-                xattrs: true,
-                threads: 0,
-            };
-            kiln_tar::write_tree_to_file(path, &tmp, &opts)
-                .map_err(|e| ctx(format!("cannot archive {}", path.display()))(io::Error::other(e)))?;
-            let (sha, size) = sha256_copy(File::open(&tmp).map_err(ctx("cannot read the archive"))?, None)
-                .map_err(ctx("cannot hash the archive"))?;
-            (sha, size, Format::Tar)
-        } else {
-            let mut f = File::open(path).map_err(ctx(format!("cannot read {}", path.display())))?;
-            let mut head = vec![0u8; 1028];
-            let mut got = 0;
-            while got < head.len() {
-                let n = f
-                    .read(&mut head[got..])
-                    .map_err(ctx(format!("cannot read {}", path.display())))?;
-                if n == 0 {
-                    break;
-                }
-                got += n;
-            }
-            let format = Format::detect(&head[..got]).ok_or_else(|| StoreError::Io {
-                what: format!(
-                    "{} is not a squashfs, erofs or tar (optionally zstd, xz or gzip compressed) image",
-                    path.display()
-                ),
-                source: io::Error::from(io::ErrorKind::InvalidData),
+        let stored = self.copy_in(path, &tmp);
+        let checked = stored.and_then(|(sha256, size)| {
+            let checked = crate::image_check::check(&tmp).map_err(|reason| CatalogError::Invalid {
+                path: path.display().to_string(),
+                reason,
             })?;
-            let f = File::open(path).map_err(ctx(format!("cannot read {}", path.display())))?;
-            let (sha, size) = sha256_copy(f, Some(&tmp)).map_err(ctx(format!("cannot copy {}", path.display())))?;
-            (sha, size, format)
+            Ok((sha256, size, checked.format))
+        });
+        let (sha256, size, format) = match checked {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
         };
         let blob = self.dir.join("blobs").join(&sha256);
         let new = !blob.exists();
@@ -232,6 +217,26 @@ impl Catalog {
         };
         self.write_record(&img)?;
         Ok((img, new))
+    }
+
+    /// Copies `path` (a file, or a directory as a tar) to `tmp`; returns
+    /// its sha256 and size.
+    fn copy_in(&self, path: &Path, tmp: &Path) -> std::result::Result<(String, u64), CatalogError> {
+        let meta = fs::metadata(path).map_err(ctx(format!("cannot read {}", path.display())))?;
+        if meta.is_dir() {
+            let opts = kiln_tar::Options {
+                mtime_clamp: None,
+                compression: kiln_tar::Compression::None,
+                xattrs: true,
+                threads: 0,
+            };
+            kiln_tar::write_tree_to_file(path, tmp, &opts)
+                .map_err(|e| ctx(format!("cannot archive {}", path.display()))(io::Error::other(e)))?;
+            let f = File::open(tmp).map_err(ctx("cannot read the archive"))?;
+            return Ok(sha256_copy(f, None).map_err(ctx("cannot hash the archive"))?);
+        }
+        let f = File::open(path).map_err(ctx(format!("cannot read {}", path.display())))?;
+        Ok(sha256_copy(f, Some(tmp)).map_err(ctx(format!("cannot copy {}", path.display())))?)
     }
 
     fn write_record(&self, img: &Image) -> Result<()> {
@@ -332,6 +337,47 @@ mod tests {
         tar[257..262].copy_from_slice(b"ustar");
         assert_eq!(Format::detect(&tar), Some(Format::Tar));
         assert_eq!(Format::detect(b"hello"), None);
+    }
+
+    #[test]
+    fn broken_images_are_refused_and_nothing_is_stored() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::open(d.path()).expect("cache");
+        let cat = Catalog::open(&cache).expect("catalog");
+        let mut tiny = b"hsqs".to_vec();
+        tiny.resize(200, 0);
+        // A tar whose only entry climbs out: `../x`.
+        let mut tar = vec![0u8; 512];
+        tar[..4].copy_from_slice(b"../x");
+        for (at, v) in [(100, "0000644\0"), (108, "0000000\0"), (116, "0000000\0")] {
+            tar[at..at + 8].copy_from_slice(v.as_bytes());
+        }
+        tar[124..136].copy_from_slice(b"00000000000\0");
+        tar[136..148].copy_from_slice(b"00000000000\0");
+        tar[156] = b'0';
+        tar[257..263].copy_from_slice(b"ustar\0");
+        tar[263..265].copy_from_slice(b"00");
+        tar[148..156].fill(b' ');
+        let sum: u32 = tar.iter().map(|b| u32::from(*b)).sum();
+        tar[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        tar.resize(512 * 3, 0);
+        for (file, bytes, why) in [
+            ("tiny.squashfs", tiny, "not a valid squashfs: "),
+            ("evil.tar", tar, "entry `../x` has a `..` component"),
+            ("junk", b"hello".to_vec(), "not a squashfs, erofs or tar"),
+        ] {
+            let p = d.path().join(file);
+            fs::write(&p, bytes).expect("write");
+            let e = cat.import("bad", "1", &p, false).expect_err(file).to_string();
+            assert!(e.contains(why) && e.ends_with("nothing was stored"), "{e}");
+            for sub in ["blobs", "index", "tmp"] {
+                let left: Vec<_> = fs::read_dir(d.path().join("v1/images").join(sub))
+                    .expect("read_dir")
+                    .flatten()
+                    .collect();
+                assert!(left.is_empty(), "{file}: {sub} holds {left:?}");
+            }
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@
 
 pub mod catalog;
 pub mod digest;
+pub mod image_check;
 pub mod overlay;
 
 use std::fs::{self, File};

@@ -1,17 +1,10 @@
-//! Safe extraction of untrusted root-filesystem archives (docs/update.md).
+//! Safe extraction of untrusted root-filesystem archives (docs/update.md),
+//! and the same checks without extracting ([`scan`]).
 //!
-//! Every entry is checked before anything is written for it, and nothing is
-//! ever written outside the destination:
-//!
-//! * absolute paths and `..` components are rejected;
-//! * no path is resolved through a symlink: an entry whose parent is a
-//!   symlink (or a file) in the destination is rejected, so a symlink entry
-//!   cannot redirect later entries outside;
-//! * a relative symlink target may not climb above the archive's root
-//!   (absolute targets are kept: inside an image they name image paths);
-//! * hard links must name an earlier entry, by the same rules;
-//! * device nodes are accepted only under `dev/`;
-//! * anything else (sparse files, unknown types) is rejected.
+//! Every entry is checked by the archive rules ([`crate::rules`]) before
+//! anything is written for it, and nothing is ever written outside the
+//! destination: on top of the rules, no path is created through anything
+//! but a real directory of the destination.
 //!
 //! Owners, modes, mtimes and extended attributes (PAX `SCHILY.xattr.*`) are
 //! restored; directory times last.
@@ -19,18 +12,25 @@
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags, mknod, utimensat};
 use nix::sys::time::TimeSpec;
 
+use crate::rules::{Action, Budget, Checked, Checker};
+pub use crate::rules::{Limits, Position};
+
 /// Why an archive was rejected or could not be extracted.
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
-    /// The archive tries to reach outside its destination, or holds what a
-    /// root file system archive may not.
-    #[error("hostile archive: entry `{entry}` {reason}; nothing was written outside the destination")]
-    Hostile { entry: String, reason: String },
+    /// The archive tries to reach outside its destination, holds what a
+    /// root file system archive may not, or is past its limits.
+    #[error("hostile archive: entry `{entry}` {reason} ({at})")]
+    Hostile {
+        entry: String,
+        reason: String,
+        at: Position,
+    },
     /// The archive is malformed.
     #[error("cannot read the archive: {0}")]
     Read(#[source] io::Error),
@@ -43,17 +43,11 @@ pub enum ExtractError {
     },
 }
 
-fn hostile(entry: &str, reason: impl Into<String>) -> ExtractError {
-    ExtractError::Hostile {
-        entry: entry.to_string(),
-        reason: reason.into(),
-    }
-}
-
-/// What was extracted.
+/// What was extracted or scanned.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ExtractStats {
     pub entries: u64,
+    /// Bytes of file data.
     pub bytes: u64,
 }
 
@@ -78,26 +72,49 @@ pub fn decompressed(mut src: impl Read + 'static) -> io::Result<Box<dyn Read>> {
     })
 }
 
-/// The entry's path made relative and checked: no absolute path, no `..`.
-/// `None` for the root itself.
-fn relative(entry: &str, p: &Path) -> Result<Option<PathBuf>, ExtractError> {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::CurDir => {}
-            Component::Normal(n) => out.push(n),
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(hostile(entry, "has an absolute path"));
+/// Checks a tar stream (see [`decompressed`]) entry by entry with the rules
+/// extraction applies, reading every header and skipping the data; writes
+/// nothing.
+pub fn scan(src: impl Read, limits: &Limits) -> Result<ExtractStats, ExtractError> {
+    let mut archive = tar::Archive::new(Budget::new(src, limits));
+    let mut checker = Checker::new(*limits);
+    let mut stats = ExtractStats::default();
+    let mut last = Position::default();
+    for e in archive.entries().map_err(ExtractError::Read)? {
+        let e = e.map_err(|err| after(last, err))?;
+        if let Some(c) = checker.check(&e)? {
+            if c.action == Action::File {
+                stats.bytes += e.size();
             }
-            Component::ParentDir => return Err(hostile(entry, "has a `..` component")),
+            stats.entries += 1;
         }
+        last = Position {
+            index: last.index + 1,
+            offset: e.raw_header_position(),
+        };
     }
-    Ok((!out.as_os_str().is_empty()).then_some(out))
+    Ok(stats)
 }
 
-/// Creates the parents of `rel` under `dest`, refusing to go through
-/// anything but real directories.
+/// A read error past the entry at `last`.
+fn after(last: Position, err: io::Error) -> ExtractError {
+    if last.index == 0 {
+        return ExtractError::Read(io::Error::new(err.kind(), format!("at the first entry: {err}")));
+    }
+    ExtractError::Read(io::Error::new(
+        err.kind(),
+        format!("after entry {} (header at byte {}): {err}", last.index, last.offset),
+    ))
+}
+
+/// Creates the parents of `rel` under `dest`, never through anything but a
+/// real directory (the rules already refused such archives; this guards
+/// the destination's own content).
 fn parents(dest: &Path, rel: &Path, entry: &str) -> Result<(), ExtractError> {
+    let werr = |source: io::Error| ExtractError::Write {
+        entry: entry.to_string(),
+        source,
+    };
     let mut cur = dest.to_path_buf();
     let Some(parent) = rel.parent() else {
         return Ok(());
@@ -106,46 +123,20 @@ fn parents(dest: &Path, rel: &Path, entry: &str) -> Result<(), ExtractError> {
         cur.push(c);
         match fs::symlink_metadata(&cur) {
             Ok(m) if m.is_dir() => {}
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(hostile(entry, "would be written through a symlink"));
+            Ok(_) => {
+                return Err(werr(io::Error::other(format!(
+                    "{} is not a directory of the destination",
+                    cur.display()
+                ))));
             }
-            Ok(_) => return Err(hostile(entry, "would be written below a file")),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&cur).map_err(|source| ExtractError::Write {
-                    entry: entry.to_string(),
-                    source,
-                })?;
+                fs::create_dir(&cur).map_err(werr)?;
                 let _ = fs::set_permissions(&cur, fs::Permissions::from_mode(0o755));
             }
-            Err(source) => {
-                return Err(ExtractError::Write {
-                    entry: entry.to_string(),
-                    source,
-                });
-            }
+            Err(e) => return Err(werr(e)),
         }
     }
     Ok(())
-}
-
-/// Whether a relative symlink target, resolved lexically from the link's
-/// directory, stays inside the root.
-fn stays_inside(link_rel: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return true;
-    }
-    let mut depth: i64 = link_rel.components().count() as i64 - 1;
-    for c in target.components() {
-        match c {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            _ => {}
-        }
-        if depth < 0 {
-            return false;
-        }
-    }
-    true
 }
 
 /// Removes what stands at `path` (not a directory), without following it.
@@ -159,32 +150,28 @@ fn clear(path: &Path) -> io::Result<()> {
 }
 
 /// Extracts a tar stream (see [`decompressed`]) into `dest`, which must
-/// exist.
+/// exist, within the default [`Limits`].
 pub fn extract(src: impl Read, dest: &Path) -> Result<ExtractStats, ExtractError> {
-    let mut archive = tar::Archive::new(src);
+    extract_with(src, dest, &Limits::default())
+}
+
+/// Extracts a tar stream into `dest` within `limits`.
+pub fn extract_with(src: impl Read, dest: &Path, limits: &Limits) -> Result<ExtractStats, ExtractError> {
+    let mut archive = tar::Archive::new(Budget::new(src, limits));
+    let mut checker = Checker::new(*limits);
     let mut stats = ExtractStats::default();
     let mut dir_times: Vec<(PathBuf, i64)> = Vec::new();
+    let mut last = Position::default();
     for e in archive.entries().map_err(ExtractError::Read)? {
-        let mut e = e.map_err(ExtractError::Read)?;
-        let raw = e.path().map_err(ExtractError::Read)?.into_owned();
-        let name = raw.display().to_string();
-        let Some(rel) = relative(&name, &raw)? else {
+        let mut e = e.map_err(|err| after(last, err))?;
+        last = Position {
+            index: last.index + 1,
+            offset: e.raw_header_position(),
+        };
+        let Some(c) = checker.check(&e)? else {
             continue;
         };
-        parents(dest, &rel, &name)?;
-        let path = dest.join(&rel);
-        let header = e.header().clone();
-        let mode = header.mode().map_err(ExtractError::Read)? & 0o7777;
-        let (uid, gid) = (
-            header.uid().map_err(ExtractError::Read)?,
-            header.gid().map_err(ExtractError::Read)?,
-        );
-        let mtime = header.mtime().map_err(ExtractError::Read)?;
-        let werr = |source: io::Error| ExtractError::Write {
-            entry: name.clone(),
-            source,
-        };
-        let kind = header.entry_type();
+        parents(dest, &c.rel, &c.name)?;
         let mut xattrs = Vec::new();
         if let Ok(Some(exts)) = e.pax_extensions() {
             for x in exts.flatten() {
@@ -195,100 +182,12 @@ pub fn extract(src: impl Read, dest: &Path) -> Result<ExtractStats, ExtractError
                 }
             }
         }
-        match kind {
-            tar::EntryType::Directory => {
-                match fs::symlink_metadata(&path) {
-                    Ok(m) if m.is_dir() => {}
-                    Ok(_) => return Err(hostile(&name, "replaces a file or symlink with a directory")),
-                    Err(_) => fs::create_dir(&path).map_err(werr)?,
-                }
-                fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(werr)?;
-                dir_times.push((path.clone(), i64::try_from(mtime).unwrap_or(0)));
-            }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                clear(&path).map_err(werr)?;
-                let mut f = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&path)
-                    .map_err(werr)?;
-                stats.bytes += io::copy(&mut e, &mut f).map_err(werr)?;
-                f.set_permissions(fs::Permissions::from_mode(mode)).map_err(werr)?;
-            }
-            tar::EntryType::Symlink => {
-                let target = e
-                    .link_name()
-                    .map_err(ExtractError::Read)?
-                    .ok_or_else(|| hostile(&name, "is a symlink without a target"))?
-                    .into_owned();
-                if !stays_inside(&rel, &target) {
-                    return Err(hostile(
-                        &name,
-                        format!("is a symlink to `{}`, outside the archive", target.display()),
-                    ));
-                }
-                clear(&path).map_err(werr)?;
-                symlink(&target, &path).map_err(werr)?;
-            }
-            tar::EntryType::Link => {
-                let target = e
-                    .link_name()
-                    .map_err(ExtractError::Read)?
-                    .ok_or_else(|| hostile(&name, "is a hard link without a target"))?
-                    .into_owned();
-                let Some(trel) = relative(&name, &target)? else {
-                    return Err(hostile(&name, "is a hard link to the root"));
-                };
-                parents(dest, &trel, &name)?;
-                let tpath = dest.join(&trel);
-                match fs::symlink_metadata(&tpath) {
-                    Ok(m) if m.is_file() => {}
-                    _ => return Err(hostile(&name, "is a hard link to something other than an earlier file")),
-                }
-                clear(&path).map_err(werr)?;
-                fs::hard_link(&tpath, &path).map_err(werr)?;
-                stats.entries += 1;
-                continue;
-            }
-            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                let is_fifo = kind == tar::EntryType::Fifo;
-                if !is_fifo && !rel.starts_with("dev") {
-                    return Err(hostile(&name, "is a device node outside /dev"));
-                }
-                let (major, minor) = (
-                    header.device_major().ok().flatten().unwrap_or(0),
-                    header.device_minor().ok().flatten().unwrap_or(0),
-                );
-                let sflag = match kind {
-                    tar::EntryType::Char => SFlag::S_IFCHR,
-                    tar::EntryType::Block => SFlag::S_IFBLK,
-                    _ => SFlag::S_IFIFO,
-                };
-                clear(&path).map_err(werr)?;
-                mknod(
-                    &path,
-                    sflag,
-                    Mode::from_bits_truncate(mode),
-                    nix::sys::stat::makedev(u64::from(major), u64::from(minor)),
-                )
-                .map_err(|e| werr(e.into()))?;
-            }
-            other => return Err(hostile(&name, format!("has an unsupported type ({other:?})"))),
+        let path = dest.join(&c.rel);
+        if let Some(t) = write_entry(&mut e, &c, &path, dest, &mut stats)? {
+            dir_times.push((path.clone(), t));
         }
-        std::os::unix::fs::lchown(&path, Some(uid as u32), Some(gid as u32)).map_err(werr)?;
-        if kind != tar::EntryType::Symlink && kind != tar::EntryType::Directory {
-            // chown clears set-id bits: restore the mode.
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(werr)?;
-        }
-        for (k, v) in &xattrs {
-            if kind != tar::EntryType::Symlink {
-                xattr::set(&path, k, v).map_err(werr)?;
-            }
-        }
-        if kind != tar::EntryType::Directory {
-            let t = TimeSpec::new(i64::try_from(mtime).unwrap_or(0), 0);
-            utimensat(nix::fcntl::AT_FDCWD, &path, &t, &t, UtimensatFlags::NoFollowSymlink)
-                .map_err(|e| werr(e.into()))?;
+        if !matches!(c.action, Action::HardLink(_)) {
+            restore(&c, &path, &xattrs)?;
         }
         stats.entries += 1;
     }
@@ -299,15 +198,94 @@ pub fn extract(src: impl Read, dest: &Path) -> Result<ExtractStats, ExtractError
     Ok(stats)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn symlink_targets_are_checked_lexically() {
-        assert!(stays_inside(Path::new("usr/lib/x"), Path::new("../../bin/sh")));
-        assert!(!stays_inside(Path::new("usr/lib/x"), Path::new("../../../etc")));
-        assert!(stays_inside(Path::new("x"), Path::new("/etc/passwd")));
-        assert!(!stays_inside(Path::new("x"), Path::new("..")));
+/// Creates one checked entry at `path`; a directory's mtime is returned,
+/// to be set once its content is in place.
+fn write_entry(
+    e: &mut impl Read,
+    c: &Checked,
+    path: &Path,
+    dest: &Path,
+    stats: &mut ExtractStats,
+) -> Result<Option<i64>, ExtractError> {
+    let werr = |source: io::Error| ExtractError::Write {
+        entry: c.name.clone(),
+        source,
+    };
+    match &c.action {
+        Action::Dir => {
+            match fs::symlink_metadata(path) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(werr(io::Error::other("a non-directory is in the way"))),
+                Err(_) => fs::create_dir(path).map_err(werr)?,
+            }
+            fs::set_permissions(path, fs::Permissions::from_mode(c.mode)).map_err(werr)?;
+            return Ok(Some(i64::try_from(c.mtime).unwrap_or(0)));
+        }
+        Action::File => {
+            clear(path).map_err(werr)?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .map_err(werr)?;
+            stats.bytes += io::copy(e, &mut f).map_err(werr)?;
+            f.set_permissions(fs::Permissions::from_mode(c.mode)).map_err(werr)?;
+        }
+        Action::Symlink(target) => {
+            clear(path).map_err(werr)?;
+            symlink(target, path).map_err(werr)?;
+        }
+        Action::HardLink(trel) => {
+            parents(dest, trel, &c.name)?;
+            let tpath = dest.join(trel);
+            match fs::symlink_metadata(&tpath) {
+                Ok(m) if m.is_file() => {}
+                _ => return Err(werr(io::Error::other(format!("{} is not a file", tpath.display())))),
+            }
+            clear(path).map_err(werr)?;
+            fs::hard_link(&tpath, path).map_err(werr)?;
+        }
+        Action::Char | Action::Block | Action::Fifo => {
+            let sflag = match c.action {
+                Action::Char => SFlag::S_IFCHR,
+                Action::Block => SFlag::S_IFBLK,
+                _ => SFlag::S_IFIFO,
+            };
+            clear(path).map_err(werr)?;
+            let (major, minor) = c.dev;
+            mknod(
+                path,
+                sflag,
+                Mode::from_bits_truncate(c.mode),
+                nix::sys::stat::makedev(u64::from(major), u64::from(minor)),
+            )
+            .map_err(|e| werr(e.into()))?;
+        }
     }
+    Ok(None)
+}
+
+/// Restores an entry's owner, mode, extended attributes and (but for
+/// directories) mtime.
+fn restore(c: &Checked, path: &Path, xattrs: &[(String, Vec<u8>)]) -> Result<(), ExtractError> {
+    let werr = |source: io::Error| ExtractError::Write {
+        entry: c.name.clone(),
+        source,
+    };
+    let symlink = matches!(c.action, Action::Symlink(_));
+    std::os::unix::fs::lchown(path, Some(c.uid as u32), Some(c.gid as u32)).map_err(werr)?;
+    if !symlink && c.action != Action::Dir {
+        // chown clears set-id bits: restore the mode.
+        fs::set_permissions(path, fs::Permissions::from_mode(c.mode)).map_err(werr)?;
+    }
+    if !symlink {
+        for (k, v) in xattrs {
+            xattr::set(path, k, v).map_err(werr)?;
+        }
+    }
+    if c.action != Action::Dir {
+        let t = TimeSpec::new(i64::try_from(c.mtime).unwrap_or(0), 0);
+        utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(|e| werr(e.into()))?;
+    }
+    Ok(())
 }

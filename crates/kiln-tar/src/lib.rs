@@ -74,6 +74,7 @@
 
 pub mod extract;
 mod header;
+mod rules;
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};

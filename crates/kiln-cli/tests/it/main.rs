@@ -12,6 +12,7 @@ mod farm;
 mod hostile;
 mod hub;
 mod hub_crash;
+mod imports;
 mod s3;
 mod show;
 mod update;

@@ -1,18 +1,23 @@
-//! Source images: listed, streamed in (sniffed and verified) and out, and
-//! removed.
+//! Source images: listed, streamed in (checked whole before they are
+//! published, docs/hub.md) and out, and removed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
 
 use super::files::{forget, stream};
 use super::{Hub, ListQuery, Q, St, created, no_content, reader, writer};
 use crate::db;
 use crate::error::{HubError, Result};
 use crate::model::*;
-use crate::store::{self, Expect};
+use crate::store::Expect;
 
 pub(super) async fn list_images(State(hub): St, headers: HeaderMap, Q(q): Q<ListQuery>) -> Result<Json<Vec<Image>>> {
     reader(&hub, &headers).await?;
@@ -89,25 +94,17 @@ pub(super) async fn upload_image(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let gc = hub.gc.read().await;
-    let stored = hub
-        .store
-        .put(
-            body.into_data_stream(),
-            Expect {
-                sha256: want_sha.as_deref(),
-                size: None,
-            },
-        )
-        .await?;
-    let Some(format) = store::sniff(&stored.head) else {
-        drop(gc);
-        forget(&hub, &[stored.key]).await?;
-        return Err(HubError::bad_request("not a squashfs, erofs or tar image"));
+    let spool = Spool::new()?;
+    let body = Box::pin(spool.tee(body));
+    let expect = Expect {
+        sha256: want_sha.as_deref(),
+        size: None,
     };
+    let (stored, format) = hub.store.put_checked(body, expect, spool.check()).await?;
     let image = Image {
         name,
         version,
-        format: format.to_string(),
+        format: format.ext().to_string(),
         size: stored.size as i64,
         sha256: stored.sha256.clone(),
         uploader: who.name.clone(),
@@ -130,4 +127,71 @@ pub(super) async fn remove_image(
     let key = hub.db.remove_image(&name, &version).await?;
     forget(&hub, &[key]).await?;
     Ok(no_content())
+}
+
+/// A local copy of an upload, written while it streams to the store, that
+/// the import check reads whole (the store may be remote): in the hub's
+/// temporary directory, removed when dropped.
+struct Spool {
+    path: PathBuf,
+    /// The open copy, and the first error writing it.
+    file: Arc<tokio::sync::Mutex<(tokio::fs::File, Option<std::io::Error>)>>,
+    _tmp: tempfile::TempPath,
+}
+
+impl Spool {
+    fn new() -> Result<Spool> {
+        let (file, tmp) = tempfile::Builder::new()
+            .prefix("kiln-upload-")
+            .tempfile()
+            .map_err(|e| HubError::internal(format!("cannot create a temporary file for an upload: {e}")))?
+            .into_parts();
+        Ok(Spool {
+            path: tmp.to_path_buf(),
+            file: Arc::new(tokio::sync::Mutex::new((tokio::fs::File::from_std(file), None))),
+            _tmp: tmp,
+        })
+    }
+
+    /// `body`, copied to the spool as it passes.
+    fn tee(&self, body: Body) -> impl futures::Stream<Item = std::result::Result<bytes::Bytes, axum::Error>> + use<> {
+        let file = self.file.clone();
+        body.into_data_stream().then(move |chunk| {
+            let file = file.clone();
+            async move {
+                if let Ok(b) = &chunk {
+                    let mut g = file.lock().await;
+                    let (f, failed) = &mut *g;
+                    if failed.is_none()
+                        && let Err(e) = f.write_all(b).await
+                    {
+                        *failed = Some(e);
+                    }
+                }
+                chunk
+            }
+        })
+    }
+
+    /// The import check of the whole spooled upload: its format, or a 400
+    /// saying what is wrong.
+    async fn check(&self) -> Result<kiln_store::catalog::Format> {
+        {
+            let mut g = self.file.lock().await;
+            let (f, failed) = &mut *g;
+            if let Some(e) = failed.take() {
+                return Err(HubError::internal(format!("cannot keep a copy of the upload: {e}")));
+            }
+            f.flush()
+                .await
+                .map_err(|e| HubError::internal(format!("cannot keep a copy of the upload: {e}")))?;
+        }
+        let path = self.path.clone();
+        let checked = tokio::task::spawn_blocking(move || kiln_store::image_check::check(&path))
+            .await
+            .map_err(|e| HubError::internal(format!("the image check failed: {e}")))?;
+        checked
+            .map(|c| c.format)
+            .map_err(|e| HubError::bad_request(format!("the image is refused: {e}")))
+    }
 }
