@@ -281,7 +281,7 @@ both_sync!(every_allowed_character_goes_through_a_path_and_back, |hub: Hub| {
     c.delete_target(name).expect("delete target");
     // Source images.
     let (img, version) = ("img+1~x", "1.0+git~1");
-    let squash = [b"hsqs".as_slice(), &[1; 64]].concat();
+    let squash = common::images::tar_image(b"image bytes");
     let (path, sha) = hub.file("image", &squash);
     c.upload_image(img, version, &path, &sha).expect("upload image");
     assert_eq!(c.image(img, version).expect("image").version, version);

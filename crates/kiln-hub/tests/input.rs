@@ -189,7 +189,7 @@ async fn fixtures(h: &Hub) {
     )
     .await;
     h.ok("POST", "/users", json!({"name": "alice"})).await;
-    let image = [b"hsqs".as_slice(), &[7; 64]].concat();
+    let image = common::images::tar_image(b"image bytes");
     let sha = sha256(&image);
     let (s, v) = h
         .raw(
@@ -312,7 +312,9 @@ both!(every_name_a_request_creates_follows_the_name_rule, |t| async move {
                 (format!("/images/{e}/1/upload"), "image name"),
                 (format!("/images/img/{e}/upload"), "image version"),
             ] {
-                let a = h.raw("PUT", &path, &h.admin, &[], b"hsqs....").await;
+                let a = h
+                    .raw("PUT", &path, &h.admin, &[], &common::images::tar_image(b"x"))
+                    .await;
                 refused(&format!("PUT {path}"), &a, what);
             }
         }

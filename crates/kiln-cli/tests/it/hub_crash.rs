@@ -498,7 +498,7 @@ fn check(hub: &Hub, writers: &mut [Writer]) {
 
     // What the writers saw acknowledged.
     let arches: BTreeMap<String, String> = db
-        .rows("SELECT t.name, c.arches FROM tags t JOIN tag_config c ON c.tag_id = t.id AND c.revoke_event IS NULL")
+        .rows("SELECT t.name, c.arches FROM tag_names t JOIN tag_config c ON c.tag_id = t.tag_id AND c.revoke_event IS NULL WHERE t.revoke_event IS NULL")
         .into_iter()
         .map(|r| (r[0].clone(), r[1].clone()))
         .collect();
@@ -513,7 +513,7 @@ fn check(hub: &Hub, writers: &mut [Writer]) {
     }
     let listed: BTreeSet<(String, String)> = db
         .rows(
-            "SELECT t.name, b.nvr FROM tag_listing l JOIN tags t ON t.id = l.tag_id \
+            "SELECT t.name, b.nvr FROM tag_listing l JOIN tag_names t ON t.tag_id = l.tag_id AND t.revoke_event IS NULL \
              JOIN builds b ON b.id = l.build_id WHERE l.revoke_event IS NULL",
         )
         .into_iter()
