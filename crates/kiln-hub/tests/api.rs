@@ -3,9 +3,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -13,29 +10,16 @@ struct Hub {
     base: String,
     admin: String,
     http: reqwest::Client,
-    _store: tempfile::TempDir,
-    hub: Arc<kiln_hub::api::Hub>,
+    served: common::Served,
 }
 
 async fn start(t: &common::TestDb, anonymous_read: bool) -> Hub {
-    let store = tempfile::tempdir().expect("store");
-    let opts = kiln_hub::ServeOptions {
-        db: t.url.clone(),
-        store: format!("file://{}", store.path().display()),
-        listen: "127.0.0.1:0".into(),
-        anonymous_read,
-        lease_seconds: kiln_hub::db::LEASE_SECONDS,
-    };
     let admin = kiln_hub::bootstrap_user(&t.url, "admin", Some("admin-password"), &["admin".into()])
         .await
         .expect("bootstrap");
-    let hub = Arc::new(kiln_hub::open(&opts).await.expect("open"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = kiln_hub::api::router(hub.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let served = common::serve(t, anonymous_read).await;
     Hub {
-        base: format!("http://{addr}/api/v1"),
+        base: format!("http://{}/api/v1", served.addr),
         admin,
         // No reuse of idle connections: a hub that refused a body (413)
         // without reading it closes that connection, and a request sent
@@ -44,8 +28,7 @@ async fn start(t: &common::TestDb, anonymous_read: bool) -> Hub {
             .pool_max_idle_per_host(0)
             .build()
             .expect("client"),
-        _store: store,
-        hub,
+        served,
     }
 }
 
@@ -251,7 +234,7 @@ both!(login_is_rate_limited_and_never_echoes_secrets, |t| async move {
         .await;
     assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"));
     // Tokens are stored hashed.
-    let tokens = h.hub.db.list_tokens("admin").await.expect("tokens");
+    let tokens = h.served.hub.db.list_tokens("admin").await.expect("tokens");
     assert!(!serde_json::to_string(&tokens).expect("json").contains(&token));
 });
 
@@ -389,11 +372,11 @@ both!(artifacts_upload_verified_and_download, |t| async move {
         v["error"]["message"].as_str().unwrap_or("").contains("sha256 mismatch"),
         "{v}"
     );
-    let blobs = std::fs::read_dir(h._store.path().join("blobs/sha256"))
+    let blobs = std::fs::read_dir(h.served.store.path().join("blobs/sha256"))
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(blobs, 0);
-    let tmp = std::fs::read_dir(h._store.path().join("tmp"))
+    let tmp = std::fs::read_dir(h.served.store.path().join("tmp"))
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(tmp, 0, "no partial upload left");
@@ -496,9 +479,9 @@ both!(source_images_upload_and_list, |t| async move {
     assert_eq!(r.bytes().await.expect("bytes").as_ref(), img.as_slice());
     // Stored once; removed when the last version goes.
     h.ok("DELETE", "/images/cam-fw/2.3.9", None).await;
-    assert!(h._store.path().join(format!("blobs/sha256/{sha}")).exists());
+    assert!(h.served.store.path().join(format!("blobs/sha256/{sha}")).exists());
     h.ok("DELETE", "/images/cam-fw/2.3.10", None).await;
-    assert!(!h._store.path().join(format!("blobs/sha256/{sha}")).exists());
+    assert!(!h.served.store.path().join(format!("blobs/sha256/{sha}")).exists());
 });
 
 both!(imports_are_checked_before_they_are_published, |t| async move {
@@ -522,7 +505,7 @@ both!(imports_are_checked_before_they_are_published, |t| async move {
         }
     };
     let files = |sub: &str| -> Vec<String> {
-        let d = h._store.path().join(sub);
+        let d = h.served.store.path().join(sub);
         let mut v: Vec<String> = std::fs::read_dir(&d)
             .map(|rd| {
                 rd.flatten()
@@ -614,7 +597,7 @@ fn sha(b: &[u8]) -> String {
 }
 
 fn blobs(h: &Hub) -> Vec<String> {
-    let dir = h._store.path().join("blobs/sha256");
+    let dir = h.served.store.path().join("blobs/sha256");
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
@@ -678,13 +661,14 @@ both!(
         let (s, _) = put_task_file(&h, &host, task, "fw.img", &sha(img), img).await;
         assert_eq!(s, StatusCode::CONFLICT, "uploaded once per attempt");
         assert_eq!(blobs(&h), vec![sha(img)]);
-        let lease = h.hub.db.lease();
-        h.hub
+        let lease = h.served.hub.db.lease();
+        h.served
+            .hub
             .db
             .expire_leases(kiln_hub::db::now() + lease + 1)
             .await
             .expect("expire");
-        assert_eq!(kiln_hub::api::sweep(&h.hub).await.expect("sweep"), 1);
+        assert_eq!(kiln_hub::api::sweep(&h.served.hub).await.expect("sweep"), 1);
         assert!(blobs(&h).is_empty(), "the dead attempt's upload is swept");
 
         // Attempt 2 completes.
@@ -740,7 +724,7 @@ both!(
         let tagged = h.ok("GET", "/tags/fw/builds", None).await;
         assert_eq!(tagged.as_array().map(Vec::len), Some(1), "{tagged}");
         // The files now belong to the build: a sweep keeps them.
-        kiln_hub::api::sweep(&h.hub).await.expect("sweep");
+        kiln_hub::api::sweep(&h.served.hub).await.expect("sweep");
         let mut want = vec![sha(img2), sha(manifest)];
         want.sort();
         assert_eq!(blobs(&h), want);
@@ -793,7 +777,7 @@ both!(scratch_builds_keep_their_files_with_the_task, |t| async move {
     assert_eq!(v["result"]["scratch"], true);
     let (s, _) = h.call("GET", "/builds/x-y-1-1", None, None).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "a scratch build is not recorded");
-    kiln_hub::api::sweep(&h.hub).await.expect("sweep");
+    kiln_hub::api::sweep(&h.served.hub).await.expect("sweep");
     let r = h
         .http
         .get(format!("{}/tasks/{task}/files/y.img", h.base))

@@ -6,7 +6,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -18,35 +17,23 @@ struct Hub {
     addr: SocketAddr,
     admin: String,
     http: reqwest::Client,
-    _store: tempfile::TempDir,
+    _served: common::Served,
 }
 
 async fn start(t: &common::TestDb) -> Hub {
-    let store = tempfile::tempdir().expect("store");
-    let opts = kiln_hub::ServeOptions {
-        db: t.url.clone(),
-        store: format!("file://{}", store.path().display()),
-        listen: "127.0.0.1:0".into(),
-        anonymous_read: true,
-        lease_seconds: kiln_hub::db::LEASE_SECONDS,
-    };
     let admin = kiln_hub::bootstrap_user(&t.url, "admin", None, &["admin".into()])
         .await
         .expect("bootstrap");
-    let hub = Arc::new(kiln_hub::open(&opts).await.expect("open"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = kiln_hub::api::router(hub).into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let served = common::serve(t, true).await;
     Hub {
-        base: format!("http://{addr}/api/v1"),
-        addr,
+        base: format!("http://{}/api/v1", served.addr),
+        addr: served.addr,
         admin,
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(0)
             .build()
             .expect("client"),
-        _store: store,
+        _served: served,
     }
 }
 

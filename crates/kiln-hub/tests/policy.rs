@@ -8,8 +8,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use reqwest::StatusCode;
@@ -102,21 +100,12 @@ struct Served {
     secret_tag: String,
     db: String,
     n: AtomicU32,
-    _store: tempfile::TempDir,
-    _hub: Arc<kiln_hub::api::Hub>,
+    _served: common::Served,
 }
 
 const PERMS: [&str; 5] = ["tag", "build", "target", "image", "host"];
 
 async fn start(t: &common::TestDb) -> Served {
-    let store = tempfile::tempdir().expect("store");
-    let opts = kiln_hub::ServeOptions {
-        db: t.url.clone(),
-        store: format!("file://{}", store.path().display()),
-        listen: "127.0.0.1:0".into(),
-        anonymous_read: true,
-        lease_seconds: kiln_hub::db::LEASE_SECONDS,
-    };
     let user = |name: &'static str, perms: &'static [&'static str]| {
         let url = t.url.clone();
         async move {
@@ -138,13 +127,9 @@ async fn start(t: &common::TestDb) -> Served {
     {
         holders.insert(*p, user(name, std::slice::from_ref(p)).await);
     }
-    let hub = Arc::new(kiln_hub::open(&opts).await.expect("open"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = kiln_hub::api::router(hub.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let served = common::serve(t, true).await;
     Served {
-        base: format!("http://{addr}/api/v1"),
+        base: format!("http://{}/api/v1", served.addr),
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(0)
             .build()
@@ -156,8 +141,7 @@ async fn start(t: &common::TestDb) -> Served {
         secret_tag,
         db: t.url.clone(),
         n: AtomicU32::new(0),
-        _store: store,
-        _hub: hub,
+        _served: served,
     }
 }
 

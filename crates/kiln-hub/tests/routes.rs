@@ -6,8 +6,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
-use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -38,27 +36,15 @@ const EXTRA_SEGMENTS: [&str; 14] = [
 struct Served {
     root: String,
     http: reqwest::Client,
-    _store: tempfile::TempDir,
+    _served: common::Served,
 }
 
 async fn start(t: &common::TestDb) -> Served {
-    let store = tempfile::tempdir().expect("store");
-    let opts = kiln_hub::ServeOptions {
-        db: t.url.clone(),
-        store: format!("file://{}", store.path().display()),
-        listen: "127.0.0.1:0".into(),
-        anonymous_read: true,
-        lease_seconds: kiln_hub::db::LEASE_SECONDS,
-    };
-    let hub = Arc::new(kiln_hub::open(&opts).await.expect("open"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = kiln_hub::api::router(hub).into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let served = common::serve(t, true).await;
     Served {
-        root: format!("http://{addr}"),
+        root: format!("http://{}", served.addr),
         http: reqwest::Client::new(),
-        _store: store,
+        _served: served,
     }
 }
 
