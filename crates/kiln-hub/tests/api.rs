@@ -2,6 +2,8 @@
 //! permissions, JSON errors, uploads, the OpenAPI document.
 
 mod common;
+#[path = "common/served.rs"]
+mod served;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -10,14 +12,14 @@ struct Hub {
     base: String,
     admin: String,
     http: reqwest::Client,
-    served: common::Served,
+    served: served::Served,
 }
 
 async fn start(t: &common::TestDb, anonymous_read: bool) -> Hub {
     let admin = kiln_hub::bootstrap_user(&t.url, "admin", Some("admin-password"), &["admin".into()])
         .await
         .expect("bootstrap");
-    let served = common::serve(t, anonymous_read).await;
+    let served = served::serve(t, anonymous_read).await;
     Hub {
         base: format!("http://{}/api/v1", served.addr),
         admin,

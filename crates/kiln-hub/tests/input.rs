@@ -4,6 +4,8 @@
 //! request, whatever it carries, makes the database layer answer a 5xx.
 
 mod common;
+#[path = "common/served.rs"]
+mod served;
 
 use std::net::SocketAddr;
 
@@ -17,14 +19,14 @@ struct Hub {
     addr: SocketAddr,
     admin: String,
     http: reqwest::Client,
-    _served: common::Served,
+    _served: served::Served,
 }
 
 async fn start(t: &common::TestDb) -> Hub {
     let admin = kiln_hub::bootstrap_user(&t.url, "admin", None, &["admin".into()])
         .await
         .expect("bootstrap");
-    let served = common::serve(t, true).await;
+    let served = served::serve(t, true).await;
     Hub {
         base: format!("http://{}/api/v1", served.addr),
         addr: served.addr,

@@ -6,6 +6,8 @@
 //! must answer 401 (anonymous), 403 (permission) or 423 (lock).
 
 mod common;
+#[path = "common/served.rs"]
+mod served;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -100,7 +102,7 @@ struct Served {
     secret_tag: String,
     db: String,
     n: AtomicU32,
-    _served: common::Served,
+    _served: served::Served,
 }
 
 const PERMS: [&str; 5] = ["tag", "build", "target", "image", "host"];
@@ -127,7 +129,7 @@ async fn start(t: &common::TestDb) -> Served {
     {
         holders.insert(*p, user(name, std::slice::from_ref(p)).await);
     }
-    let served = common::serve(t, true).await;
+    let served = served::serve(t, true).await;
     Served {
         base: format!("http://{}/api/v1", served.addr),
         http: reqwest::Client::builder()

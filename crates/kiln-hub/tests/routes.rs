@@ -4,6 +4,8 @@
 //! outside the document answer the JSON "no such endpoint" 404.
 
 mod common;
+#[path = "common/served.rs"]
+mod served;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -36,11 +38,11 @@ const EXTRA_SEGMENTS: [&str; 14] = [
 struct Served {
     root: String,
     http: reqwest::Client,
-    _served: common::Served,
+    _served: served::Served,
 }
 
 async fn start(t: &common::TestDb) -> Served {
-    let served = common::serve(t, true).await;
+    let served = served::serve(t, true).await;
     Served {
         root: format!("http://{}", served.addr),
         http: reqwest::Client::new(),

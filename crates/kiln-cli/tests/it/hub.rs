@@ -73,6 +73,14 @@ pub(crate) fn serve_with(extra: &[&str]) -> Served {
 }
 
 impl Served {
+    /// The first admin, created on the database directly (the bootstrap):
+    /// its token.
+    fn bootstrap_admin(&self) -> String {
+        let r = run(kiln().args(["user", "create", "admin", "--admin", "--db", &self.db]));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout.trim().to_string()
+    }
+
     /// `kiln` as a client of this hub, with its own HOME (client.toml).
     pub(crate) fn kiln(&self, token: Option<&str>) -> Command {
         let mut c = kiln();
@@ -101,10 +109,8 @@ pub(crate) fn json(s: &str) -> serde_json::Value {
 fn a_team_publishes_tags_and_releases_a_build() {
     let hub = serve();
     // Bootstrap: the first admin, on the database directly.
-    let r = run(kiln().args(["user", "create", "admin", "--admin", "--db", &hub.db]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let admin = r.stdout.trim().to_string();
-    assert!(admin.starts_with("kiln_"), "{}", r.stdout);
+    let admin = hub.bootstrap_admin();
+    assert!(admin.starts_with("kiln_"), "{admin}");
 
     // A release engineer with a password logs in; the token lands in client.toml.
     let mut c = hub.kiln(Some(&admin));
@@ -484,9 +490,7 @@ fn login_keeps_the_token_private_whatever_was_there() {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let hub = serve();
-    let r = run(kiln().args(["user", "create", "admin", "--admin", "--db", &hub.db]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let admin = r.stdout.trim().to_string();
+    let admin = hub.bootstrap_admin();
     let mut c = hub.kiln(Some(&admin));
     c.args(["user", "create", "dev", "--password-stdin"])
         .stdin(Stdio::piped());
@@ -576,9 +580,7 @@ fn login_as(hub: &Served, user: &str, password: &str) -> std::process::Output {
 fn failed_logins_neither_forge_log_lines_nor_log_what_was_typed() {
     use std::io::Write;
     let hub = serve();
-    let r = run(kiln().args(["user", "create", "admin", "--admin", "--db", &hub.db]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let admin = r.stdout.trim().to_string();
+    let admin = hub.bootstrap_admin();
     let secret = "dev-Secret-Pa55w0rd";
     let mut c = hub.kiln(Some(&admin));
     c.args(["user", "create", "dev", "--password-stdin"])
