@@ -12,5 +12,6 @@ mod farm;
 mod hostile;
 mod hub;
 mod s3;
+mod schemathesis;
 mod show;
 mod update;
