@@ -39,6 +39,13 @@ if ! moto_server --help >/dev/null 2>&1; then
     fi
     export PATH="$PWD/target/test-venv/bin:$PATH"
 fi
+# schemathesis, which fuzzes the hub's API from its OpenAPI document, in the
+# same virtual environment (the test looks there).
+if [ ! -x target/test-venv/bin/schemathesis ]; then
+    step "schemathesis (PyPI) for the hub's API fuzzing test"
+    [ -x target/test-venv/bin/pip ] || python3 -m venv target/test-venv
+    target/test-venv/bin/pip install --quiet 'schemathesis>=4,<5'
+fi
 
 step "formatting"
 cargo fmt --all -- --check

@@ -261,3 +261,206 @@ async fn json_bodies_are_limited_and_uploads_are_not() {
         .expect("put");
     assert_eq!(r.status(), StatusCode::CREATED);
 }
+
+/// Every `$ref` in a document, wherever it is.
+fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Object(o) => {
+            if let Some(Value::String(r)) = o.get("$ref") {
+                out.push(r);
+            }
+            o.values().for_each(|v| refs(v, out));
+        }
+        Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_document_describes_every_body_and_answer() {
+    use kiln_hub::api::{Answer, Body, Verb};
+    let doc = kiln_hub::openapi::document();
+    for r in kiln_hub::api::ROUTES {
+        let what = format!("{} {}", r.verb.name(), r.path);
+        let op = &doc["paths"][format!("/api/v1{}", r.path)][r.verb.name()];
+        // The body: none, or one media type with a schema.
+        let media = match r.body {
+            Body::None => None,
+            Body::Json(_) => Some("application/json"),
+            Body::Text => Some("text/plain"),
+            Body::Octets => Some("application/octet-stream"),
+        };
+        match media {
+            None => assert!(
+                op.get("requestBody").is_none(),
+                "{what} documents a body it does not read"
+            ),
+            Some(m) => {
+                let content = op["requestBody"]["content"].as_object().expect(&what);
+                assert_eq!(content.keys().collect::<Vec<_>>(), [m], "{what}");
+                assert!(content[m]["schema"].is_object(), "{what}: no schema");
+            }
+        }
+        assert!(
+            !matches!(r.body, Body::Json(_) | Body::Octets) || r.verb != Verb::Get,
+            "{what}: a GET reads no body"
+        );
+        // One success, with the status the route answers, and the error.
+        let responses = op["responses"].as_object().expect(&what);
+        let ok: Vec<&String> = responses.keys().filter(|k| k.starts_with('2')).collect();
+        assert_eq!(ok, [&r.status.to_string()], "{what}");
+        assert_eq!(
+            responses["default"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Error"
+        );
+        let success = &responses[&r.status.to_string()];
+        match r.answer {
+            Answer::Empty => {
+                assert_eq!(r.status, 204, "{what}: an answer without a body is a 204");
+                assert!(success.get("content").is_none(), "{what}");
+            }
+            Answer::Json(_) => {
+                assert!(matches!(r.status, 200 | 201), "{what}");
+                assert!(success["content"]["application/json"]["schema"].is_object(), "{what}");
+            }
+            Answer::Octets => {
+                assert_eq!(r.status, 200, "{what}");
+                assert!(success["content"]["application/octet-stream"].is_object(), "{what}");
+            }
+        }
+        if r.verb == Verb::Get {
+            assert_eq!(r.status, 200, "{what}: a read answers 200");
+        }
+        // The query parameters name fields of the route's query type.
+        let documented: Vec<&Value> = op["parameters"]
+            .as_array()
+            .expect(&what)
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .collect();
+        let declared = r.query.map_or(&[][..], |q| q.fields);
+        assert_eq!(documented.len(), declared.len(), "{what}");
+        for p in documented {
+            assert!(
+                p["schema"].get("type").is_some(),
+                "{what}: query parameter {} is no field of the query type",
+                p["name"]
+            );
+        }
+    }
+    // Every schema referred to is there.
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    for r in all {
+        let name = r.strip_prefix("#/components/schemas/").expect(r);
+        assert!(doc["components"]["schemas"].get(name).is_some(), "{r} is missing");
+    }
+}
+
+/// The documented task submission: its variants are the task methods, and
+/// its fields are the ones a task is sent with.
+#[test]
+fn the_documented_task_submission_is_the_wire_form() {
+    use kiln_hub::model::{BuildRequest, NewTask, TaskRequest, UpdateRequest};
+    let doc = kiln_hub::openapi::document();
+    let body = &doc["paths"]["/api/v1/tasks"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    let variants = body["oneOf"].as_array().expect("oneOf");
+    let methods: Vec<&str> = variants
+        .iter()
+        .map(|v| v["properties"]["method"]["const"].as_str().expect("method"))
+        .collect();
+    assert_eq!(methods, TaskRequest::METHODS);
+    let build = TaskRequest::Build(BuildRequest {
+        target: "t".into(),
+        image: "i".into(),
+        repo: "git+file:///r@main".into(),
+        defines: Vec::new(),
+        scratch: false,
+    });
+    let update = TaskRequest::Update(UpdateRequest {
+        target: "t".into(),
+        from: "a@1".into(),
+        script: "git+file:///r@main:s".into(),
+        name: "n-1-1".into(),
+        format: None,
+        defines: Vec::new(),
+        scratch: false,
+    });
+    for (v, req) in variants.iter().zip([TaskRequest::Noop, build, update]) {
+        let mut t = NewTask::new(req);
+        t.builder = Some("b".into());
+        t.parent = Some(1);
+        let wire = serde_json::to_value(&t).expect("json");
+        let sent: BTreeSet<&String> = wire.as_object().expect("object").keys().collect();
+        let documented: BTreeSet<&String> = v["properties"].as_object().expect("properties").keys().collect();
+        assert_eq!(sent, documented, "{}", v["properties"]["method"]);
+    }
+}
+
+/// The table says which routes read a body, a query and an integer path
+/// parameter; the served routes agree. Each is checked by what the route's
+/// extractors refuse before anything else (no token is sent, so nothing
+/// past them runs): a JSON body sent as text (415), text that is not UTF-8,
+/// a body over the limit (413), an unknown query parameter, a known one,
+/// and `abc` for a placeholder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_table_declares_what_each_route_reads() {
+    use kiln_hub::api::{Body, Verb};
+    let t = common::sqlite();
+    let h = start(&t).await;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let send = |method: &str, path: &str, ct: Option<&str>, body: Vec<u8>| {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut r = http.request(m, format!("{}/api/v1{path}", h.root)).body(body);
+        if let Some(ct) = ct {
+            r = r.header("content-type", ct);
+        }
+        async move {
+            let r = r.send().await.expect("send");
+            let s = r.status().as_u16();
+            (s, r.text().await.unwrap_or_default())
+        }
+    };
+    for r in kiln_hub::api::ROUTES {
+        let m = r.verb.name().to_uppercase();
+        let what = format!("{m} {}", r.path);
+        let url = concrete(r.path);
+        let (s, text) = send(&m, &url, Some("text/plain"), b"{}".to_vec()).await;
+        assert_eq!(s == 415, matches!(r.body, Body::Json(_)), "{what}: {s} {text}");
+        let (s, text) = send(&m, &url, None, vec![0xff, 0xfe]).await;
+        assert_eq!(
+            s == 400 && text.contains("UTF-8"),
+            matches!(r.body, Body::Text),
+            "{what}: {s} {text}"
+        );
+        let (s, text) = send(&m, &url, Some("application/json"), vec![b' '; (1 << 20) + 1]).await;
+        assert_eq!(
+            s == 413,
+            matches!(r.body, Body::Json(_) | Body::Text),
+            "{what}: {s} {text}"
+        );
+        let (s, text) = send(&m, &format!("{url}?zzz=1"), None, Vec::new()).await;
+        assert_eq!(
+            s == 400 && text.contains("zzz"),
+            r.query.is_some(),
+            "{what}: {s} {text}"
+        );
+        for f in r.query.map_or(&[][..], |q| q.fields) {
+            let (s, text) = send(&m, &format!("{url}?{f}=1"), None, Vec::new()).await;
+            assert!(!text.contains("unknown field"), "{what} does not read ?{f}: {s} {text}");
+        }
+        let with_abc = r.path.replace("{id}", "abc");
+        let (s, text) = send(&m, &concrete(&with_abc), None, Vec::new()).await;
+        assert_eq!(
+            s == 400 && text.contains("bad path"),
+            r.path.contains("{id}"),
+            "{what}: {s} {text}"
+        );
+        if r.verb == Verb::Get {
+            assert!(matches!(r.body, Body::None), "{what}");
+        }
+    }
+}

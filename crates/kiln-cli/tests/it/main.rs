@@ -14,5 +14,6 @@ mod hub;
 mod hub_crash;
 mod imports;
 mod s3;
+mod schemathesis;
 mod show;
 mod update;

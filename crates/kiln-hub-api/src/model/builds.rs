@@ -3,6 +3,7 @@
 use super::*;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Artifact {
     pub file: String,
     pub format: String,
@@ -14,6 +15,7 @@ pub struct Artifact {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Build {
     pub id: i64,
     pub nvr: String,
@@ -32,6 +34,7 @@ pub struct Build {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewBuild {
     pub name: String,
@@ -45,6 +48,7 @@ pub struct NewBuild {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewArtifact {
     pub file: String,
@@ -55,7 +59,9 @@ pub struct NewArtifact {
 
 /// `POST /builds/{nvr}/state`: COMPLETE, FAILED or CANCELED.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StateIn {
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["COMPLETE", "FAILED", "CANCELED"])))]
     pub state: String,
 }

@@ -4,6 +4,7 @@ use super::*;
 
 /// A builder, as registered on the hub.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HostInfo {
     pub name: String,
     pub arch: String,
@@ -19,6 +20,7 @@ pub struct HostInfo {
 
 /// A builder's state as the hub sees it.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum HostState {
     /// Enabled, and it sent a heartbeat within two of the hub's leases.
@@ -52,6 +54,7 @@ impl std::fmt::Display for HostState {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewHost {
     pub name: String,
@@ -72,6 +75,7 @@ fn default_capacity() -> i64 {
 
 /// `POST /hosts`'s answer: the builder's token, shown once.
 #[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HostToken {
     pub name: String,
     pub token: String,
@@ -79,6 +83,7 @@ pub struct HostToken {
 
 /// `POST /host/heartbeat`'s answer.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Heartbeat {
     /// Tasks of this builder that were cancelled: stop them.
     pub cancel: Vec<i64>,

@@ -3,6 +3,7 @@
 use super::*;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Image {
     pub name: String,
     pub version: String,

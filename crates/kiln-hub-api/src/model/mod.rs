@@ -41,6 +41,8 @@ mod double_option {
 
 /// One page of a listing.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "Page_of_{T}"))]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub total: i64,
@@ -53,6 +55,7 @@ pub const PERMISSIONS: &[&str] = &["admin", "tag", "target", "build", "image", "
 
 /// `GET /status`: what the hub runs.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Status {
     /// kiln's version.
     pub kiln: String,
@@ -65,6 +68,7 @@ pub struct Status {
 
 /// `GET /whoami`: the caller.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WhoAmI {
     pub name: String,
     pub authenticated: bool,
@@ -74,6 +78,7 @@ pub struct WhoAmI {
 
 /// The answer to a streamed upload (an artifact or a task's file).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Uploaded {
     pub file: String,
     pub sha256: String,

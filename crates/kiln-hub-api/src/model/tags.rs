@@ -4,12 +4,14 @@
 use super::*;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ExtraValue {
     pub value: Option<serde_json::Value>,
     pub blocked: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TagInfo {
     pub id: i64,
     pub name: String,
@@ -20,6 +22,7 @@ pub struct TagInfo {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewTag {
     pub name: String,
@@ -38,13 +41,16 @@ pub struct NewTag {
 
 /// Changes to a tag; absent fields stay as they are.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TagEdit {
     #[serde(default)]
     pub rename: Option<String>,
     /// `Some(None)` (JSON null) clears; `None` (absent) leaves it.
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
     pub arches: Option<Option<String>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
     pub perm: Option<Option<String>>,
     #[serde(default)]
@@ -58,6 +64,7 @@ pub struct TagEdit {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LinkIn {
     pub parent: String,
@@ -74,11 +81,13 @@ pub struct LinkIn {
 
 /// Changes to an inheritance link; absent fields stay as they are.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LinkEdit {
     #[serde(default)]
     pub priority: Option<i64>,
     /// JSON null clears (unlimited); absent leaves it.
+    #[cfg_attr(feature = "schema", schemars(with = "Option<i64>"))]
     #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
     pub maxdepth: Option<Option<i64>>,
     #[serde(default)]
@@ -91,6 +100,7 @@ pub struct LinkEdit {
 
 /// One inheritance link, by name, as listed.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LinkOut {
     pub child: String,
     pub parent: String,
@@ -103,6 +113,7 @@ pub struct LinkOut {
 
 /// One entry of a full inheritance walk (`koji list-tag-inheritance`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WalkOut {
     /// The tag reached (the parent; reversed, the child).
     pub tag: String,
@@ -113,6 +124,7 @@ pub struct WalkOut {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Sourced {
     pub value: serde_json::Value,
     /// The tag it came from.
@@ -120,6 +132,7 @@ pub struct Sourced {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct BuildConfigOut {
     pub tag: String,
     pub arches: Option<Sourced>,
@@ -127,6 +140,7 @@ pub struct BuildConfigOut {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PackageIn {
     pub package: String,
@@ -137,6 +151,7 @@ pub struct PackageIn {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PackageOut {
     pub package: String,
     pub owner: String,
@@ -146,6 +161,7 @@ pub struct PackageOut {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TaggedOut {
     pub nvr: String,
     pub name: String,
@@ -158,6 +174,7 @@ pub struct TaggedOut {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TagBuildIn {
     pub nvr: String,
@@ -166,6 +183,7 @@ pub struct TagBuildIn {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HistoryEntry {
     pub event: i64,
     pub time: i64,

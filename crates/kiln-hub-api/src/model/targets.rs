@@ -3,6 +3,7 @@
 use super::*;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     pub name: String,
@@ -13,6 +14,7 @@ pub struct Target {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TargetEdit {
     #[serde(default)]
@@ -31,6 +33,7 @@ pub struct TargetEdit {
 /// target's own) and layer 4 (the build tag's `macro.*` / `rpm.macro.*`
 /// extra, through its inheritance).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct MacroLayers {
     pub target: String,
     pub target_macros: BTreeMap<String, String>,
@@ -42,6 +45,7 @@ pub struct MacroLayers {
 
 /// A macro's text and the tag it came from.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SourcedText {
     pub value: String,
     /// The tag it came from.

@@ -5,6 +5,7 @@ use super::*;
 /// A unit of work for a builder (docs/hub.md). On the wire its request is
 /// two fields, `method` and `request` (that method's object).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(try_from = "TaskWire", into = "TaskWire")]
 pub struct Task {
     pub id: i64,
@@ -35,6 +36,7 @@ impl Task {
 }
 
 #[derive(Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 struct TaskWire {
     id: i64,
     method: String,
@@ -108,6 +110,7 @@ impl From<Task> for TaskWire {
 
 /// A task to queue. On the wire: `method`, `request` and the placement.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(try_from = "NewTaskWire", into = "NewTaskWire")]
 pub struct NewTask {
     pub request: TaskRequest,
@@ -138,6 +141,7 @@ impl NewTask {
 }
 
 #[derive(Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct NewTaskWire {
     method: String,
@@ -274,6 +278,7 @@ impl TaskRequest {
 /// A `build` task's request (docs/hub.md): build IMAGE from the profile
 /// repository at REF with the target's macros.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BuildRequest {
     pub target: String,
@@ -291,6 +296,7 @@ pub struct BuildRequest {
 /// An `update` task's request (docs/update.md, docs/hub.md): run a script from git in a
 /// source image from the hub and publish the result.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRequest {
     pub target: String,
@@ -353,6 +359,7 @@ fn check_defines(d: &[(String, String)]) -> Result<(), String> {
 /// carries its build: the hub records it with the files uploaded for this
 /// attempt and tags it, in one transaction.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TaskReport {
     pub ok: bool,
@@ -364,6 +371,7 @@ pub struct TaskReport {
 
 /// A file a task uploaded (for scratch builds, kept with the task).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TaskFile {
     pub file: String,
     pub size: i64,
@@ -372,6 +380,7 @@ pub struct TaskFile {
 
 /// `GET /tasks/{id}/log?after=N`: the log after chunk N.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TaskLogOut {
     /// The task's state now.
     pub state: String,

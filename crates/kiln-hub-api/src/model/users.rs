@@ -3,6 +3,7 @@
 use super::*;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct User {
     pub name: String,
     pub kind: String,
@@ -10,6 +11,7 @@ pub struct User {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     pub name: String,
@@ -20,6 +22,7 @@ pub struct NewUser {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TokenInfo {
     pub id: i64,
     pub name: String,
@@ -29,6 +32,7 @@ pub struct TokenInfo {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NewToken {
     pub id: i64,
     /// Shown once; the hub keeps only its hash.
@@ -39,6 +43,7 @@ pub struct NewToken {
 /// `POST /login`: a password exchanged for a new token. (No `Debug`: it
 /// holds a password.)
 #[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LoginIn {
     pub user: String,
@@ -51,6 +56,7 @@ pub struct LoginIn {
 
 /// `POST /users/{name}/perms`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PermIn {
     pub perm: String,
@@ -58,6 +64,7 @@ pub struct PermIn {
 
 /// `POST /users/{name}/tokens`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct TokenIn {
     /// A label (default `api`).
@@ -67,6 +74,7 @@ pub struct TokenIn {
 
 /// `POST /users`'s answer.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UserCreated {
     pub name: String,
 }

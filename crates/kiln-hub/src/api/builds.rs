@@ -3,12 +3,12 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::files::stream;
-use super::{J, ListQuery, Q, St, created, reader, writer};
+use super::{J, ListQuery, P, Q, St, created, reader, writer};
 use crate::error::{HubError, Result};
 use crate::model::*;
 use crate::store::Expect;
@@ -40,7 +40,7 @@ pub(super) async fn create_build(State(hub): St, headers: HeaderMap, J(b): J<New
     Ok(created(hub.db.create_build(&who, &b).await?))
 }
 
-pub(super) async fn build_info(State(hub): St, headers: HeaderMap, Path(nvr): Path<String>) -> Result<Json<Build>> {
+pub(super) async fn build_info(State(hub): St, headers: HeaderMap, P(nvr): P<String>) -> Result<Json<Build>> {
     reader(&hub, &headers).await?;
     Ok(Json(hub.db.build(&nvr, true).await?))
 }
@@ -48,7 +48,7 @@ pub(super) async fn build_info(State(hub): St, headers: HeaderMap, Path(nvr): Pa
 pub(super) async fn finish_build(
     State(hub): St,
     headers: HeaderMap,
-    Path(nvr): Path<String>,
+    P(nvr): P<String>,
     J(s): J<StateIn>,
 ) -> Result<Json<Build>> {
     let who = writer(&hub, &headers, "build").await?;
@@ -64,7 +64,7 @@ pub(super) async fn finish_build(
 pub(super) async fn upload_artifact(
     State(hub): St,
     headers: HeaderMap,
-    Path((nvr, file)): Path<(String, String)>,
+    P((nvr, file)): P<(String, String)>,
     body: Body,
 ) -> Result<Response> {
     let who = writer(&hub, &headers, "build").await?;
@@ -94,7 +94,7 @@ pub(super) async fn upload_artifact(
 pub(super) async fn download_artifact(
     State(hub): St,
     headers: HeaderMap,
-    Path((nvr, file)): Path<(String, String)>,
+    P((nvr, file)): P<(String, String)>,
 ) -> Result<Response> {
     reader(&hub, &headers).await?;
     let (a, key) = hub.db.artifact_key(&nvr, &file).await?;

@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::files::{forget, stream};
-use super::{Hub, ListQuery, Q, St, created, no_content, reader, writer};
+use super::{Hub, ListQuery, P, Q, St, created, no_content, reader, writer};
 use crate::db;
 use crate::error::{HubError, Result};
 use crate::model::*;
@@ -54,7 +54,7 @@ async fn find_image(hub: &Hub, name: &str, version: &str) -> Result<(Image, Stri
 pub(super) async fn image_info(
     State(hub): St,
     headers: HeaderMap,
-    Path((name, version)): Path<(String, String)>,
+    P((name, version)): P<(String, String)>,
 ) -> Result<Json<Image>> {
     reader(&hub, &headers).await?;
     Ok(Json(find_image(&hub, &name, &version).await?.0))
@@ -63,7 +63,7 @@ pub(super) async fn image_info(
 pub(super) async fn image_blob(
     State(hub): St,
     headers: HeaderMap,
-    Path((name, version)): Path<(String, String)>,
+    P((name, version)): P<(String, String)>,
 ) -> Result<Response> {
     reader(&hub, &headers).await?;
     let (i, key) = find_image(&hub, &name, &version).await?;
@@ -73,7 +73,7 @@ pub(super) async fn image_blob(
 pub(super) async fn upload_image(
     State(hub): St,
     headers: HeaderMap,
-    Path((name, version)): Path<(String, String)>,
+    P((name, version)): P<(String, String)>,
     body: Body,
 ) -> Result<Response> {
     let who = writer(&hub, &headers, "image").await?;
@@ -121,7 +121,7 @@ pub(super) async fn upload_image(
 pub(super) async fn remove_image(
     State(hub): St,
     headers: HeaderMap,
-    Path((name, version)): Path<(String, String)>,
+    P((name, version)): P<(String, String)>,
 ) -> Result<Response> {
     writer(&hub, &headers, "image").await?;
     let key = hub.db.remove_image(&name, &version).await?;

@@ -1,15 +1,19 @@
 //! Every route of `/api/v1`, declared once in [`ROUTES`]: its method, path,
-//! summary, the permission it needs, its body limit and its handler. The
-//! router ([`super::router`]) and the OpenAPI document
-//! ([`crate::openapi::document`]) are both built from this table, so no
-//! route is served without being documented.
+//! summary, the permission it needs, its handler, the query parameters and
+//! body it reads and what it answers. The router ([`super::router`]) and
+//! the OpenAPI document ([`crate::openapi::document`]) are both built from
+//! this table, so no route is served without being documented.
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{MethodFilter, MethodRouter, on};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde_json::json;
 
-use super::{Hub, MAX_JSON, about, builds, hosts, images, tags, targets, tasks, users};
+use super::tasks::LogQuery;
+use super::{Hub, ListQuery, MAX_JSON, about, builds, hosts, images, tags, targets, tasks, users};
+use crate::model::*;
 
 /// The HTTP method a route answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +51,7 @@ impl Verb {
 /// How large a route's request body may be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Limit {
-    /// A JSON body (or none) of at most [`MAX_JSON`] bytes.
+    /// A JSON or text body (or none) of at most [`MAX_JSON`] bytes.
     Json,
     /// A streamed upload, without a limit.
     Stream,
@@ -62,19 +66,63 @@ impl Limit {
     }
 }
 
+/// Makes a JSON Schema, registering the named types it refers to with the
+/// generator (they become the document's `components/schemas`).
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+/// The query parameters a route reads: some fields of a query type.
+#[derive(Clone, Copy)]
+pub struct Query {
+    /// The query type's schema: an object with a property per field.
+    pub schema: SchemaFn,
+    /// The fields this route reads.
+    pub fields: &'static [&'static str],
+}
+
+/// A route's request body.
+#[derive(Clone, Copy)]
+pub enum Body {
+    None,
+    /// JSON (`application/json`) of at most [`MAX_JSON`] bytes.
+    Json(SchemaFn),
+    /// UTF-8 text of at most [`MAX_JSON`] bytes.
+    Text,
+    /// Bytes (`application/octet-stream`), streamed without a limit.
+    Octets,
+}
+
+/// What a route answers when it succeeds (its errors are all the
+/// documented `{"error": {"code", "message"}}`).
+#[derive(Clone, Copy)]
+pub enum Answer {
+    /// No body (204).
+    Empty,
+    /// JSON of this schema.
+    Json(SchemaFn),
+    /// A stream of bytes (`application/octet-stream`).
+    Octets,
+}
+
 /// One route of `/api/v1`.
 pub struct Route {
     pub verb: Verb,
-    /// The path under `/api/v1`, with `{name}` placeholders.
+    /// The path under `/api/v1`, with `{name}` placeholders; `{id}` is an
+    /// integer, every other placeholder a string.
     pub path: &'static str,
     pub summary: &'static str,
     /// The permission needed to call it; "" for reads.
     pub perm: &'static str,
+    /// Its body limit: streamed for octet bodies, [`MAX_JSON`] otherwise.
     pub limit: Limit,
     /// The module its handler lives in (the OpenAPI tag).
     pub area: &'static str,
     /// Its handler's name (the OpenAPI operation id).
     pub operation: &'static str,
+    pub query: Option<Query>,
+    pub body: Body,
+    /// The status of its success.
+    pub status: u16,
+    pub answer: Answer,
     handler: fn(MethodFilter) -> MethodRouter<Arc<Hub>>,
 }
 
@@ -86,98 +134,228 @@ impl Route {
     }
 }
 
-/// Builds the table: `Verb "path" => area::handler, Limit, "permission",
-/// "summary";` per route. The area is the module the handler lives in.
+/// A named type's schema, by reference.
+fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
+
+/// A query type's own schema, inline: its fields are the parameters.
+fn fields<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    T::json_schema(g)
+}
+
+/// `GET /openapi.json`: an OpenAPI document.
+fn document(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "object", "required": ["openapi", "paths"]})
+}
+
+/// `GET /tags/{tag}/inheritance`: the links, or with `?full` the walk.
+fn inheritance(g: &mut SchemaGenerator) -> Schema {
+    json_schema!({"anyOf": [g.subschema_for::<Vec<LinkOut>>(), g.subschema_for::<Vec<WalkOut>>()]})
+}
+
+/// `POST /tasks`: a method with its request, and where to run it (the
+/// fields of [`NewTask`]'s wire form).
+fn new_task(g: &mut SchemaGenerator) -> Schema {
+    let int = json!({"type": "integer", "format": "int64"});
+    let placement = |method: &str, request: Option<Schema>| {
+        let mut props = json!({
+            "method": {"const": method},
+            "priority": int,
+            "channel": {"type": "string"},
+            "arch": {"type": "string"},
+            "builder": {"type": ["string", "null"]},
+            "parent": {"type": ["integer", "null"], "format": "int64"},
+            "max_attempts": int,
+        });
+        let mut required = vec!["method"];
+        match request {
+            Some(r) => {
+                props["request"] = r.to_value();
+                required.push("request");
+            }
+            None => props["request"] = json!({"type": ["object", "null"]}),
+        }
+        json!({"type": "object", "properties": props, "required": required, "additionalProperties": false})
+    };
+    let build = g.subschema_for::<BuildRequest>();
+    let update = g.subschema_for::<UpdateRequest>();
+    json_schema!({"oneOf": [
+        placement("noop", None),
+        placement("build", Some(build)),
+        placement("update", Some(update)),
+    ]})
+}
+
+/// Builds the table: per route
+/// `Verb "path" => area::handler, "permission", "summary";` and then
+/// `query Q, body B, answer STATUS A;` where Q is `_` or
+/// `[QueryType: field, …]`, B is `_`, `text`, `octets`, `(Type)` or
+/// `{schema_fn}` (JSON), and A is `_` (no body), `octets`, `(Type)` or
+/// `{schema_fn}` (JSON). The area is the module the handler lives in.
 macro_rules! routes {
-    ($($verb:ident $path:literal => $area:ident :: $handler:ident, $limit:ident, $perm:literal,
-        $summary:literal;)*) => {
+    ($($verb:ident $path:literal => $area:ident :: $handler:ident, $perm:literal, $summary:literal;
+        query $q:tt, body $b:tt, answer $status:literal $a:tt;)*) => {
         &[$(Route {
             verb: Verb::$verb,
             path: $path,
             summary: $summary,
             perm: $perm,
-            limit: Limit::$limit,
+            limit: routes!(@limit $b),
             area: stringify!($area),
             operation: stringify!($handler),
+            query: routes!(@query $q),
+            body: routes!(@body $b),
+            status: $status,
+            answer: routes!(@answer $a),
             handler: |m| on(m, $area::$handler),
         }),*]
     };
+    (@limit octets) => { Limit::Stream };
+    (@limit $b:tt) => { Limit::Json };
+    (@query _) => { None };
+    (@query [$t:ty: $($f:ident),+]) => { Some(Query { schema: fields::<$t>, fields: &[$(stringify!($f)),+] }) };
+    (@body _) => { Body::None };
+    (@body text) => { Body::Text };
+    (@body octets) => { Body::Octets };
+    (@body ($t:ty)) => { Body::Json(schema::<$t>) };
+    (@body {$f:ident}) => { Body::Json($f) };
+    (@answer _) => { Answer::Empty };
+    (@answer octets) => { Answer::Octets };
+    (@answer ($t:ty)) => { Answer::Json(schema::<$t>) };
+    (@answer {$f:ident}) => { Answer::Json($f) };
 }
 
 /// Every route, in the order the OpenAPI document lists them. A path's
 /// methods are merged into one axum route; the same method twice on a
 /// path makes [`super::router`] panic.
 pub static ROUTES: &[Route] = routes! {
-    Get "/openapi.json" => about::openapi_json, Json, "", "This document";
-    Get "/status" => about::status, Json, "", "Hub version, database kind and last event";
-    Post "/login" => users::login, Json, "", "Exchange a user name and password for a new API token (rate limited)";
-    Get "/whoami" => users::whoami, Json, "", "The authenticated user and permissions";
-    Get "/users" => users::list_users, Json, "", "List users with their permissions";
-    Post "/users" => users::create_user, Json, "admin", "Create a user";
-    Post "/users/{name}/perms" => users::grant, Json, "admin", "Grant a permission";
-    Delete "/users/{name}/perms/{perm}" => users::revoke, Json, "admin", "Revoke a permission";
-    Get "/users/{name}/tokens" => users::list_tokens, Json, "self or admin",
-        "List a user's API tokens (not the secrets)";
-    Post "/users/{name}/tokens" => users::create_token, Json, "self or admin", "Create an API token, shown once";
-    Delete "/tokens/{id}" => users::revoke_token, Json, "owner or admin", "Revoke an API token";
-    Get "/tags" => tags::list_tags, Json, "", "List tags (paginated; ?event=N)";
-    Post "/tags" => tags::create_tag, Json, "tag", "Create a tag";
-    Get "/tags/{tag}" => tags::tag_info, Json, "", "A tag's configuration and extra (?event=N)";
-    Patch "/tags/{tag}" => tags::edit_tag, Json, "tag", "Edit a tag: rename, arches, perm, lock, extra";
-    Delete "/tags/{tag}" => tags::delete_tag, Json, "tag", "Delete a tag";
-    Get "/tags/{tag}/history" => tags::tag_history, Json, "", "Every change to the tag, by event";
-    Get "/tags/{tag}/inheritance" => tags::inheritance, Json, "",
+    Get "/openapi.json" => about::openapi_json, "", "This document";
+        query _, body _, answer 200 {document};
+    Get "/status" => about::status, "", "Hub version, database kind and last event";
+        query _, body _, answer 200 (Status);
+    Post "/login" => users::login, "", "Exchange a user name and password for a new API token (rate limited)";
+        query _, body (LoginIn), answer 201 (NewToken);
+    Get "/whoami" => users::whoami, "", "The authenticated user and permissions";
+        query _, body _, answer 200 (WhoAmI);
+    Get "/users" => users::list_users, "", "List users with their permissions";
+        query _, body _, answer 200 (Vec<User>);
+    Post "/users" => users::create_user, "admin", "Create a user";
+        query _, body (NewUser), answer 201 (UserCreated);
+    Post "/users/{name}/perms" => users::grant, "admin", "Grant a permission";
+        query _, body (PermIn), answer 204 _;
+    Delete "/users/{name}/perms/{perm}" => users::revoke, "admin", "Revoke a permission";
+        query _, body _, answer 204 _;
+    Get "/users/{name}/tokens" => users::list_tokens, "self or admin", "List a user's API tokens (not the secrets)";
+        query _, body _, answer 200 (Vec<TokenInfo>);
+    Post "/users/{name}/tokens" => users::create_token, "self or admin", "Create an API token, shown once";
+        query _, body (TokenIn), answer 201 (NewToken);
+    Delete "/tokens/{id}" => users::revoke_token, "owner or admin", "Revoke an API token";
+        query _, body _, answer 204 _;
+    Get "/tags" => tags::list_tags, "", "List tags (paginated; ?event=N)";
+        query [ListQuery: offset, limit, event], body _, answer 200 (Page<TagInfo>);
+    Post "/tags" => tags::create_tag, "tag", "Create a tag";
+        query _, body (NewTag), answer 201 (TagInfo);
+    Get "/tags/{tag}" => tags::tag_info, "", "A tag's configuration and extra (?event=N)";
+        query [ListQuery: event], body _, answer 200 (TagInfo);
+    Patch "/tags/{tag}" => tags::edit_tag, "tag", "Edit a tag: rename, arches, perm, lock, extra";
+        query _, body (TagEdit), answer 200 (TagInfo);
+    Delete "/tags/{tag}" => tags::delete_tag, "tag", "Delete a tag";
+        query _, body _, answer 204 _;
+    Get "/tags/{tag}/history" => tags::tag_history, "", "Every change to the tag, by event (?event=N: up to N)";
+        query [ListQuery: event], body _, answer 200 (Vec<HistoryEntry>);
+    Get "/tags/{tag}/inheritance" => tags::inheritance, "",
         "Parents (?reverse: children; ?full: the full walk; ?event=N)";
-    Post "/tags/{tag}/inheritance" => tags::add_link, Json, "tag", "Add an inheritance link";
-    Patch "/tags/{tag}/inheritance/{parent}" => tags::edit_link, Json, "tag", "Edit an inheritance link";
-    Delete "/tags/{tag}/inheritance/{parent}" => tags::remove_link, Json, "tag", "Remove an inheritance link";
-    Get "/tags/{tag}/config" => tags::tag_config, Json, "",
-        "The build config: arches and extra through the inheritance";
-    Get "/tags/{tag}/packages" => tags::packages, Json, "", "The package list (?inherit, ?event=N)";
-    Post "/tags/{tag}/packages" => tags::set_package, Json, "tag",
-        "Add or block a package (?force on locked tags, admins)";
-    Delete "/tags/{tag}/packages/{package}" => tags::remove_package, Json, "tag", "Remove a package entry";
-    Get "/tags/{tag}/builds" => tags::list_tagged, Json, "", "Tagged builds (?inherit, ?latest, ?event=N)";
-    Post "/tags/{tag}/builds" => tags::tag_build, Json, "tag", "Tag a build";
-    Delete "/tags/{tag}/builds/{nvr}" => tags::untag_build, Json, "tag", "Untag a build";
-    Get "/builds" => builds::list_builds, Json, "", "List builds (paginated; ?state=)";
-    Post "/builds" => builds::create_build, Json, "build", "Create a build (BUILDING) with its declared artifacts";
-    Get "/builds/{nvr}" => builds::build_info, Json, "", "A build with its artifacts and manifest";
-    Post "/builds/{nvr}/state" => builds::finish_build, Json, "build",
+        query [ListQuery: event, reverse, full], body _, answer 200 {inheritance};
+    Post "/tags/{tag}/inheritance" => tags::add_link, "tag", "Add an inheritance link";
+        query _, body (LinkIn), answer 201 (Vec<LinkOut>);
+    Patch "/tags/{tag}/inheritance/{parent}" => tags::edit_link, "tag", "Edit an inheritance link";
+        query _, body (LinkEdit), answer 200 (Vec<LinkOut>);
+    Delete "/tags/{tag}/inheritance/{parent}" => tags::remove_link, "tag", "Remove an inheritance link";
+        query _, body _, answer 200 (Vec<LinkOut>);
+    Get "/tags/{tag}/config" => tags::tag_config, "", "The build config: arches and extra through the inheritance";
+        query [ListQuery: event], body _, answer 200 (BuildConfigOut);
+    Get "/tags/{tag}/packages" => tags::packages, "", "The package list (?inherit, ?event=N)";
+        query [ListQuery: inherit, event], body _, answer 200 (Vec<PackageOut>);
+    Post "/tags/{tag}/packages" => tags::set_package, "tag", "Add or block a package (?force on locked tags, admins)";
+        query [ListQuery: force], body (PackageIn), answer 204 _;
+    Delete "/tags/{tag}/packages/{package}" => tags::remove_package, "tag", "Remove a package entry";
+        query [ListQuery: force], body _, answer 204 _;
+    Get "/tags/{tag}/builds" => tags::list_tagged, "", "Tagged builds (?inherit, ?latest, ?event=N)";
+        query [ListQuery: inherit, latest, event], body _, answer 200 (Vec<TaggedOut>);
+    Post "/tags/{tag}/builds" => tags::tag_build, "tag", "Tag a build";
+        query _, body (TagBuildIn), answer 204 _;
+    Delete "/tags/{tag}/builds/{nvr}" => tags::untag_build, "tag", "Untag a build";
+        query [ListQuery: force], body _, answer 204 _;
+    Get "/builds" => builds::list_builds, "", "List builds (paginated; ?state=)";
+        query [ListQuery: offset, limit, state], body _, answer 200 (Page<Build>);
+    Post "/builds" => builds::create_build, "build", "Create a build (BUILDING) with its declared artifacts";
+        query _, body (NewBuild), answer 201 (Build);
+    Get "/builds/{nvr}" => builds::build_info, "", "A build with its artifacts and manifest";
+        query _, body _, answer 200 (Build);
+    Post "/builds/{nvr}/state" => builds::finish_build, "build",
         "Complete (all artifacts uploaded), fail or cancel a build";
-    Put "/builds/{nvr}/files/{file}" => builds::upload_artifact, Stream, "build",
+        query _, body (StateIn), answer 200 (Build);
+    Put "/builds/{nvr}/files/{file}" => builds::upload_artifact, "build",
         "Upload an artifact (streamed, verified against its sha256)";
-    Get "/builds/{nvr}/files/{file}" => builds::download_artifact, Stream, "", "Download an artifact (streamed)";
-    Get "/targets" => targets::list_targets, Json, "", "List targets";
-    Post "/targets" => targets::create_target, Json, "target", "Create a target";
-    Get "/targets/{name}" => targets::target, Json, "", "A target (?event=N)";
-    Put "/targets/{name}" => targets::apply_target, Json, "target", "Create or replace a target (kiln target apply)";
-    Patch "/targets/{name}" => targets::edit_target, Json, "target", "Edit a target: rename, tags, define, undefine";
-    Delete "/targets/{name}" => targets::delete_target, Json, "target", "Delete a target";
-    Get "/targets/{name}/macros" => targets::target_macros, Json, "",
+        query _, body octets, answer 201 (Uploaded);
+    Get "/builds/{nvr}/files/{file}" => builds::download_artifact, "", "Download an artifact (streamed)";
+        query _, body _, answer 200 octets;
+    Get "/targets" => targets::list_targets, "", "List targets";
+        query _, body _, answer 200 (Vec<Target>);
+    Post "/targets" => targets::create_target, "target", "Create a target";
+        query _, body (Target), answer 201 (Target);
+    Get "/targets/{name}" => targets::target, "", "A target (?event=N)";
+        query [ListQuery: event], body _, answer 200 (Target);
+    Put "/targets/{name}" => targets::apply_target, "target", "Create or replace a target (kiln target apply)";
+        query _, body (Target), answer 200 (Target);
+    Patch "/targets/{name}" => targets::edit_target, "target", "Edit a target: rename, tags, define, undefine";
+        query _, body (TargetEdit), answer 200 (Target);
+    Delete "/targets/{name}" => targets::delete_target, "target", "Delete a target";
+        query _, body _, answer 204 _;
+    Get "/targets/{name}/macros" => targets::target_macros, "",
         "The target's macro layers (layers 2 and 4 of docs/profiles.md)";
-    Get "/images" => images::list_images, Json, "", "List source images (?name=)";
-    Get "/images/{name}/{version}" => images::image_info, Json, "", "A source image";
-    Delete "/images/{name}/{version}" => images::remove_image, Json, "image", "Remove a source image";
-    Get "/images/{name}/{version}/blob" => images::image_blob, Json, "", "Download a source image (streamed)";
-    Put "/images/{name}/{version}/upload" => images::upload_image, Stream, "image",
+        query _, body _, answer 200 (MacroLayers);
+    Get "/images" => images::list_images, "", "List source images (?name=)";
+        query [ListQuery: name], body _, answer 200 (Vec<Image>);
+    Get "/images/{name}/{version}" => images::image_info, "", "A source image";
+        query _, body _, answer 200 (Image);
+    Delete "/images/{name}/{version}" => images::remove_image, "image", "Remove a source image";
+        query _, body _, answer 204 _;
+    Get "/images/{name}/{version}/blob" => images::image_blob, "", "Download a source image (streamed)";
+        query _, body _, answer 200 octets;
+    Put "/images/{name}/{version}/upload" => images::upload_image, "image",
         "Upload a source image (streamed; X-Kiln-Sha256 verified)";
-    Get "/hosts" => hosts::list_hosts, Json, "", "List builders with their load and last heartbeat";
-    Post "/hosts" => hosts::create_host, Json, "host", "Register a builder; its host token is shown once";
-    Post "/host/heartbeat" => hosts::heartbeat, Json, "host token",
+        query _, body octets, answer 201 (Image);
+    Get "/hosts" => hosts::list_hosts, "", "List builders with their load and last heartbeat";
+        query _, body _, answer 200 (Vec<HostInfo>);
+    Post "/hosts" => hosts::create_host, "host", "Register a builder; its host token is shown once";
+        query _, body (NewHost), answer 201 (HostToken);
+    Post "/host/heartbeat" => hosts::heartbeat, "host token",
         "A builder is alive: renews its leases, answers the tasks to cancel";
-    Post "/host/claim" => hosts::claim, Json, "host token", "A builder claims its next task (atomically), or null";
-    Get "/tasks" => tasks::list_tasks, Json, "", "List tasks (paginated; ?state=)";
-    Post "/tasks" => tasks::submit_task, Json, "build", "Submit a task";
-    Get "/tasks/{id}" => tasks::task_info, Json, "", "A task";
-    Post "/tasks/{id}/cancel" => tasks::cancel_task, Json, "owner or admin", "Cancel a task and its children";
-    Post "/tasks/{id}/result" => tasks::finish_task, Json, "host token", "A builder reports a task's end";
-    Get "/tasks/{id}/log" => tasks::task_log, Json, "", "A task's log after chunk ?after=N";
-    Post "/tasks/{id}/log" => tasks::append_log, Json, "host token", "A builder appends to a task's log";
-    Post "/tasks/{id}/release" => tasks::release_task, Json, "host token",
+        query _, body _, answer 200 (Heartbeat);
+    Post "/host/claim" => hosts::claim, "host token", "A builder claims its next task (atomically), or null";
+        query _, body _, answer 200 (Option<Task>);
+    Get "/tasks" => tasks::list_tasks, "", "List tasks (paginated; ?state=)";
+        query [ListQuery: offset, limit, state], body _, answer 200 (Page<Task>);
+    Post "/tasks" => tasks::submit_task, "build", "Submit a task";
+        query _, body {new_task}, answer 201 (Task);
+    Get "/tasks/{id}" => tasks::task_info, "", "A task";
+        query _, body _, answer 200 (Task);
+    Post "/tasks/{id}/cancel" => tasks::cancel_task, "owner or admin", "Cancel a task and its children";
+        query _, body _, answer 200 (Task);
+    Post "/tasks/{id}/result" => tasks::finish_task, "host token", "A builder reports a task's end";
+        query _, body (TaskReport), answer 200 (Task);
+    Get "/tasks/{id}/log" => tasks::task_log, "", "A task's log after chunk ?after=N";
+        query [LogQuery: after], body _, answer 200 (TaskLogOut);
+    Post "/tasks/{id}/log" => tasks::append_log, "host token", "A builder appends to a task's log";
+        query _, body text, answer 204 _;
+    Post "/tasks/{id}/release" => tasks::release_task, "host token",
         "A builder shutting down hands a task back (FREE, no attempt used)";
-    Put "/tasks/{id}/files/{file}" => tasks::upload_task_file, Stream, "host token",
+        query _, body _, answer 200 (Task);
+    Put "/tasks/{id}/files/{file}" => tasks::upload_task_file, "host token",
         "A builder streams a file of its task (x-kiln-sha256 and Content-Length required)";
-    Get "/tasks/{id}/files/{file}" => tasks::download_task_file, Stream, "",
-        "A file a closed task kept (scratch builds)";
+        query _, body octets, answer 201 (Uploaded);
+    Get "/tasks/{id}/files/{file}" => tasks::download_task_file, "", "A file a closed task kept (scratch builds)";
+        query _, body _, answer 200 octets;
 };

@@ -2,11 +2,11 @@
 //! lists and tagged builds.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
-use super::{J, ListQuery, Q, St, created, no_content, reader, writer};
+use super::{J, ListQuery, P, Q, St, created, no_content, reader, writer};
 use crate::error::Result;
 use crate::model::*;
 
@@ -25,7 +25,7 @@ pub(super) async fn create_tag(State(hub): St, headers: HeaderMap, J(t): J<NewTa
 pub(super) async fn tag_info(
     State(hub): St,
     headers: HeaderMap,
-    Path(tag): Path<String>,
+    P(tag): P<String>,
     Q(q): Q<ListQuery>,
 ) -> Result<Json<TagInfo>> {
     reader(&hub, &headers).await?;
@@ -36,14 +36,14 @@ pub(super) async fn tag_info(
 pub(super) async fn edit_tag(
     State(hub): St,
     headers: HeaderMap,
-    Path(tag): Path<String>,
+    P(tag): P<String>,
     J(e): J<TagEdit>,
 ) -> Result<Json<TagInfo>> {
     let who = writer(&hub, &headers, "tag").await?;
     Ok(Json(hub.db.edit_tag(&who, &tag, &e).await?))
 }
 
-pub(super) async fn delete_tag(State(hub): St, headers: HeaderMap, Path(tag): Path<String>) -> Result<Response> {
+pub(super) async fn delete_tag(State(hub): St, headers: HeaderMap, P(tag): P<String>) -> Result<Response> {
     let who = writer(&hub, &headers, "tag").await?;
     hub.db.delete_tag(&who, &tag).await?;
     Ok(no_content())
@@ -52,7 +52,7 @@ pub(super) async fn delete_tag(State(hub): St, headers: HeaderMap, Path(tag): Pa
 pub(super) async fn tag_history(
     State(hub): St,
     headers: HeaderMap,
-    Path(tag): Path<String>,
+    P(tag): P<String>,
     Q(q): Q<ListQuery>,
 ) -> Result<Json<Vec<HistoryEntry>>> {
     reader(&hub, &headers).await?;
@@ -62,7 +62,7 @@ pub(super) async fn tag_history(
 pub(super) async fn inheritance(
     State(hub): St,
     headers: HeaderMap,
-    Path(tag): Path<String>,
+    P(tag): P<String>,
     Q(q): Q<ListQuery>,
 ) -> Result<Response> {
     reader(&hub, &headers).await?;
@@ -77,7 +77,7 @@ pub(super) async fn inheritance(
 pub(super) async fn add_link(
     State(hub): St,
     headers: HeaderMap,
-    Path(tag): Path<String>,
+    P(tag): P<String>,
     J(l): J<LinkIn>,
 ) -> Result<Response> {
     let who = writer(&hub, &headers, "tag").await?;
@@ -87,7 +87,7 @@ pub(super) async fn add_link(
 pub(super) async fn edit_link(
     State(hub): St,
     headers: HeaderMap,
-    Path((tag, parent)): Path<(String, String)>,
+    P((tag, parent)): P<(String, String)>,
     J(e): J<LinkEdit>,
 ) -> Result<Json<Vec<LinkOut>>> {
     let who = writer(&hub, &headers, "tag").await?;
@@ -97,7 +97,7 @@ pub(super) async fn edit_link(
 pub(super) async fn remove_link(
     State(hub): St,
     headers: HeaderMap,
-    Path((tag, parent)): Path<(String, String)>,
+    P((tag, parent)): P<(String, String)>,
 ) -> Result<Json<Vec<LinkOut>>> {
     let who = writer(&hub, &headers, "tag").await?;
     Ok(Json(hub.db.remove_link(&who, &tag, &parent).await?))
@@ -106,7 +106,7 @@ pub(super) async fn remove_link(
 pub(super) async fn tag_config(
     State(hub): St,
     headers: HeaderMap,
-    Path(tag): Path<String>,
+    P(tag): P<String>,
     Q(q): Q<ListQuery>,
 ) -> Result<Json<BuildConfigOut>> {
     reader(&hub, &headers).await?;
@@ -117,7 +117,7 @@ pub(super) async fn tag_config(
 pub(super) async fn packages(
     State(hub): St,
     headers: HeaderMap,
-    Path(tag): Path<String>,
+    P(tag): P<String>,
     Q(q): Q<ListQuery>,
 ) -> Result<Json<Vec<PackageOut>>> {
     reader(&hub, &headers).await?;
@@ -128,7 +128,7 @@ pub(super) async fn packages(
 pub(super) async fn set_package(
     State(hub): St,
     headers: HeaderMap,
-    Path(tag): Path<String>,
+    P(tag): P<String>,
     Q(q): Q<ListQuery>,
     J(p): J<PackageIn>,
 ) -> Result<Response> {
@@ -140,7 +140,7 @@ pub(super) async fn set_package(
 pub(super) async fn remove_package(
     State(hub): St,
     headers: HeaderMap,
-    Path((tag, package)): Path<(String, String)>,
+    P((tag, package)): P<(String, String)>,
     Q(q): Q<ListQuery>,
 ) -> Result<Response> {
     let who = writer(&hub, &headers, "tag").await?;
@@ -151,7 +151,7 @@ pub(super) async fn remove_package(
 pub(super) async fn list_tagged(
     State(hub): St,
     headers: HeaderMap,
-    Path(tag): Path<String>,
+    P(tag): P<String>,
     Q(q): Q<ListQuery>,
 ) -> Result<Json<Vec<TaggedOut>>> {
     reader(&hub, &headers).await?;
@@ -162,7 +162,7 @@ pub(super) async fn list_tagged(
 pub(super) async fn tag_build(
     State(hub): St,
     headers: HeaderMap,
-    Path(tag): Path<String>,
+    P(tag): P<String>,
     J(t): J<TagBuildIn>,
 ) -> Result<Response> {
     let who = writer(&hub, &headers, "tag").await?;
@@ -173,7 +173,7 @@ pub(super) async fn tag_build(
 pub(super) async fn untag_build(
     State(hub): St,
     headers: HeaderMap,
-    Path((tag, nvr)): Path<(String, String)>,
+    P((tag, nvr)): P<(String, String)>,
     Q(q): Q<ListQuery>,
 ) -> Result<Response> {
     let who = writer(&hub, &headers, "tag").await?;

@@ -2,11 +2,11 @@
 //! edited and deleted.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::{J, ListQuery, Q, St, created, no_content, reader, writer};
+use super::{J, ListQuery, P, Q, St, created, no_content, reader, writer};
 use crate::db;
 use crate::error::{HubError, Result};
 use crate::model::*;
@@ -24,7 +24,7 @@ pub(super) async fn create_target(State(hub): St, headers: HeaderMap, J(t): J<Ta
 pub(super) async fn target(
     State(hub): St,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    P(name): P<String>,
     Q(q): Q<ListQuery>,
 ) -> Result<Json<Target>> {
     reader(&hub, &headers).await?;
@@ -36,7 +36,7 @@ pub(super) async fn target(
 pub(super) async fn apply_target(
     State(hub): St,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    P(name): P<String>,
     J(t): J<Target>,
 ) -> Result<Json<Target>> {
     let who = writer(&hub, &headers, "target").await?;
@@ -52,7 +52,7 @@ pub(super) async fn apply_target(
 pub(super) async fn edit_target(
     State(hub): St,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    P(name): P<String>,
     J(e): J<TargetEdit>,
 ) -> Result<Json<Target>> {
     let who = writer(&hub, &headers, "target").await?;
@@ -77,17 +77,13 @@ pub(super) async fn edit_target(
     Ok(Json(hub.db.put_target(&who, &t, false, Some(&name)).await?))
 }
 
-pub(super) async fn delete_target(State(hub): St, headers: HeaderMap, Path(name): Path<String>) -> Result<Response> {
+pub(super) async fn delete_target(State(hub): St, headers: HeaderMap, P(name): P<String>) -> Result<Response> {
     let who = writer(&hub, &headers, "target").await?;
     hub.db.delete_target(&who, &name).await?;
     Ok(no_content())
 }
 
-pub(super) async fn target_macros(
-    State(hub): St,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Result<Json<MacroLayers>> {
+pub(super) async fn target_macros(State(hub): St, headers: HeaderMap, P(name): P<String>) -> Result<Json<MacroLayers>> {
     reader(&hub, &headers).await?;
     Ok(Json(db::macro_layers(&hub.db, &name).await?))
 }

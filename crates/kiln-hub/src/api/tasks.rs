@@ -3,14 +3,14 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use serde::Deserialize;
 
 use super::builds::known_state;
 use super::files::stream;
-use super::{J, ListQuery, Q, St, authenticated, created, no_content, reader, writer};
+use super::{J, ListQuery, P, Q, St, Text, authenticated, created, no_content, reader, writer};
 use crate::error::{HubError, Result};
 use crate::model::*;
 use crate::store::Expect;
@@ -18,7 +18,7 @@ use crate::store::Expect;
 pub(super) async fn finish_task(
     State(hub): St,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    P(id): P<i64>,
     J(r): J<TaskReport>,
 ) -> Result<Json<Task>> {
     let who = authenticated(&hub, &headers).await?;
@@ -29,7 +29,7 @@ pub(super) async fn finish_task(
     }
 }
 
-pub(super) async fn release_task(State(hub): St, headers: HeaderMap, Path(id): Path<i64>) -> Result<Json<Task>> {
+pub(super) async fn release_task(State(hub): St, headers: HeaderMap, P(id): P<i64>) -> Result<Json<Task>> {
     let who = authenticated(&hub, &headers).await?;
     Ok(Json(hub.db.release_task(&who, id).await?))
 }
@@ -39,7 +39,7 @@ pub(super) async fn release_task(State(hub): St, headers: HeaderMap, Path(id): P
 pub(super) async fn upload_task_file(
     State(hub): St,
     headers: HeaderMap,
-    Path((id, file)): Path<(i64, String)>,
+    P((id, file)): P<(i64, String)>,
     body: Body,
 ) -> Result<Response> {
     let who = authenticated(&hub, &headers).await?;
@@ -86,7 +86,7 @@ pub(super) async fn upload_task_file(
 pub(super) async fn download_task_file(
     State(hub): St,
     headers: HeaderMap,
-    Path((id, file)): Path<(i64, String)>,
+    P((id, file)): P<(i64, String)>,
 ) -> Result<Response> {
     reader(&hub, &headers).await?;
     let (f, key) = hub.db.task_file(id, &file).await?;
@@ -108,12 +108,12 @@ pub(super) async fn list_tasks(State(hub): St, headers: HeaderMap, Q(q): Q<ListQ
     Ok(Json(hub.db.list_tasks(offset, limit, q.state.as_deref()).await?))
 }
 
-pub(super) async fn task_info(State(hub): St, headers: HeaderMap, Path(id): Path<i64>) -> Result<Json<Task>> {
+pub(super) async fn task_info(State(hub): St, headers: HeaderMap, P(id): P<i64>) -> Result<Json<Task>> {
     reader(&hub, &headers).await?;
     Ok(Json(hub.db.task(id).await?))
 }
 
-pub(super) async fn cancel_task(State(hub): St, headers: HeaderMap, Path(id): Path<i64>) -> Result<Json<Task>> {
+pub(super) async fn cancel_task(State(hub): St, headers: HeaderMap, P(id): P<i64>) -> Result<Json<Task>> {
     let who = authenticated(&hub, &headers).await?;
     Ok(Json(hub.db.cancel_task(&who, id).await?))
 }
@@ -121,15 +121,15 @@ pub(super) async fn cancel_task(State(hub): St, headers: HeaderMap, Path(id): Pa
 pub(super) async fn append_log(
     State(hub): St,
     headers: HeaderMap,
-    Path(id): Path<i64>,
-    body: String,
+    P(id): P<i64>,
+    Text(body): Text,
 ) -> Result<Response> {
     let who = authenticated(&hub, &headers).await?;
     hub.db.append_log(&who, id, &body).await?;
     Ok(no_content())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct LogQuery {
     after: i64,
@@ -138,7 +138,7 @@ pub(super) struct LogQuery {
 pub(super) async fn task_log(
     State(hub): St,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    P(id): P<i64>,
     Q(q): Q<LogQuery>,
 ) -> Result<Json<TaskLogOut>> {
     reader(&hub, &headers).await?;

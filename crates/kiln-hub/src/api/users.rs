@@ -1,11 +1,11 @@
 //! Users, their permissions and API tokens, and logging in.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{Hub, J, Peer, St, created, no_content, principal, reader, writer};
+use super::{Hub, J, P, Peer, St, created, no_content, principal, reader, writer};
 use crate::auth;
 use crate::db;
 use crate::error::{HubError, Result};
@@ -127,12 +127,7 @@ pub(super) async fn create_user(State(hub): St, headers: HeaderMap, J(u): J<NewU
     Ok(created(UserCreated { name: u.name }))
 }
 
-pub(super) async fn grant(
-    State(hub): St,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    J(p): J<PermIn>,
-) -> Result<Response> {
+pub(super) async fn grant(State(hub): St, headers: HeaderMap, P(name): P<String>, J(p): J<PermIn>) -> Result<Response> {
     let who = writer(&hub, &headers, "admin").await?;
     hub.db.grant(&who, &name, &p.perm).await?;
     Ok(no_content())
@@ -141,7 +136,7 @@ pub(super) async fn grant(
 pub(super) async fn revoke(
     State(hub): St,
     headers: HeaderMap,
-    Path((name, perm)): Path<(String, String)>,
+    P((name, perm)): P<(String, String)>,
 ) -> Result<Response> {
     let who = writer(&hub, &headers, "admin").await?;
     hub.db.revoke(&who, &name, &perm).await?;
@@ -162,7 +157,7 @@ async fn self_or_admin(hub: &Hub, headers: &HeaderMap, user: &str) -> Result<Pri
 pub(super) async fn list_tokens(
     State(hub): St,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    P(name): P<String>,
 ) -> Result<Json<Vec<TokenInfo>>> {
     self_or_admin(&hub, &headers, &name).await?;
     Ok(Json(hub.db.list_tokens(&name).await?))
@@ -171,7 +166,7 @@ pub(super) async fn list_tokens(
 pub(super) async fn create_token(
     State(hub): St,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    P(name): P<String>,
     J(t): J<TokenIn>,
 ) -> Result<Response> {
     self_or_admin(&hub, &headers, &name).await?;
@@ -189,7 +184,7 @@ pub(super) async fn create_token(
     Ok(created(NewToken { id, token, expires }))
 }
 
-pub(super) async fn revoke_token(State(hub): St, headers: HeaderMap, Path(id): Path<i64>) -> Result<Response> {
+pub(super) async fn revoke_token(State(hub): St, headers: HeaderMap, P(id): P<i64>) -> Result<Response> {
     let p = principal(&hub, &headers).await?;
     if p.id.is_none() {
         return Err(HubError::unauthorized("authentication required"));
