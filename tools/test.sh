@@ -15,9 +15,11 @@ if [ "$(id -u)" = 0 ]; then
     ./target/debug/kiln doctor --fix --yes
     # What the tests use to inspect images: a static busybox for sandbox
     # trees, xattr/capability tools, and the compressors' CLIs; and the
-    # PostgreSQL server the hub's tests start on a loopback port.
+    # PostgreSQL server the hub's tests start on a loopback port; minisign,
+    # which checks the channels' signatures as devices do.
     need=()
-    for p in busybox-static attr libcap2-bin zstd xz-utils gzip tar python3 python3-venv postgresql postgresql-client; do
+    for p in busybox-static attr libcap2-bin zstd xz-utils gzip tar python3 python3-venv postgresql postgresql-client \
+        minisign; do
         dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
     done
     if [ ${#need[@]} -gt 0 ]; then

@@ -350,7 +350,8 @@ fn build(ctx: &Ctx, t: &Task, req: &BuildRequest, dir: &Path, log: &TaskLog) -> 
         cmd.arg("--define").arg(format!("{k}={v}"));
     }
     let result = json!({"builder": ctx.cfg.name, "repo": url, "ref": rev, "commit": commit, "target": req.target});
-    finish(ctx, t, cmd, &out, log, result)
+    let nvr = req.nvr.as_deref().map(|n| kiln_core::pipeline::fill_commit(n, &commit));
+    finish(ctx, t, cmd, (&out, nvr.as_deref()), log, result)
 }
 
 fn update(ctx: &Ctx, t: &Task, req: &UpdateRequest, dir: &Path, log: &TaskLog) -> Result<Outcome> {
@@ -364,6 +365,14 @@ fn update(ctx: &Ctx, t: &Task, req: &UpdateRequest, dir: &Path, log: &TaskLog) -
         Ended::Cancelled => return Ok(Outcome::Cancelled),
         Ended::Released => return Ok(Outcome::Released),
     }
+    // The script pinned to the commit its ref has now: the run records it,
+    // and a target name may carry it.
+    let script = kiln_core::resolve::parse_git_ref(&req.script).map_err(|e| anyhow::anyhow!("{}: {e}", req.script))?;
+    let commit = kiln_engine::gitfetch::resolve(&script.url, &script.rev, &ctx.cfg.workdir.join("git"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    log.line(&format!("script {} at {} ({commit})", script.url, script.rev));
+    let pinned = format!("git+{}@{commit}:{}", script.url, script.path);
+    let name = kiln_core::pipeline::fill_commit(&req.name, &commit);
     // Lowest precedence first: kiln update takes the last definition.
     let mut defines: Vec<(String, String)> = layers
         .build_tag_macros
@@ -375,36 +384,41 @@ fn update(ctx: &Ctx, t: &Task, req: &UpdateRequest, dir: &Path, log: &TaskLog) -
     defines.extend(req.defines.iter().cloned());
     let out = dir.join("out");
     let mut cmd = Command::new(&ctx.cfg.kiln);
-    cmd.args([
-        "update",
-        "--from",
-        &req.from,
-        "--script",
-        &req.script,
-        "--name",
-        &req.name,
-    ])
-    .arg("--outdir")
-    .arg(&out);
+    cmd.args(["update", "--from", &req.from, "--script", &pinned, "--name", &name])
+        .arg("--outdir")
+        .arg(&out);
     if let Some(f) = &req.format {
         cmd.args(["--format", f]);
     }
     for (k, v) in &defines {
         cmd.arg("--define").arg(format!("{k}={v}"));
     }
-    let result = json!({"builder": ctx.cfg.name, "from": req.from, "script": req.script, "target": req.target});
-    finish(ctx, t, cmd, &out, log, result)
+    let result = json!({
+        "builder": ctx.cfg.name, "from": req.from, "script": req.script, "ref": script.rev, "commit": commit,
+        "target": req.target,
+    });
+    finish(ctx, t, cmd, (&out, None), log, result)
 }
 
 /// Runs the build or update and uploads what it made.
-fn finish(ctx: &Ctx, t: &Task, cmd: Command, out: &Path, log: &TaskLog, result: Value) -> Result<Outcome> {
+/// `out` is the output directory and the NVR to record instead of the
+/// manifest's, if any.
+fn finish(
+    ctx: &Ctx,
+    t: &Task,
+    cmd: Command,
+    out: (&Path, Option<&str>),
+    log: &TaskLog,
+    result: Value,
+) -> Result<Outcome> {
+    let (out, nvr) = out;
     match supervise(ctx, t.id, cmd, log)? {
         Ended::Exited(0) => {}
         Ended::Exited(c) => return Ok(Outcome::Failed(format!("the {} exited with status {c}", t.method()))),
         Ended::Cancelled => return Ok(Outcome::Cancelled),
         Ended::Released => return Ok(Outcome::Released),
     }
-    let (build, files) = outdir::read(out, None)?;
+    let (build, files) = outdir::read(out, nvr)?;
     for (a, path) in build.artifacts.iter().zip(&files) {
         if ctx.is_cancelled(t.id) {
             return Ok(Outcome::Cancelled);

@@ -117,6 +117,22 @@ enum Command {
         #[command(subcommand)]
         cmd: hub::TaskCommand,
     },
+    /// Pipelines: builds and updates configured once, run by CI hooks,
+    /// new source versions or by hand: create, edit, show, apply, ls, rm,
+    /// history, run, runs, hook.
+    Pipeline {
+        #[command(flatten)]
+        hub: hub::HubOpts,
+        #[command(subcommand)]
+        cmd: Box<hub::PipelineCommand>,
+    },
+    /// Device channels: keygen, key, publish, ls, show, verify.
+    Channel {
+        #[command(flatten)]
+        hub: hub::HubOpts,
+        #[command(subcommand)]
+        cmd: hub::ChannelCommand,
+    },
     /// Run a builder: claim tasks from the hub and run them.
     Builder(hub::BuilderArgs),
     /// Submit a build (or `submit update`) to the hub's builders.
@@ -395,6 +411,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Target { hub: h, cmd } => hub::target(h, cmd),
         Command::Host { hub: h, cmd } => hub::host(h, cmd),
         Command::Task { hub: h, cmd } => hub::task(h, cmd),
+        Command::Pipeline { hub: h, cmd } => hub::pipeline(h, cmd),
+        Command::Channel { hub: h, cmd } => hub::channel(h, cmd),
         Command::Builder(a) => hub::builder(a),
         Command::Submit(a) => hub::submit(a),
     }

@@ -15,6 +15,7 @@ pub mod macros;
 pub mod model;
 pub mod packages;
 pub mod parallel;
+pub mod pipeline;
 pub mod plan;
 pub mod render;
 pub mod repo;

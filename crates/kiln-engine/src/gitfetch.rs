@@ -90,6 +90,12 @@ fn mirror_at(url: &str, rev: &str, mirrors: &Path) -> Result<(PathBuf, String), 
     Ok((mirror, commit))
 }
 
+/// Resolves `rev` of repository `url` to a commit, through the mirror under
+/// `mirrors` (a builder pins a run's script to the commit it will run).
+pub fn resolve(url: &str, rev: &str, mirrors: &Path) -> Result<String, String> {
+    mirror_at(url, rev, mirrors).map(|(_, commit)| commit)
+}
+
 /// Checks out the whole repository `url` at `rev` into `dest` (which must
 /// not exist), through the mirror under `mirrors`; returns the commit.
 /// `dest` is a git work tree, so the commit's time can date the build.

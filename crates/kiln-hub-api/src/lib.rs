@@ -4,8 +4,11 @@
 //! through this crate; the hub itself (`kiln-hub`) serves the same model
 //! and applies the same rule to names ([`names`]).
 
+pub mod channel;
 pub mod client;
 mod endpoints;
+mod endpoints_ci;
+pub mod minisign;
 pub mod model;
 pub mod names;
 

@@ -150,6 +150,11 @@ pub fn check_value(field: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A full git commit id: 40 (SHA-1) or 64 (SHA-256) lower-case hex digits.
+pub fn is_commit(s: &str) -> bool {
+    matches!(s.len(), 40 | 64) && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// Checks a tag's arches: arch names (the name rule) separated by spaces,
 /// at most [`MAX_ARCHES`] characters in all.
 pub fn check_arches(arches: &str) -> Result<(), String> {

@@ -39,6 +39,11 @@ impl HubError {
     pub fn locked(message: impl Into<String>) -> HubError {
         HubError::new(423, "locked", message)
     }
+    /// A request understood and authenticated that starts nothing (a
+    /// pushed ref no filter admits, an event that is not a push).
+    pub fn ignored(message: impl Into<String>) -> HubError {
+        HubError::new(422, "ignored", message)
+    }
     pub fn internal(message: impl Into<String>) -> HubError {
         HubError::new(500, "internal", message)
     }

@@ -7,9 +7,12 @@ pub mod api;
 pub mod auth;
 pub mod db;
 pub mod error;
+pub mod hooks;
+pub mod keys;
 pub mod logsafe;
 pub mod model;
 pub mod openapi;
+pub mod pipelines;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -27,6 +30,10 @@ pub struct ServeOptions {
     pub anonymous_read: bool,
     /// Seconds a claimed task stays a builder's without a heartbeat.
     pub lease_seconds: i64,
+    /// The hub's key file (`keys`), created when missing; `None`: a key
+    /// that lives as long as the process (hook secrets and the channel key
+    /// then die with it).
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ServeOptions {
@@ -37,6 +44,7 @@ impl Default for ServeOptions {
             listen: "127.0.0.1:8700".into(),
             anonymous_read: true,
             lease_seconds: db::LEASE_SECONDS,
+            key_file: None,
         }
     }
 }
@@ -49,7 +57,13 @@ pub async fn open(opts: &ServeOptions) -> Result<api::Hub, HubError> {
     }
     db.set_lease(opts.lease_seconds);
     let store = store::Store::open(&opts.store)?;
+    let key = match &opts.key_file {
+        Some(path) => keys::HubKey::load_or_create(path)?,
+        None => keys::HubKey::random(),
+    };
     Ok(api::Hub {
+        key,
+        changed: tokio::sync::Notify::new(),
         db,
         store,
         anonymous_read: opts.anonymous_read,
@@ -92,6 +106,7 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
         }
     });
     spawn_store_sweep(hub.clone());
+    spawn_channels_and_chains(hub.clone());
     let app = api::router(hub).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
@@ -106,6 +121,27 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
         })
         .await
         .map_err(|e| HubError::internal(format!("serving: {e}")))
+}
+
+/// How often channels that publish automatically and pipelines that
+/// follow new source versions are looked at when nothing wakes them.
+const CHANNELS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Publishes the channels whose content changed, after every tagging and
+/// at least every [`CHANNELS_EVERY`], and starts the runs of new source
+/// versions that a stopped hub did not start.
+pub fn spawn_channels_and_chains(hub: Arc<api::Hub>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = hub.changed.notified() => {}
+                () = tokio::time::sleep(CHANNELS_EVERY) => {
+                    api::chain_catch_up(&hub).await;
+                }
+            }
+            api::publish_auto(&hub).await;
+        }
+    });
 }
 
 /// How often the store sweep ([`api::sweep_store`]) runs after the one at

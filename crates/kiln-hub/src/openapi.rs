@@ -77,7 +77,16 @@ fn operation(r: &Route, g: &mut SchemaGenerator) -> Value {
             "application/octet-stream",
             json!({"type": "string", "format": "binary"}),
         )),
+        Body::Hook => None,
     };
+    if matches!(r.body, Body::Hook) {
+        op["requestBody"] = json!({"required": false, "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/x-www-form-urlencoded": {
+                "schema": {"type": "object", "properties": {"payload": {"type": "string"}}}
+            },
+        }});
+    }
     if let Some((media, schema)) = body {
         op["requestBody"] = json!({"required": true, "content": {media: {"schema": schema}}});
     }
@@ -88,9 +97,9 @@ fn operation(r: &Route, g: &mut SchemaGenerator) -> Value {
     op
 }
 
-/// A path parameter's schema: `{id}` is an integer, any other a name.
+/// A path parameter's schema: `{id}` and `{run}` are integers, any other a name.
 fn path_schema(name: &str) -> Value {
-    if name == "id" {
+    if name == "id" || name == "run" {
         json!({"type": "integer", "format": "int64"})
     } else {
         json!({"type": "string", "minLength": 1})

@@ -184,7 +184,11 @@ both!(anonymous_reads_can_be_turned_off, |t| async move {
         .iter()
         .filter(|r| r.verb == kiln_hub::api::Verb::Get)
     {
-        let path = r.path.replace("{id}", "1").replace(['{', '}'], "");
+        let path = r
+            .path
+            .replace("{id}", "1")
+            .replace("{run}", "1")
+            .replace(['{', '}'], "");
         let (s, v) = h.call("GET", &path, None, None).await;
         if matches!(r.path, "/openapi.json" | "/whoami") {
             assert_eq!(s, StatusCode::OK, "GET {}", r.path);

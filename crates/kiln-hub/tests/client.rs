@@ -37,6 +37,7 @@ impl Hub {
             listen: "127.0.0.1:0".into(),
             anonymous_read: true,
             lease_seconds: kiln_hub::db::LEASE_SECONDS,
+            key_file: None,
         };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -592,6 +593,7 @@ fn builders_claim_run_and_report_tasks() {
             repo: repo.into(),
             defines: vec![("vendor".into(), "acme".into())],
             scratch,
+            nvr: None,
         })
     };
     let build = |scratch: bool| build_from("git+file:///srv/git/fw.git@main", scratch);

@@ -34,6 +34,7 @@ impl Hub {
             listen: "127.0.0.1:0".into(),
             anonymous_read: true,
             lease_seconds: kiln_hub::db::LEASE_SECONDS,
+            key_file: None,
         };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

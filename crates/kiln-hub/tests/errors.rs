@@ -36,6 +36,7 @@ async fn start(t: &common::TestDb) -> Served {
         listen: "127.0.0.1:0".into(),
         anonymous_read: true,
         lease_seconds: kiln_hub::db::LEASE_SECONDS,
+        key_file: None,
     };
     let admin = kiln_hub::bootstrap_user(&t.url, "admin", None, &["admin".into()])
         .await

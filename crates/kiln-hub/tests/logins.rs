@@ -34,6 +34,7 @@ async fn serve(t: &common::TestDb, limit: LoginLimit) -> Served {
         listen: "127.0.0.1:0".into(),
         anonymous_read: true,
         lease_seconds: kiln_hub::db::LEASE_SECONDS,
+        key_file: None,
     };
     let mut hub = kiln_hub::open(&opts).await.expect("open");
     hub.limiter = limit;

@@ -105,7 +105,7 @@ struct Served {
     _served: served::Served,
 }
 
-const PERMS: [&str; 5] = ["tag", "build", "target", "image", "host"];
+const PERMS: [&str; 6] = ["tag", "build", "target", "image", "host", "pipeline"];
 
 async fn start(t: &common::TestDb) -> Served {
     let user = |name: &'static str, perms: &'static [&'static str]| {
@@ -123,10 +123,14 @@ async fn start(t: &common::TestDb) -> Served {
         .await
         .expect("login user");
     let mut holders = std::collections::HashMap::new();
-    for (p, name) in PERMS
-        .iter()
-        .zip(["has-tag", "has-build", "has-target", "has-image", "has-host"])
-    {
+    for (p, name) in PERMS.iter().zip([
+        "has-tag",
+        "has-build",
+        "has-target",
+        "has-image",
+        "has-host",
+        "has-pipeline",
+    ]) {
         holders.insert(*p, user(name, std::slice::from_ref(p)).await);
     }
     let served = served::serve(t, true).await;
@@ -254,7 +258,7 @@ impl Served {
         let target = format!("tg{n}");
         // The tags, packages, builds and target the tag, target and build
         // task routes work on.
-        let needs_tags = ["/tags/{tag}", "/targets", "/tasks"]
+        let needs_tags = ["/tags/{tag}", "/targets", "/tasks", "/pipelines", "/channels"]
             .iter()
             .any(|p| row.path.starts_with(p))
             || row.path == "/builds/{nvr}";
@@ -549,9 +553,89 @@ impl Served {
                     }
                 }
             }
+            key if key.contains("/pipelines") => self.pipeline_scenario(key, n, &target, &mut fx).await,
+            key if key.contains("/channel") => {
+                self.ensure_key().await;
+                match key {
+                    "GET /channels" | "GET /channels/{tag}" => {
+                        self.admin_ok("POST", format!("/channels/{tag}/publish"), None).await;
+                        let path = if key.ends_with("{tag}") {
+                            format!("/channels/{tag}")
+                        } else {
+                            "/channels".into()
+                        };
+                        req("GET", path, None)
+                    }
+                    "POST /channels/{tag}/publish" => req("POST", format!("/channels/{tag}/publish"), None),
+                    _ => req(&row.verb, "/channel-key".into(), None),
+                }
+            }
             other => panic!("no scenario for `{other}`: add one to tests/policy.rs"),
         };
         (r, fx)
+    }
+
+    /// The hub's channel signing key, made once.
+    async fn ensure_key(&self) {
+        let (s, _) = self
+            .send(Some(&self.admin), &req("GET", "/channel-key".into(), None))
+            .await;
+        if s == StatusCode::NOT_FOUND {
+            self.admin_ok("POST", "/channel-key".into(), None).await;
+        }
+    }
+
+    /// A build pipeline of target `target` (which publishes into the
+    /// fixture's tag), and the request of a pipeline route on it.
+    async fn pipeline_scenario(&self, key: &str, n: u32, target: &str, fx: &mut Fixture) -> Req {
+        let name = format!("pl{n}");
+        let config = |name: &str| {
+            json!({"name": name, "kind": "build", "repo": "git+file:///r@main", "image": "ve/minimal",
+                   "target": target, "target_name": "pkg-1-r%{run}"})
+        };
+        if key != "POST /pipelines" {
+            self.admin_ok("POST", "/pipelines".into(), Some(config(&name))).await;
+        }
+        match key {
+            "GET /pipelines" => req("GET", "/pipelines".into(), None),
+            "POST /pipelines" => req("POST", "/pipelines".into(), Some(config(&format!("new{n}")))),
+            "GET /pipelines/{name}" | "DELETE /pipelines/{name}" => req(
+                key.split(' ').next().unwrap_or("GET"),
+                format!("/pipelines/{name}"),
+                None,
+            ),
+            "PUT /pipelines/{name}" => req("PUT", format!("/pipelines/{name}"), Some(config(&name))),
+            "PATCH /pipelines/{name}" => req("PATCH", format!("/pipelines/{name}"), Some(json!({"priority": 5}))),
+            "GET /pipelines/{name}/history" => req("GET", format!("/pipelines/{name}/history"), None),
+            "GET /pipelines/{name}/runs" => req("GET", format!("/pipelines/{name}/runs"), None),
+            "POST /pipelines/{name}/runs" => req("POST", format!("/pipelines/{name}/runs"), Some(json!({}))),
+            "GET /pipelines/{name}/runs/{run}" => {
+                self.admin_ok("POST", format!("/pipelines/{name}/runs"), Some(json!({})))
+                    .await;
+                req("GET", format!("/pipelines/{name}/runs/1"), None)
+            }
+            "POST /pipelines/{name}/hooks/{service}/secret" => {
+                req("POST", format!("/pipelines/{name}/hooks/gitlab/secret"), None)
+            }
+            "DELETE /pipelines/{name}/hooks/{service}/secret" => {
+                self.admin_ok("POST", format!("/pipelines/{name}/hooks/gitlab/secret"), None)
+                    .await;
+                req("DELETE", format!("/pipelines/{name}/hooks/gitlab/secret"), None)
+            }
+            "POST /pipelines/{name}/hooks/{service}" => {
+                let v = self
+                    .admin_ok("POST", format!("/pipelines/{name}/hooks/generic/secret"), None)
+                    .await;
+                fx.hook = v["secret"].as_str().map(str::to_string);
+                Req {
+                    method: "POST".into(),
+                    path: format!("/pipelines/{name}/hooks/generic"),
+                    json: None,
+                    raw: Some((Vec::new(), String::new())),
+                }
+            }
+            other => panic!("no pipeline scenario for `{other}`: add one to tests/policy.rs"),
+        }
     }
 
     /// A new builder: its token and name.
@@ -593,6 +677,8 @@ struct Fixture {
     other: Option<String>,
     /// The builder whose token the host-token rows need.
     host: Option<String>,
+    /// The secret of the hook the request calls.
+    hook: Option<String>,
     /// The route takes `?force=true` / `"force": true`.
     force_query: bool,
     force_body: bool,
@@ -616,6 +702,8 @@ enum Caller {
     Other,
     /// The builder the fixture's task belongs to.
     Host,
+    /// Whoever holds the fixture hook's secret.
+    Hook,
 }
 
 /// The callers of a row and whether the table lets each through.
@@ -644,6 +732,7 @@ fn callers(who: &str) -> Vec<(Caller, bool)> {
             (Admin, true),
         ],
         "host token" => vec![(Anonymous, false), (Nobody, false), (Admin, false), (Host, true)],
+        "hook secret" => vec![(Anonymous, false), (Nobody, false), (Admin, false), (Hook, true)],
         perm => {
             let p = *PERMS
                 .iter()
@@ -672,6 +761,7 @@ impl Served {
             Caller::Owner => Some(fx.owner.clone().expect("the scenario names the owner")),
             Caller::Other => Some(fx.other.clone().expect("the scenario names another user")),
             Caller::Host => Some(fx.host.clone().expect("the scenario names the builder")),
+            Caller::Hook => Some(fx.hook.clone().expect("the scenario names the hook's secret")),
         }
     }
 

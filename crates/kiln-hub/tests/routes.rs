@@ -289,6 +289,18 @@ fn the_document_describes_every_body_and_answer() {
             Body::Json(_) => Some("application/json"),
             Body::Text => Some("text/plain"),
             Body::Octets => Some("application/octet-stream"),
+            Body::Hook => {
+                // A hook reads JSON, or GitHub's form with a payload field.
+                let content = op["requestBody"]["content"].as_object().expect(&what);
+                let mut types: Vec<&String> = content.keys().collect();
+                types.sort();
+                assert_eq!(
+                    types,
+                    ["application/json", "application/x-www-form-urlencoded"],
+                    "{what}"
+                );
+                continue;
+            }
         };
         match media {
             None => assert!(
@@ -376,6 +388,7 @@ fn the_documented_task_submission_is_the_wire_form() {
         repo: "git+file:///r@main".into(),
         defines: Vec::new(),
         scratch: false,
+        nvr: None,
     });
     let update = TaskRequest::Update(UpdateRequest {
         target: "t".into(),

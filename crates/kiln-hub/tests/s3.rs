@@ -445,6 +445,7 @@ fn hub_on_s3() {
         listen: "127.0.0.1:0".into(),
         anonymous_read: true,
         lease_seconds: kiln_hub::db::LEASE_SECONDS,
+        key_file: None,
     };
     let rt = runtime();
     let bucket = Store::open(&format!("s3://{BUCKET}?endpoint={endpoint}")).expect("open the bucket");

@@ -8,16 +8,20 @@ use kiln_core::model::Origin;
 use serde::{Deserialize, Serialize};
 
 mod builds;
+mod channels;
 mod hosts;
 mod images;
+mod pipelines;
 mod tags;
 mod targets;
 mod tasks;
 mod users;
 
 pub use builds::*;
+pub use channels::*;
 pub use hosts::*;
 pub use images::*;
+pub use pipelines::*;
 pub use tags::*;
 pub use targets::*;
 pub use tasks::*;
@@ -126,6 +130,7 @@ mod tests {
             repo: "git+file:///r@main".into(),
             defines: vec![("a".into(), "1".into())],
             scratch: true,
+            nvr: None,
         });
         let t = NewTask::new(b.clone());
         let v = serde_json::to_value(&t).expect("json");

@@ -291,6 +291,11 @@ pub struct BuildRequest {
     /// Build without recording or tagging a build (the files stay with the task).
     #[serde(default)]
     pub scratch: bool,
+    /// The build's NAME-VERSION-RELEASE instead of the profile's (a
+    /// pipeline's target name; `%{commit}` and `%{commit_short}` are
+    /// filled in by the builder once it has resolved the ref).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nvr: Option<String>,
 }
 
 /// An `update` task's request (docs/update.md, docs/hub.md): run a script from git in a

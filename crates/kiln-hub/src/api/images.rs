@@ -115,6 +115,9 @@ pub(super) async fn upload_image(
         forget(&hub, &[stored.key]).await?;
         return Err(e);
     }
+    // Pipelines following this image run (docs/pipelines.md).
+    let (h, name, version) = (hub.clone(), image.name.clone(), image.version.clone());
+    tokio::spawn(async move { super::chain(&h, &name, &version).await });
     Ok(created(image))
 }
 

@@ -13,9 +13,12 @@
 
 mod about;
 mod builds;
+mod channels;
 mod files;
+mod hooks;
 mod hosts;
 mod images;
+mod pipelines;
 mod routes;
 mod tags;
 mod targets;
@@ -29,6 +32,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header, request::Parts};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::{Json, Router};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -41,7 +45,9 @@ use crate::error::{HubError, Result};
 use crate::model::*;
 use crate::store::Store;
 
+pub use channels::{publish_auto, publish_channel};
 pub use files::{StoreSweep, sweep, sweep_store};
+pub use pipelines::{chain, chain_catch_up};
 pub use routes::{Answer, Body, Limit, Query, ROUTES, Route, SchemaFn, Verb};
 
 /// Largest JSON body the API accepts; uploads stream without a limit.
@@ -57,6 +63,11 @@ pub struct Hub {
     /// exclusively while [`sweep`] deletes blobs nothing references: a
     /// blob is never deleted under an upload that is about to use it.
     pub gc: tokio::sync::RwLock<()>,
+    /// The key hook secrets and the channel signing key derive from.
+    pub key: crate::keys::HubKey,
+    /// Woken when builds are tagged or untagged: channels that publish
+    /// automatically are looked at again ([`publish_auto`]).
+    pub changed: tokio::sync::Notify,
 }
 
 type St = State<Arc<Hub>>;
@@ -235,7 +246,13 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .iter()
         .fold(Router::new(), |api, r| api.route(r.path, r.method_router()))
         .method_not_allowed_fallback(method_not_allowed);
-    let app = Router::new().nest("/api/v1", api).fallback(|| async {
+    // What devices fetch (docs/channels.md), outside the API.
+    let devices = Router::new()
+        .route("/channels/key.pub", get(channels::public_key))
+        .route("/channels/{tag}/index.json", get(channels::index_json))
+        .route("/channels/{tag}/index.json.minisig", get(channels::index_minisig))
+        .route("/channels/{tag}/files/{nvr}/{file}", get(channels::channel_file));
+    let app = Router::new().nest("/api/v1", api).merge(devices).fallback(|| async {
         HubError::not_found("no such endpoint (the API is under /api/v1; see /api/v1/openapi.json)")
     });
     harden(app).with_state(hub)

@@ -12,7 +12,9 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde_json::json;
 
 use super::tasks::LogQuery;
-use super::{Hub, ListQuery, MAX_JSON, about, builds, hosts, images, tags, targets, tasks, users};
+use super::{
+    Hub, ListQuery, MAX_JSON, about, builds, channels, hooks, hosts, images, pipelines, tags, targets, tasks, users,
+};
 use crate::model::*;
 
 /// The HTTP method a route answers.
@@ -55,13 +57,19 @@ pub enum Limit {
     Json,
     /// A streamed upload, without a limit.
     Stream,
+    /// A CI service's delivery: at most [`MAX_HOOK`] bytes.
+    Hook,
 }
+
+/// Largest hook delivery the hub reads (GitHub's own limit is 25 MB).
+pub const MAX_HOOK: usize = 25 << 20;
 
 impl Limit {
     fn layer(self) -> DefaultBodyLimit {
         match self {
             Limit::Json => DefaultBodyLimit::max(MAX_JSON),
             Limit::Stream => DefaultBodyLimit::disable(),
+            Limit::Hook => DefaultBodyLimit::max(MAX_HOOK),
         }
     }
 }
@@ -89,6 +97,9 @@ pub enum Body {
     Text,
     /// Bytes (`application/octet-stream`), streamed without a limit.
     Octets,
+    /// A CI service's delivery: JSON, or a form with a `payload` field
+    /// (GitHub's other content type); optional for generic hooks.
+    Hook,
 }
 
 /// What a route answers when it succeeds (its errors are all the
@@ -212,12 +223,14 @@ macro_rules! routes {
         }),*]
     };
     (@limit octets) => { Limit::Stream };
+    (@limit hook) => { Limit::Hook };
     (@limit $b:tt) => { Limit::Json };
     (@query _) => { None };
     (@query [$t:ty: $($f:ident),+]) => { Some(Query { schema: fields::<$t>, fields: &[$(stringify!($f)),+] }) };
     (@body _) => { Body::None };
     (@body text) => { Body::Text };
     (@body octets) => { Body::Octets };
+    (@body hook) => { Body::Hook };
     (@body ($t:ty)) => { Body::Json(schema::<$t>) };
     (@body {$f:ident}) => { Body::Json($f) };
     (@answer _) => { Answer::Empty };
@@ -316,6 +329,47 @@ pub static ROUTES: &[Route] = routes! {
     Get "/targets/{name}/macros" => targets::target_macros, "",
         "The target's macro layers (layers 2 and 4 of docs/profiles.md)";
         query _, body _, answer 200 (MacroLayers);
+    Get "/pipelines" => pipelines::list_pipelines, "", "List pipelines";
+        query _, body _, answer 200 (Vec<Pipeline>);
+    Post "/pipelines" => pipelines::create_pipeline, "pipeline", "Create a pipeline";
+        query _, body (Pipeline), answer 201 (Pipeline);
+    Get "/pipelines/{name}" => pipelines::pipeline_info, "", "A pipeline (?event=N)";
+        query [ListQuery: event], body _, answer 200 (Pipeline);
+    Put "/pipelines/{name}" => pipelines::apply_pipeline, "pipeline",
+        "Create or replace a pipeline (kiln pipeline apply)";
+        query _, body (Pipeline), answer 200 (Pipeline);
+    Patch "/pipelines/{name}" => pipelines::edit_pipeline, "pipeline", "Edit a pipeline";
+        query _, body (PipelineEdit), answer 200 (Pipeline);
+    Delete "/pipelines/{name}" => pipelines::delete_pipeline, "pipeline", "Delete a pipeline (its runs stay)";
+        query _, body _, answer 204 _;
+    Get "/pipelines/{name}/history" => pipelines::pipeline_history, "", "Every change to a pipeline, by event";
+        query _, body _, answer 200 (Vec<PipelineVersion>);
+    Get "/pipelines/{name}/runs" => pipelines::list_runs, "", "A pipeline's runs, newest first (paginated)";
+        query [ListQuery: offset, limit], body _, answer 200 (Page<PipelineRun>);
+    Post "/pipelines/{name}/runs" => pipelines::start_run, "build", "Start a run now (?ref, ?commit in the body)";
+        query _, body (RunRequest), answer 201 (PipelineRun);
+    Get "/pipelines/{name}/runs/{run}" => pipelines::run_info, "", "One run";
+        query _, body _, answer 200 (PipelineRun);
+    Post "/pipelines/{name}/hooks/{service}/secret" => pipelines::set_hook_secret, "pipeline",
+        "A new secret for a hook (github, gitlab, generic), shown once";
+        query _, body _, answer 201 (HookSecret);
+    Delete "/pipelines/{name}/hooks/{service}/secret" => pipelines::remove_hook_secret, "pipeline",
+        "Remove a hook's secret: the hook refuses every delivery";
+        query _, body _, answer 204 _;
+    Post "/pipelines/{name}/hooks/{service}" => hooks::receive_hook, "hook secret",
+        "A CI service's delivery (GitHub signature, GitLab token or bearer token)";
+        query _, body hook, answer 202 (HookOutcome);
+    Get "/channels" => channels::list_channels, "", "Published device channels";
+        query _, body _, answer 200 (Vec<ChannelInfo>);
+    Get "/channels/{tag}" => channels::channel_info, "", "A channel's last publication";
+        query _, body _, answer 200 (ChannelInfo);
+    Post "/channels/{tag}/publish" => channels::publish, "tag",
+        "Publish the tag's latest builds as a signed index (when changed, or ?force)";
+        query [ListQuery: force], body _, answer 201 (ChannelInfo);
+    Get "/channel-key" => channels::channel_key, "", "The channel signing key's public half";
+        query _, body _, answer 200 (ChannelKey);
+    Post "/channel-key" => channels::keygen, "admin", "Make a new channel signing key";
+        query _, body _, answer 201 (ChannelKey);
     Get "/images" => images::list_images, "", "List source images (?name=)";
         query [ListQuery: name], body _, answer 200 (Vec<Image>);
     Get "/images/{name}/{version}" => images::image_info, "", "A source image";

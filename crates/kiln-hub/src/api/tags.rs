@@ -167,6 +167,7 @@ pub(super) async fn tag_build(
 ) -> Result<Response> {
     let who = writer(&hub, &headers, "tag").await?;
     hub.db.tag_build(&who, &tag, &t.nvr, t.force).await?;
+    hub.changed.notify_one();
     Ok(no_content())
 }
 
@@ -178,5 +179,6 @@ pub(super) async fn untag_build(
 ) -> Result<Response> {
     let who = writer(&hub, &headers, "tag").await?;
     hub.db.untag_build(&who, &tag, &nvr, q.force).await?;
+    hub.changed.notify_one();
     Ok(no_content())
 }

@@ -23,7 +23,16 @@ pub(super) async fn finish_task(
 ) -> Result<Json<Task>> {
     let who = authenticated(&hub, &headers).await?;
     match (&r.build, r.ok) {
-        (Some(b), true) => Ok(Json(hub.db.complete_task_build(&who, id, b, &r.result).await?)),
+        (Some(b), true) => {
+            let t = hub.db.complete_task_build(&who, id, b, &r.result).await?;
+            hub.changed.notify_one();
+            // A pipeline imported the result: the pipelines following it run.
+            if let Some((name, version)) = t.result.as_ref().and_then(|r| r["image"].as_str()?.split_once('@')) {
+                let (hub, name, version) = (hub.clone(), name.to_string(), version.to_string());
+                tokio::spawn(async move { super::chain(&hub, &name, &version).await });
+            }
+            Ok(Json(t))
+        }
         (Some(_), false) => Err(HubError::bad_request("a failed task carries no build")),
         (None, ok) => Ok(Json(hub.db.finish_task(&who, id, ok, &r.result).await?)),
     }

@@ -6,7 +6,7 @@
 //! The domain is written once, by area, as `impl<D: Dialect> Backend<D>`
 //! blocks generic over the sqlx database: `users`, `tags`, `inheritance`,
 //! `packages`, `builds`, `targets`, `images`, `hosts`, `tasks`, `uploads`,
-//! `logins` (the failed-login counts) and `events`, with `backend` for what they share. `sqlite` and `pg` give
+//! `logins` (the failed-login counts), `pipelines` and `runs`, `channels`, and `events`, with `backend` for what they share. `sqlite` and `pg` give
 //! each database's `Dialect` (migrations and the few pieces of SQL that
 //! differ) and name its `Backend`; `rules` holds what needs no database.
 //! `Db` forwards to either.
@@ -18,20 +18,26 @@ use crate::model::*;
 
 mod backend;
 mod builds;
+mod channels;
 mod events;
 mod hosts;
 mod images;
 mod inheritance;
 mod logins;
 mod packages;
+mod pipelines;
 mod rules;
+mod runs;
 mod tags;
 mod targets;
 mod tasks;
 mod uploads;
 mod users;
 
+pub use channels::{IndexRow, KeyRow, MakeIndex};
 pub use logins::Admission;
+pub use pipelines::{HookRow, PipelineRow, Save};
+pub use runs::{MakeTask, NewRun};
 
 pub mod pg;
 pub mod sqlite;
@@ -234,6 +240,31 @@ forward! {
     fn complete_task_build(&self, who: &Principal, id: i64, b: &NewBuild, result: &serde_json::Value) -> Task;
     fn release_task(&self, who: &Principal, id: i64) -> Task;
     fn task_file(&self, id: i64, file: &str) -> (TaskFile, String);
+    fn pipeline_row(&self, name: &str, event: Option<i64>) -> PipelineRow;
+    fn pipeline(&self, name: &str, event: Option<i64>) -> Pipeline;
+    fn list_pipelines(&self) -> Vec<Pipeline>;
+    fn chained_pipelines(&self, source: Option<&str>) -> Vec<PipelineRow>;
+    fn put_pipeline(
+        &self, who: &Principal, p: &Pipeline, checked: &crate::pipelines::Checked, save: Save<'_>
+    ) -> Pipeline;
+    fn delete_pipeline(&self, who: &Principal, name: &str) -> ();
+    fn pipeline_history(&self, name: &str) -> Vec<PipelineVersion>;
+    fn set_hook(&self, who: &Principal, name: &str, service: &str, nonce: &str, sha256: &str) -> ();
+    fn remove_hook(&self, who: &Principal, name: &str, service: &str) -> ();
+    fn hook(&self, pipeline_id: i64, service: &str) -> Option<HookRow>;
+    fn user_principal(&self, id: i64) -> Principal;
+    fn start_run(&self, owner: &Principal, run: &NewRun, make: MakeTask<'_>) -> (PipelineRun, Option<HubError>);
+    fn list_runs(&self, pipeline_id: i64, offset: i64, limit: i64) -> Page<PipelineRun>;
+    fn pipeline_run(&self, pipeline_id: i64, number: i64) -> PipelineRun;
+    fn run_of_task(&self, task: i64) -> Option<PipelineRun>;
+    fn channel_key(&self) -> Option<KeyRow>;
+    fn set_channel_key(&self, who: &Principal, key_id: &str, nonce: &str, public_key: &str) -> ();
+    fn channel_index(&self, tag: &str) -> Option<IndexRow>;
+    fn channel_indexes(&self) -> Vec<IndexRow>;
+    fn publish_channel(
+        &self, tag: &str, event: i64, content_sha256: &str, images: i64, force: bool, make: MakeIndex<'_>
+    ) -> (IndexRow, bool);
+    fn auto_channels(&self) -> Vec<String>;
 }
 
 /// The macro layers of a target (layers 2 and 4 of docs/profiles.md).

@@ -144,13 +144,16 @@ pub(super) fn check_task_request(r: &TaskRequest) -> Result<()> {
             check_line("target", &b.target, MAX_TEXT)?;
             check_line("image", &b.image, MAX_TEXT)?;
             check_line("repo", &b.repo, MAX_TEXT)?;
+            if let Some(n) = &b.nvr {
+                check_nvr_pattern("nvr", n)?;
+            }
             &b.defines
         }
         TaskRequest::Update(u) => {
             check_line("target", &u.target, MAX_TEXT)?;
             check_line("from", &u.from, MAX_TEXT)?;
             check_line("script", &u.script, MAX_TEXT)?;
-            check_name("update name", &u.name)?;
+            check_nvr_pattern("update name", &u.name)?;
             if let Some(f) = &u.format {
                 check_name("format", f)?;
             }
@@ -158,6 +161,12 @@ pub(super) fn check_task_request(r: &TaskRequest) -> Result<()> {
         }
     };
     defines.iter().try_for_each(|(k, v)| check_macro("define", k, v))
+}
+
+/// Checks a target name a builder is given: a name once the builder has
+/// put in the commit it resolved (`%{commit}`, `%{commit_short}`).
+fn check_nvr_pattern(field: &str, name: &str) -> Result<()> {
+    check_name(field, &kiln_core::pipeline::fill_commit(name, &"0".repeat(40)))
 }
 
 /// A literal list of ids for `IN (…)` (numbers only, never user text).

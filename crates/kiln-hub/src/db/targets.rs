@@ -138,8 +138,23 @@ where
         self.target(&t.name, None).await
     }
 
+    /// Deletes a target no pipeline uses.
     pub async fn delete_target(&self, who: &Principal, name: &str) -> Result<()> {
-        let tx = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
+        let id: Option<i64> =
+            sqlx::query_scalar("SELECT target_id FROM target_config WHERE name = $1 AND revoke_event IS NULL")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(id) = id {
+            let users = Self::pipelines_of_target(&mut tx, id).await?;
+            if !users.is_empty() {
+                return Err(HubError::conflict(format!(
+                    "target {name} is used by pipeline {}: change or delete it first",
+                    users.join(", ")
+                )));
+            }
+        }
         Self::revoke_and_commit(
             tx,
             who,

@@ -4,7 +4,7 @@
 
 use sqlx::{ColumnIndex, Encode, Executor, IntoArguments, Row, Type};
 
-use super::backend::{Backend, Col, Dialect, RowsAffected};
+use super::backend::{Backend, Col, Dialect, RowsAffected, Tx};
 use crate::db::now;
 use crate::db::rules::{
     PRIORITIES, about, check_name, check_range, check_task_request, json_text, may_change, parse_json,
@@ -123,12 +123,8 @@ where
     }
 
     pub async fn submit_task(&self, who: &Principal, t: &NewTask) -> Result<Task> {
-        check_name("channel", &t.channel)?;
-        check_name("arch", &t.arch)?;
-        check_range("max_attempts", t.max_attempts, 1..=100)?;
-        check_range("priority", t.priority, PRIORITIES)?;
         let owner = who.id.ok_or_else(|| HubError::unauthorized("log in to submit tasks"))?;
-        self.check_build_request(who, t).await?;
+        let designated = self.check_task(who, t).await?;
         let mut tx = self.begin_write().await?;
         if let Some(p) = t.parent {
             let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE id = $1")
@@ -139,17 +135,43 @@ where
                 return Err(HubError::not_found(format!("parent: no task {p}")));
             }
         }
-        let designated: Option<i64> = match &t.builder {
-            Some(b) => Some(
+        let id = Self::insert_task(&mut tx, owner, t, designated).await?;
+        tx.commit().await?;
+        self.task(id).await
+    }
+
+    /// Checks a task before it is queued (its placement, its request, and
+    /// that `who` may publish where it will); returns the designated
+    /// builder's id.
+    pub(super) async fn check_task(&self, who: &Principal, t: &NewTask) -> Result<Option<i64>> {
+        check_name("channel", &t.channel)?;
+        check_name("arch", &t.arch)?;
+        check_range("max_attempts", t.max_attempts, 1..=100)?;
+        check_range("priority", t.priority, PRIORITIES)?;
+        if who.id.is_none() {
+            return Err(HubError::unauthorized("log in to submit tasks"));
+        }
+        self.check_build_request(who, t).await?;
+        match &t.builder {
+            Some(b) => Ok(Some(
                 sqlx::query_scalar("SELECT id FROM hosts WHERE name = $1")
                     .bind(b)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&self.read)
                     .await?
                     .ok_or_else(|| HubError::not_found(format!("unknown builder `{b}`")))?,
-            ),
-            None => None,
-        };
-        let id: i64 = sqlx::query_scalar(
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Queues a checked task; returns its id.
+    pub(super) async fn insert_task(
+        tx: &mut Tx<'_, D>,
+        owner: i64,
+        t: &NewTask,
+        designated: Option<i64>,
+    ) -> Result<i64> {
+        Ok(sqlx::query_scalar(
             "INSERT INTO tasks (method, state, priority, channel, arch, owner_id, parent_id, designated_host, \
              request, attempts, max_attempts, created) VALUES ($1, 'FREE', $2, $3, $4, $5, $6, $7, $8, 0, $9, $10) \
              RETURNING id",
@@ -164,10 +186,8 @@ where
         .bind(json_text(&t.request.to_value()))
         .bind(t.max_attempts)
         .bind(now())
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        self.task(id).await
+        .fetch_one(&mut **tx)
+        .await?)
     }
 
     const TASK_COLS: &'static str = "t.id, t.method, t.state, t.priority, t.channel, t.arch, u.name, t.parent_id, \

@@ -184,6 +184,7 @@ where
                     .bind(owner)
                     .fetch_all(&mut *tx)
                     .await?;
+            let owner_id = owner;
             let owner = Principal {
                 id: Some(owner),
                 name: owner_name,
@@ -204,6 +205,10 @@ where
             }
             may_change(&owner, &dest, t.perm.as_deref(), t.locked, false)?;
             Self::tag_into(&mut tx, &owner, &dest, &t, (bid, &nvr, &b.name), false).await?;
+            let commit = result["commit"].as_str().filter(|c| kiln_hub_api::names::is_commit(c));
+            if let Some(image) = Self::run_built(&mut tx, id, owner_id, b, &keys, commit).await? {
+                out["image"] = serde_json::json!(format!("{image}@{}-{}", b.version, b.release));
+            }
             sqlx::query("DELETE FROM task_uploads WHERE task_id = $1")
                 .bind(id)
                 .execute(&mut *tx)

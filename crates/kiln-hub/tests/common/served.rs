@@ -21,6 +21,7 @@ pub async fn serve(t: &crate::common::TestDb, anonymous_read: bool) -> Served {
         listen: "127.0.0.1:0".into(),
         anonymous_read,
         lease_seconds: kiln_hub::db::LEASE_SECONDS,
+        key_file: None,
     };
     let hub = std::sync::Arc::new(kiln_hub::open(&opts).await.expect("open the hub"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

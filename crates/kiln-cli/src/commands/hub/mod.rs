@@ -4,10 +4,12 @@
 
 mod builder;
 mod builds;
+mod channels;
 mod hosts;
 mod images;
 mod inherit;
 mod login;
+mod pipelines;
 mod pkg;
 mod serve;
 mod submit;
@@ -19,9 +21,11 @@ mod users;
 
 pub use builder::{BuilderArgs, builder};
 pub use builds::{BuildsCommand, builds};
+pub use channels::{ChannelCommand, channel};
 pub use hosts::{HostCommand, host};
 pub use images::{image_download, image_import, image_ls, image_rm};
 pub use login::{LoginArgs, login};
+pub use pipelines::{PipelineCommand, pipeline};
 pub use serve::{ServeArgs, serve};
 pub use submit::{SubmitArgs, submit};
 pub use tagging::{ListTaggedArgs, TagBuildArgs, list_tagged, tag_build};

@@ -34,6 +34,16 @@ pub struct ServeArgs {
     /// it is retried elsewhere. Builders beat three times per lease.
     #[arg(long, value_name = "SECONDS", default_value_t = kiln_hub::db::LEASE_SECONDS)]
     lease: i64,
+    /// The hub's key file, created (mode 0600) when missing: hook secrets
+    /// and the channel signing key derive from it. Every hub on one
+    /// database needs the same file; keep it out of database backups.
+    #[arg(
+        long,
+        env = "KILN_KEY_FILE",
+        default_value = "./kiln-data/hub.key",
+        value_name = "PATH"
+    )]
+    key_file: std::path::PathBuf,
 }
 
 pub fn serve(a: &ServeArgs) -> Result<ExitCode> {
@@ -43,6 +53,7 @@ pub fn serve(a: &ServeArgs) -> Result<ExitCode> {
         listen: a.listen.clone(),
         anonymous_read: !a.no_anonymous_read,
         lease_seconds: a.lease,
+        key_file: Some(a.key_file.clone()),
     };
     let db_shown = if a.db.starts_with("postgres") {
         "postgres://…"

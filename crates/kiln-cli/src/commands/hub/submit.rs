@@ -185,6 +185,7 @@ pub fn submit(a: &SubmitArgs) -> Result<ExitCode> {
         repo,
         defines: a.task.defines()?,
         scratch: a.task.scratch,
+        nvr: None,
     };
     req.check().map_err(anyhow::Error::msg)?;
     a.task.submit(&a.hub, TaskRequest::Build(req))
