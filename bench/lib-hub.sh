@@ -46,7 +46,8 @@ start_hub() {
     local port
     port=$(free_port)
     HUB_URL="http://127.0.0.1:$port"
-    "$KILN" serve --db "$1" --store "file://$WORK/store" --listen "127.0.0.1:$port" >"$WORK/serve.log" 2>&1 &
+    "$KILN" serve --db "$1" --store "file://$WORK/store" --key-file "$WORK/hub.key" --listen "127.0.0.1:$port" \
+        >"$WORK/serve.log" 2>&1 &
     HUB_PID=$!
     for _ in $(seq 1 300); do
         if curl -fs -o /dev/null "$HUB_URL/api/v1/status"; then

@@ -24,6 +24,8 @@ fn version_and_help() {
         "list-tagged",
         "builds",
         "target",
+        "pipeline",
+        "channel",
     ] {
         assert!(r.stdout.contains(cmd), "--help lists {cmd}");
         let sub = run(kiln().args([cmd, "--help"]));

@@ -13,9 +13,9 @@ use crate::update::{git, script_repo, sources};
 /// A short lease, so a killed builder's task is retried within seconds.
 const LEASE: &str = "4";
 
-struct Farm {
-    hub: Served,
-    admin: String,
+pub(crate) struct Farm {
+    pub(crate) hub: Served,
+    pub(crate) admin: String,
     repo: tempfile::TempDir,
     builders: Vec<Builder>,
 }
@@ -82,7 +82,7 @@ fn profile_repo(marker: &str) -> tempfile::TempDir {
 impl Farm {
     /// A hub with target `rel` (build tag `rel-build`, destination `rel`,
     /// which lists ve-farm, ve-slow and cam-fw) and registered builders.
-    fn new(builders: &[&str], marker: &str) -> Farm {
+    pub(crate) fn new(builders: &[&str], marker: &str) -> Farm {
         let hub = serve_with(&["--lease", LEASE]);
         let r = run(crate::support::kiln().args(["user", "create", "admin", "--admin", "--db", &hub.db]));
         assert_eq!(r.code, 0, "{}", r.stderr);
@@ -103,11 +103,11 @@ impl Farm {
         farm
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         self.hub.ok(&self.admin, args)
     }
 
-    fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.hub.dir.path()
     }
 
@@ -160,12 +160,12 @@ impl Farm {
         self.ok(&a).trim().to_string()
     }
 
-    fn task(&self, id: &str) -> serde_json::Value {
+    pub(crate) fn task(&self, id: &str) -> serde_json::Value {
         json(&self.ok(&["task", "info", id, "--json"]))
     }
 
     /// Waits until the task is in one of `states`; panics with the logs after `secs`.
-    fn wait_for(&self, id: &str, states: &[&str], secs: u64) -> serde_json::Value {
+    pub(crate) fn wait_for(&self, id: &str, states: &[&str], secs: u64) -> serde_json::Value {
         let start = Instant::now();
         loop {
             let t = self.task(id);
@@ -188,7 +188,7 @@ impl Farm {
         }
     }
 
-    fn log_of(&self, id: &str) -> String {
+    pub(crate) fn log_of(&self, id: &str) -> String {
         let r = run(self.hub.kiln(Some(&self.admin)).args(["task", "watch", id]));
         r.stdout
     }
@@ -222,7 +222,7 @@ impl Farm {
 }
 
 /// A plain HTTP GET on the hub (anonymous reads are allowed): the body.
-fn http_get(base: &str, path: &str) -> String {
+pub(crate) fn http_get(base: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let addr = base.trim_start_matches("http://");
     let Ok(mut c) = std::net::TcpStream::connect(addr) else {
@@ -234,7 +234,7 @@ fn http_get(base: &str, path: &str) -> String {
     out
 }
 
-fn wait_until(secs: u64, what: &str, mut ok: impl FnMut() -> bool) {
+pub(crate) fn wait_until(secs: u64, what: &str, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
         assert!(start.elapsed() < Duration::from_secs(secs), "{what} after {secs} s");

@@ -52,6 +52,8 @@ pub(crate) fn serve_with(extra: &[&str]) -> Served {
             "--store",
         ])
         .arg(format!("file://{}", dir.path().join("data/store").display()))
+        .arg("--key-file")
+        .arg(dir.path().join("data/hub.key"))
         .args(extra)
         .stdout(Stdio::null())
         // A file, not a pipe: a busy hub would fill a pipe nobody reads and stall.

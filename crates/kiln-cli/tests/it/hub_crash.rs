@@ -189,6 +189,8 @@ impl Hub {
             ])
             .arg("--store")
             .arg(format!("file://{}", self.store.display()))
+            .arg("--key-file")
+            .arg(self.dir.join("hub.key"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             // A file, not a pipe that nobody reads.

@@ -146,6 +146,8 @@ fn the_hub_stores_artifacts_and_images_in_s3() {
                 "--store",
                 store,
             ])
+            .arg("--key-file")
+            .arg(dir.path().join("hub.key"))
             .env("AWS_ACCESS_KEY_ID", "kiln-test")
             .env("AWS_SECRET_ACCESS_KEY", "kiln-test-secret")
             .env("AWS_REGION", "us-east-1")
@@ -155,15 +157,18 @@ fn the_hub_stores_artifacts_and_images_in_s3() {
             .expect("kiln serve")
     };
     // A bad option is refused with its name.
-    let r = run(kiln().args([
-        "serve",
-        "--db",
-        &db,
-        "--listen",
-        "127.0.0.1:0",
-        "--store",
-        "s3://kiln-test?endpiont=http://x",
-    ]));
+    let r = run(kiln()
+        .args([
+            "serve",
+            "--db",
+            &db,
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            "s3://kiln-test?endpiont=http://x",
+            "--key-file",
+        ])
+        .arg(dir.path().join("hub.key")));
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("unknown option `endpiont`"), "{}", r.stderr);
 
