@@ -16,7 +16,7 @@ const LEASE: &str = "4";
 pub(crate) struct Farm {
     pub(crate) hub: Served,
     pub(crate) admin: String,
-    repo: tempfile::TempDir,
+    pub(crate) repo: tempfile::TempDir,
     builders: Vec<Builder>,
 }
 
@@ -111,7 +111,7 @@ impl Farm {
         self.hub.dir.path()
     }
 
-    fn repo_url(&self) -> String {
+    pub(crate) fn repo_url(&self) -> String {
         format!("git+file://{}@main", self.repo.path().display())
     }
 

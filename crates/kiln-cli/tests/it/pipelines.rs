@@ -444,6 +444,34 @@ fn pushes_run_the_pipeline_and_devices_verify_the_channel() {
     let t = farm.wait_for(&task3, &["CLOSED", "FAILED"], 900);
     assert_eq!(t["state"], "CLOSED", "{t}\n{}", farm.log_of(&task3));
     assert_eq!(runs(&farm, "cam-next").len(), 1, "one run per version");
+    // A build pipeline: the profile repository at its ref, named by the
+    // pattern with the commit the builder resolved; `run --watch` follows it.
+    farm.ok(&[
+        "pipeline",
+        "create",
+        "farm-img",
+        "--kind",
+        "build",
+        "--repo",
+        &farm.repo_url(),
+        "--image",
+        "ve/farm",
+        "--target",
+        "rel",
+        "--target-name",
+        "ve-farm-1.0-g%{commit_short}.%{run}",
+    ]);
+    let out = farm.ok(&["pipeline", "run", "farm-img", "--watch"]);
+    assert_eq!(out.lines().next(), Some("1"), "{out}");
+    let r = &runs(&farm, "farm-img")[0];
+    let nvr = format!("ve-farm-1.0-g{}.1", &head(farm.repo.path())[..12]);
+    assert_eq!(
+        (r["state"].as_str(), r["nvr"].as_str()),
+        (Some("succeeded"), Some(nvr.as_str()))
+    );
+    let b = json(&farm.ok(&["builds", "info", &nvr, "--json"]));
+    assert_eq!(b["state"], "COMPLETE", "{b}");
+
     // A pipeline that would import its own source is refused.
     let r = run(farm.hub.kiln(Some(&farm.admin)).args([
         "pipeline",
