@@ -15,11 +15,12 @@ if [ "$(id -u)" = 0 ]; then
     ./target/debug/kiln doctor --fix --yes
     # What the tests use to inspect images: a static busybox for sandbox
     # trees, xattr/capability tools, and the compressors' CLIs; and the
-    # PostgreSQL server the hub's tests start on a loopback port; minisign,
-    # which checks the channels' signatures as devices do.
+    # PostgreSQL server the hub's tests start on a loopback port; minisign
+    # and curl, with which the device recipe of docs/channels.md checks and
+    # fetches a channel.
     need=()
     for p in busybox-static attr libcap2-bin zstd xz-utils gzip tar python3 python3-venv postgresql postgresql-client \
-        minisign; do
+        minisign curl; do
         dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
     done
     if [ ${#need[@]} -gt 0 ]; then

@@ -319,6 +319,35 @@ fn pushes_run_the_pipeline_and_devices_verify_the_channel() {
         .as_i64()
         .expect("sequence");
 
+    // The device recipe of docs/channels.md, as written: installs the image
+    // into its slot and remembers the sequence; refuses a rollback.
+    let doc = include_str!("../../../../docs/channels.md");
+    let recipe = doc
+        .split("Save as `update-from-channel`:")
+        .nth(1)
+        .and_then(|s| s.split("```sh\n").nth(1))
+        .and_then(|s| s.split("\n```").next())
+        .expect("docs/channels.md has the recipe");
+    let script_file = dir.join("update-from-channel");
+    std::fs::write(&script_file, format!("{recipe}\n")).expect("write");
+    let (slot, recipe_state) = (dir.join("slot-b"), dir.join("recipe-state"));
+    let recipe_run = || {
+        run(std::process::Command::new("sh")
+            .arg(&script_file)
+            .args([farm.hub.url.as_str(), "rel", "cam-fw"])
+            .args([&pubkey, &recipe_state, &slot]))
+    };
+    let r = recipe_run();
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        std::fs::read(&slot).expect("slot"),
+        std::fs::read(&image).expect("image")
+    );
+    std::fs::write(&recipe_state, "999\n").expect("state");
+    let r = recipe_run();
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("rollback"), "{}", r.stderr);
+
     // A GitLab push of a new commit: run 2, a newer index.
     let before = commit.clone();
     std::fs::write(

@@ -84,3 +84,5 @@ CREATE TABLE channel_indexes (
     images BIGINT NOT NULL,
     UNIQUE (tag_id, sequence)
 );
+-- Tags that publish their channel automatically are found by their extra.
+CREATE INDEX tag_extra_key ON tag_extra(key) WHERE revoke_event IS NULL;

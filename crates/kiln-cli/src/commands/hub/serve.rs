@@ -62,8 +62,9 @@ pub fn serve(a: &ServeArgs) -> Result<ExitCode> {
     };
     kiln_hub::serve_blocking(&opts, |addr| {
         eprintln!(
-            "kiln hub listening on http://{addr} (database {db_shown}, store {})",
-            opts.store
+            "kiln hub listening on http://{addr} (database {db_shown}, store {}, key file {})",
+            opts.store,
+            a.key_file.display()
         );
     })?;
     Ok(ExitCode::SUCCESS)
