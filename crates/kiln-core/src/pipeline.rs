@@ -128,7 +128,7 @@ pub fn expand_name(
     values.insert("date", utc_day(facts.time));
     if let Some((name, version)) = &facts.source {
         values.insert("source_name", name.clone());
-        values.insert("source_version", version.clone());
+        values.insert("source_version", nvr_field(version));
     }
     match &facts.commit {
         Some(c) => {
@@ -147,6 +147,13 @@ pub fn expand_name(
         out = out.replace(&marker(d), &format!("%{{{d}}}"));
     }
     Ok(out)
+}
+
+/// A source version as a field of NAME-VERSION-RELEASE, which splits on
+/// dashes: `-` becomes `_` (an image a pipeline imported is versioned
+/// VERSION-RELEASE, `2.3.1-7`, and goes into a target name as `2.3.1_7`).
+pub fn nvr_field(version: &str) -> String {
+    version.replace('-', "_")
 }
 
 /// Replaces the builtins [`expand_name`] left for the builder.
@@ -352,6 +359,14 @@ mod tests {
             &layers,
         );
         assert_eq!(got.as_deref(), Ok("cam-fw-2.3.1+g89abcdef0123-7.20251203"));
+        // A source version with a dash (an imported VERSION-RELEASE) keeps the fields apart.
+        let dashed = RunFacts {
+            source: Some(("cam-fw".into(), "2.3.1-7".into())),
+            ..facts.clone()
+        };
+        let got = expand_name("dev-%{source_version}-%{run}", &dashed, &defines, &layers);
+        assert_eq!(got.as_deref(), Ok("dev-2.3.1_7-7"));
+        assert_eq!(split_nvr("dev-2.3.1_7-7"), Some(("dev", "2.3.1_7", "7")));
         let e = expand_name("x-%{nope}-1", &facts, &defines, &layers).expect_err("undefined");
         assert!(e.contains("undefined macro `nope`"), "{e}");
     }

@@ -20,6 +20,8 @@ pub enum ChannelError {
     Malformed(String),
     /// The index is older than one accepted before.
     Rollback { sequence: i64, accepted: i64 },
+    /// The index is another channel's (signed, but not the one asked for).
+    WrongChannel { expected: String, got: String },
     /// Fetching failed.
     Fetch(String),
 }
@@ -33,6 +35,9 @@ impl std::fmt::Display for ChannelError {
                 f,
                 "rollback: the index has sequence {sequence}, older than sequence {accepted} accepted before"
             ),
+            ChannelError::WrongChannel { expected, got } => {
+                write!(f, "the index is channel {got}'s, not channel {expected}'s")
+            }
             ChannelError::Fetch(m) => f.write_str(m),
         }
     }
@@ -49,12 +54,15 @@ pub struct Accepted {
 }
 
 /// Checks `body` against `signature` with `key`, reads it, checks that the
-/// signed comment names the same channel and sequence, and that the
-/// sequence is not below `accepted` (the last one this device accepted).
+/// signed comment names the same channel and sequence, that the channel is
+/// `channel` (the one the device follows: a signed index of another
+/// channel is no answer), and that the sequence is not below `accepted`
+/// (the last one this device accepted).
 pub fn check_index(
     body: &[u8],
     signature: &str,
     key: &PublicKey,
+    channel: &str,
     accepted: Option<i64>,
 ) -> Result<Accepted, ChannelError> {
     let v = minisign::verify(key, body, signature).map_err(ChannelError::Signature)?;
@@ -68,6 +76,12 @@ pub fn check_index(
             "the signed comment `{}` does not name channel {} sequence {}",
             v.trusted_comment, index.channel, index.sequence
         )));
+    }
+    if index.channel != channel {
+        return Err(ChannelError::WrongChannel {
+            expected: channel.to_string(),
+            got: index.channel,
+        });
     }
     if let Some(a) = accepted
         && index.sequence < a
@@ -106,6 +120,17 @@ fn get(
         return Err(ChannelError::Fetch(format!("{url} answered {}", resp.status())));
     }
     Ok(resp)
+}
+
+/// The channel an index URL names: `…/channels/NAME/index.json`.
+pub fn channel_of(url: &url::Url) -> Option<String> {
+    let segments: Vec<&str> = url.path_segments()?.collect();
+    match segments.as_slice() {
+        [.., "channels", name, "index.json"] if crate::names::check_name("channel", name).is_ok() => {
+            Some((*name).to_string())
+        }
+        _ => None,
+    }
 }
 
 /// Largest index or signature read (an index lists one build per image).

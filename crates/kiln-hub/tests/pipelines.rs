@@ -725,6 +725,8 @@ both!(
         next["source"] = json!("cam-fw@latest");
         next["target_name"] = json!("cam-app-%{source_version}-%{run}");
         next["on_new_source"] = json!(true);
+    // Its runs wait for a builder of another channel: cam-lab-1 only builds cam-fw.
+    next["channel"] = json!("apps");
         h.ok("POST", "/pipelines", Some(next)).await;
 
         let run = h.ok("POST", "/pipelines/cam-fw/runs", Some(json!({}))).await;
@@ -753,6 +755,27 @@ both!(
         let runs = wait_runs(&h, "cam-app", 1).await;
         assert_eq!(runs.len(), 1, "{runs:?}");
         assert_eq!(runs[0]["source"], "cam-fw@2.3.10-1");
+        // The imported version's dash does not split the next target name wrong.
+        assert_eq!(runs[0]["nvr"], "cam-app-2.3.10_1-1");
+        // A version the catalog already holds: the build stands, the run says
+        // why nothing was imported.
+        h.upload_image("cam-fw", "2.3.10-2").await;
+        h.ok("POST", "/pipelines/cam-fw/runs", Some(json!({}))).await;
+        let done = build_as_builder(&h, &host, b"hsqs the second image").await;
+        assert_eq!(
+            (done["state"].as_str(), done["result"]["image"].as_str()),
+            (Some("CLOSED"), None)
+        );
+        let runs = h.runs("cam-fw").await;
+        assert_eq!(runs[0]["state"], "succeeded");
+        assert!(
+            runs[0]["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("already holds cam-fw@2.3.10-2"),
+            "{:?}",
+            runs[0]
+        );
     }
 );
 
@@ -800,7 +823,7 @@ both!(channels_publish_signed_indexes_devices_verify, |t| async move {
     let (_, body) = fetch(index_url.clone()).await;
     let (_, sig) = fetch(format!("{index_url}.minisig")).await;
     let sig = String::from_utf8(sig).expect("utf-8");
-    let ok = check_index(&body, &sig, &public, None).expect("verifies");
+    let ok = check_index(&body, &sig, &public, "cam-release", None).expect("verifies");
     let entry = &ok.index.images["cam-fw"];
     assert_eq!(
         (entry.nvr.as_str(), entry.sha256.clone()),
@@ -819,10 +842,10 @@ both!(channels_publish_signed_indexes_devices_verify, |t| async move {
     let (_, body2) = fetch(index_url.clone()).await;
     let (_, sig2) = fetch(format!("{index_url}.minisig")).await;
     let sig2 = String::from_utf8(sig2).expect("utf-8");
-    let ok2 = check_index(&body2, &sig2, &public, Some(1)).expect("newer");
+    let ok2 = check_index(&body2, &sig2, &public, "cam-release", Some(1)).expect("newer");
     assert_eq!(ok2.index.sequence, 2);
     // The old index, replayed to a device that accepted sequence 2: a rollback.
-    match check_index(&body, &sig, &public, Some(2)) {
+    match check_index(&body, &sig, &public, "cam-release", Some(2)) {
         Err(ChannelError::Rollback {
             sequence: 1,
             accepted: 2,
@@ -834,18 +857,18 @@ both!(channels_publish_signed_indexes_devices_verify, |t| async move {
     let at = bad.iter().position(|b| *b == b'2').expect("a digit");
     bad[at] = b'3';
     assert!(matches!(
-        check_index(&bad, &sig2, &public, None),
+        check_index(&bad, &sig2, &public, "cam-release", None),
         Err(ChannelError::Signature(_))
     ));
     let bad_sig = sig2.replace("sequence 2", "sequence 9");
     assert!(matches!(
-        check_index(&body2, &bad_sig, &public, None),
+        check_index(&body2, &bad_sig, &public, "cam-release", None),
         Err(ChannelError::Signature(_))
     ));
     let new_key = h.ok("POST", "/channel-key", None).await;
     let other = PublicKey::parse(new_key["public_key"].as_str().expect("key")).expect("key");
     assert!(matches!(
-        check_index(&body2, &sig2, &other, None),
+        check_index(&body2, &sig2, &other, "cam-release", None),
         Err(ChannelError::Signature(_))
     ));
 
@@ -863,8 +886,32 @@ both!(channels_publish_signed_indexes_devices_verify, |t| async move {
     assert_eq!((now["sequence"].as_i64(), now["auto"].as_bool()), (Some(3), Some(true)));
     let (_, body3) = fetch(index_url.clone()).await;
     let (_, sig3) = fetch(format!("{index_url}.minisig")).await;
-    let ok3 = check_index(&body3, &String::from_utf8(sig3).expect("utf-8"), &other, Some(2)).expect("new key");
+    let ok3 = check_index(
+        &body3,
+        &String::from_utf8(sig3).expect("utf-8"),
+        &other,
+        "cam-release",
+        Some(2),
+    )
+    .expect("new key");
     assert_eq!(ok3.index.images["cam-fw"].nvr, "cam-fw-2.3.10-2");
+    // A signed index of another channel is no answer for this one.
+    h.ok("POST", "/tags", Some(json!({"name": "beta"}))).await;
+    h.ok("POST", "/channels/beta/publish", None).await;
+    let (_, beta) = fetch(format!("{}/channels/beta/index.json", h.root)).await;
+    let (_, beta_sig) = fetch(format!("{}/channels/beta/index.json.minisig", h.root)).await;
+    let beta_sig = String::from_utf8(beta_sig).expect("utf-8");
+    assert!(check_index(&beta, &beta_sig, &other, "beta", None).is_ok());
+    assert!(matches!(
+        check_index(&beta, &beta_sig, &other, "cam-release", None),
+        Err(ChannelError::WrongChannel { .. })
+    ));
+    // A channel's sequence numbers never repeat, even for a new tag of the name.
+    h.ok("POST", "/channels/beta/publish?force=true", None).await;
+    h.ok("DELETE", "/tags/beta", None).await;
+    h.ok("POST", "/tags", Some(json!({"name": "beta"}))).await;
+    let again = h.ok("POST", "/channels/beta/publish", None).await;
+    assert_eq!(again["sequence"].as_i64(), Some(3), "{again}");
     // Publishing needs the tag permission.
     h.ok("POST", "/users", Some(json!({"name": "dev", "perms": ["build"]})))
         .await;
@@ -877,3 +924,46 @@ both!(channels_publish_signed_indexes_devices_verify, |t| async move {
     let (s, _) = h.call("POST", "/channel-key", Some(&dev), None).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 });
+
+both!(
+    hook_runs_act_as_the_owner_who_must_be_allowed_to_build,
+    |t| async move {
+        let h = start(&t).await;
+        h.setup().await;
+        h.ok("POST", "/users", Some(json!({"name": "cfg", "perms": ["pipeline"]})))
+            .await;
+        let cfg = h.ok("POST", "/users/cfg/tokens", Some(json!({}))).await["token"]
+            .as_str()
+            .expect("token")
+            .to_string();
+        let (s, v) = h
+            .call("POST", "/pipelines", Some(&cfg), Some(update_pipeline("cam-fw")))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let secret = h.ok("POST", "/pipelines/cam-fw/hooks/generic/secret", None).await["secret"]
+            .as_str()
+            .expect("secret")
+            .to_string();
+        let bearer = |id: &str| {
+            vec![
+                ("authorization", format!("Bearer {secret}")),
+                ("idempotency-key", id.to_string()),
+            ]
+        };
+        // cfg configured it but may not build: the run is recorded, refused.
+        let (s, v) = h.deliver("cam-fw", "generic", &bearer("one"), b"").await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+        assert!(message(&v).contains("lacks the `build` permission"), "{v}");
+        let runs = h.runs("cam-fw").await;
+        assert_eq!(
+            (runs.len(), runs[0]["state"].as_str(), runs[0]["task"].as_i64()),
+            (1, Some("error"), None)
+        );
+        // Allowed to build: the next delivery runs, as cfg.
+        h.ok("POST", "/users/cfg/perms", Some(json!({"perm": "build"}))).await;
+        let (s, v) = h.deliver("cam-fw", "generic", &bearer("two"), b"").await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        let task = h.task(v["run"]["task"].as_i64().expect("task")).await;
+        assert_eq!(task["owner"], "cfg");
+    }
+);

@@ -419,10 +419,15 @@ fn pushes_run_the_pipeline_and_devices_verify_the_channel() {
     let at = bad.iter().position(|b| *b == b'1').expect("a digit");
     bad[at] = b'9';
     std::fs::write(first.join("index.json"), &bad).expect("write");
-    let r = run(farm
-        .hub
-        .kiln(None)
-        .args(["channel", "verify", &format!("{}/index.json", m.url), "--pubkey", &key]));
+    let r = run(farm.hub.kiln(None).args([
+        "channel",
+        "verify",
+        &format!("{}/index.json", m.url),
+        "--pubkey",
+        &key,
+        "--channel",
+        "rel",
+    ]));
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("signature"), "{}", r.stderr);
     assert!(

@@ -72,9 +72,12 @@ CREATE TABLE channel_keys (
 );
 CREATE UNIQUE INDEX channel_keys_active ON channel_keys((1)) WHERE revoke_event IS NULL;
 -- Every publication of a channel: the signed index exactly as served.
+-- A channel is the tag's name: its sequence numbers never repeat under
+-- that name, even across a tag deleted and made again, or renamed.
 CREATE TABLE channel_indexes (
     id INTEGER PRIMARY KEY,
     tag_id BIGINT NOT NULL REFERENCES tags(id),
+    channel TEXT NOT NULL,
     sequence BIGINT NOT NULL,
     event BIGINT NOT NULL,
     time BIGINT NOT NULL,
@@ -82,7 +85,8 @@ CREATE TABLE channel_indexes (
     body TEXT NOT NULL,
     signature TEXT NOT NULL,
     images BIGINT NOT NULL,
-    UNIQUE (tag_id, sequence)
+    UNIQUE (channel, sequence)
 );
+CREATE INDEX channel_indexes_tag ON channel_indexes(tag_id, sequence);
 -- Tags that publish their channel automatically are found by their extra.
 CREATE INDEX tag_extra_key ON tag_extra(key) WHERE revoke_event IS NULL;

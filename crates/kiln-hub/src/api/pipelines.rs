@@ -163,19 +163,16 @@ pub(super) async fn start_run(
     }
 }
 
-/// A ref a user typed: a full `refs/…` name, or a branch or tag name as
-/// git resolves it.
+/// A ref a user typed: a full `refs/…` name, or a branch or tag name,
+/// kept as typed (git resolves a short name to a branch or a tag); checked
+/// by git's rules for ref names.
 fn full_ref(r: &str) -> Result<String> {
     let full = if r.starts_with("refs/") {
         r.to_string()
     } else {
         format!("refs/heads/{r}")
     };
-    let checked = crate::hooks::check_ref(&full).or_else(|e| {
-        // Not a branch name git accepts: maybe a tag's.
-        crate::hooks::check_ref(&format!("refs/tags/{r}")).map_err(|_| e)
-    });
-    checked.map_err(|e| HubError::bad_request(format!("ref `{}`: {e}", r.escape_debug())))?;
+    crate::hooks::check_ref(&full).map_err(|e| HubError::bad_request(format!("ref `{}`: {e}", r.escape_debug())))?;
     Ok(r.to_string())
 }
 
@@ -226,7 +223,7 @@ pub(super) struct Trigger {
     pub delivery: Option<String>,
     /// The caller of a manual run; others run as the pipeline's owner.
     pub user: Option<Principal>,
-    /// A full ref name.
+    /// The ref: a full name from a hook, or as a user typed it.
     pub git_ref: Option<String>,
     pub commit: Option<String>,
 }
@@ -346,7 +343,18 @@ pub(super) async fn start(hub: &Hub, row: &PipelineRow, t: Trigger) -> Result<(P
         Some(u) => u.clone(),
         None => hub.db.user_principal(row.owner_id).await?,
     };
-    let prep = prepare(hub, p, &t).await;
+    // A hook's or a new source's run acts as the owner, who must still be
+    // allowed to build (a manual run's caller passed the route's check).
+    let refused = (!owner.has("build")).then(|| {
+        HubError::forbidden(format!(
+            "{}, the pipeline's owner, lacks the `build` permission: runs need it",
+            owner.name
+        ))
+    });
+    let prep = match refused {
+        Some(e) => Err(e),
+        None => prepare(hub, p, &t).await,
+    };
     let run = NewRun {
         pipeline_id: row.id,
         pipeline: p.name.clone(),

@@ -124,6 +124,19 @@ where
             .map_err(|e| HubError::internal(format!("applying migrations: {e}")))
     }
 
+    /// Serialises the changes that check pipelines against each other and
+    /// against targets (the loop check, a target in use) across
+    /// connections and hubs: an advisory lock in PostgreSQL until the
+    /// transaction ends; SQLite has a single writer.
+    pub(super) async fn lock_pipelines(tx: &mut Tx<'_, D>) -> Result<()> {
+        /// The lock's id: "kilnpipe" as a big-endian 64-bit number.
+        const PIPELINES: i64 = 0x6b69_6c6e_7069_7065;
+        if !D::KEY_LOCK.is_empty() {
+            sqlx::query(D::KEY_LOCK).bind(PIPELINES).execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
     /// Records the event a change makes; returns its id.
     pub(super) async fn event(tx: &mut Tx<'_, D>, who: &Principal, action: &str) -> Result<i64> {
         let id: i64 = sqlx::query_scalar("INSERT INTO events (time, user_id, action) VALUES ($1, $2, $3) RETURNING id")

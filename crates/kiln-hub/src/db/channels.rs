@@ -97,32 +97,37 @@ where
         })
     }
 
-    /// The channel of tag `tag`'s last publication, if any.
+    /// The last publication of channel `tag` (the tag of that name now),
+    /// if any.
     pub async fn channel_index(&self, tag: &str) -> Result<Option<IndexRow>> {
         let sql = format!(
             "SELECT {INDEX_COLS} FROM channel_indexes i JOIN tag_names n ON n.tag_id = i.tag_id \
-             AND n.revoke_event IS NULL WHERE n.name = $1 ORDER BY i.sequence DESC LIMIT 1"
+             AND n.revoke_event IS NULL AND n.name = i.channel WHERE n.name = $1 ORDER BY i.sequence DESC LIMIT 1"
         );
         let r = sqlx::query(&sql).bind(tag).fetch_optional(&self.read).await?;
         r.as_ref().map(Self::index_row).transpose()
     }
 
-    /// Every channel's last publication (tags that exist now).
+    /// Every channel's last publication (tags that exist now, under their
+    /// name now).
     pub async fn channel_indexes(&self) -> Result<Vec<IndexRow>> {
         let sql = format!(
             "SELECT {INDEX_COLS} FROM channel_indexes i JOIN tag_names n ON n.tag_id = i.tag_id \
-             AND n.revoke_event IS NULL \
-             WHERE i.sequence = (SELECT MAX(x.sequence) FROM channel_indexes x WHERE x.tag_id = i.tag_id) \
+             AND n.revoke_event IS NULL AND n.name = i.channel \
+             WHERE i.sequence = (SELECT MAX(x.sequence) FROM channel_indexes x WHERE x.channel = i.channel) \
              ORDER BY n.name"
         );
         let rows = sqlx::query(&sql).fetch_all(&self.read).await?;
         rows.iter().map(Self::index_row).collect()
     }
 
-    /// Publishes tag `tag`'s channel when its content (`content_sha256`)
-    /// differs from the last publication's, or always with `force`: the
-    /// next sequence number, and `make` signs the index for it. Returns the
-    /// publication, and whether it is new.
+    /// Publishes channel `tag` with its content as of `event`
+    /// (`content_sha256`), when that differs from the tag's last
+    /// publication and is not older than it — or always with `force`: the
+    /// channel's next sequence number (never one used under the name
+    /// before), and `make` signs the index for it. Publications of one tag
+    /// are serialised (the tag's row is locked). Returns the publication,
+    /// and whether it is new.
     pub async fn publish_channel(
         &self,
         tag: &str,
@@ -133,31 +138,39 @@ where
         make: MakeIndex<'_>,
     ) -> Result<(IndexRow, bool)> {
         let mut tx = self.begin_write().await?;
-        let t = Self::tag_row(&mut *tx, tag, None).await?;
+        let t = Self::tag_for_change(&mut tx, tag).await?;
         let last: Option<(i64, String)> = sqlx::query_as(
-            "SELECT sequence, content_sha256 FROM channel_indexes WHERE tag_id = $1 ORDER BY sequence DESC LIMIT 1",
+            "SELECT event, content_sha256 FROM channel_indexes WHERE tag_id = $1 AND channel = $2 \
+             ORDER BY sequence DESC LIMIT 1",
         )
         .bind(t.id)
+        .bind(&t.name)
         .fetch_optional(&mut *tx)
         .await?;
-        if let Some((_, sha)) = &last
-            && sha == content_sha256
+        if let Some((last_event, sha)) = &last
             && !force
+            && (sha == content_sha256 || *last_event > event)
         {
+            // Unchanged, or another publisher got there with newer content.
             drop(tx);
             let row = self.channel_index(tag).await?;
             return row
                 .map(|r| (r, false))
                 .ok_or_else(|| HubError::conflict("the channel changed meanwhile"));
         }
-        let sequence = last.map_or(1, |(s, _)| s + 1);
+        let used: Option<i64> = sqlx::query_scalar("SELECT MAX(sequence) FROM channel_indexes WHERE channel = $1")
+            .bind(&t.name)
+            .fetch_one(&mut *tx)
+            .await?;
+        let sequence = used.unwrap_or(0) + 1;
         let (body, signature) = make(sequence)?;
         let time = now();
         sqlx::query(
-            "INSERT INTO channel_indexes (tag_id, sequence, event, time, content_sha256, body, signature, images) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO channel_indexes (tag_id, channel, sequence, event, time, content_sha256, body, signature, \
+             images) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(t.id)
+        .bind(&t.name)
         .bind(sequence)
         .bind(event)
         .bind(time)

@@ -167,6 +167,7 @@ where
             .id
             .ok_or_else(|| HubError::unauthorized("log in to save pipelines"))?;
         let mut tx = self.begin_write().await?;
+        Self::lock_pipelines(&mut tx).await?;
         let target: i64 =
             sqlx::query_scalar("SELECT target_id FROM target_config WHERE name = $1 AND revoke_event IS NULL")
                 .bind(&p.target)

@@ -276,9 +276,9 @@ where
             return Ok(None);
         };
         let version = format!("{}-{}", b.version, b.release);
-        sqlx::query(
+        let n = sqlx::query(
             "INSERT INTO images (name, version, format, size, sha256, store_key, uploader_id, time) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name, version) DO NOTHING",
         )
         .bind(&b.name)
         .bind(&version)
@@ -289,8 +289,16 @@ where
         .bind(owner)
         .bind(now())
         .execute(&mut **tx)
-        .await
-        .map_err(|e| crate::db::rules::exists(e, || format!("image {}@{version} exists in the catalog", b.name)))?;
+        .await?;
+        if super::backend::RowsAffected::rows_affected(&n) == 0 {
+            // The build stands; the catalog keeps the image it had.
+            sqlx::query("UPDATE pipeline_runs SET error = $1 WHERE task_id = $2")
+                .bind(format!("not imported: the catalog already holds {}@{version}", b.name))
+                .bind(task)
+                .execute(&mut **tx)
+                .await?;
+            return Ok(None);
+        }
         Ok(Some(b.name.clone()))
     }
 }

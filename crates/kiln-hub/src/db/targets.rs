@@ -141,6 +141,7 @@ where
     /// Deletes a target no pipeline uses.
     pub async fn delete_target(&self, who: &Principal, name: &str) -> Result<()> {
         let mut tx = self.begin_write().await?;
+        Self::lock_pipelines(&mut tx).await?;
         let id: Option<i64> =
             sqlx::query_scalar("SELECT target_id FROM target_config WHERE name = $1 AND revoke_event IS NULL")
                 .bind(name)

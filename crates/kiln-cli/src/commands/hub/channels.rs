@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use kiln_hub_api::channel::{self, ChannelError};
+use kiln_hub_api::channel;
 use kiln_hub_api::minisign::PublicKey;
 
 use super::*;
@@ -50,6 +50,10 @@ pub struct VerifyArgs {
     /// Refuse an index older than this sequence.
     #[arg(long, value_name = "N")]
     min_sequence: Option<i64>,
+    /// The channel the device follows (default: the one the URL or the
+    /// state file names); an index of another channel is refused.
+    #[arg(long, value_name = "NAME")]
+    channel: Option<String>,
     /// Download every image the index lists into DIR, each checked against its sha256.
     #[arg(long, value_name = "DIR")]
     download: Option<PathBuf>,
@@ -166,19 +170,17 @@ fn verify(a: &VerifyArgs) -> Result<ExitCode> {
     let url = url::Url::parse(&a.url).with_context(|| format!("bad URL `{}`", a.url))?;
     let state = a.state.as_deref().map(read_state).transpose()?.flatten();
     let accepted = state.as_ref().map(|s| s.sequence).max(a.min_sequence);
-    let (body, sig) = channel::fetch(&url, a.token.as_deref())?;
-    let ok = match channel::check_index(&body, &sig, &key, accepted) {
-        Ok(ok) => ok,
-        Err(e @ ChannelError::Rollback { .. }) => bail!("{url}: {e}"),
-        Err(e) => bail!("{url}: {e}"),
-    };
-    let index = &ok.index;
+    let expected = a
+        .channel
+        .clone()
+        .or_else(|| state.as_ref().map(|s| s.channel.clone()))
+        .or_else(|| channel::channel_of(&url))
+        .context("which channel is this? pass --channel NAME (the URL is not …/channels/NAME/index.json)")?;
     if let Some(s) = &state
-        && s.channel != index.channel
+        && s.channel != expected
     {
         bail!(
-            "{url} is channel {}, but the state file {} keeps channel {}",
-            index.channel,
+            "the state file {} keeps channel {}, not {expected}",
             a.state
                 .as_deref()
                 .map(Path::display)
@@ -187,6 +189,12 @@ fn verify(a: &VerifyArgs) -> Result<ExitCode> {
             s.channel
         );
     }
+    let (body, sig) = channel::fetch(&url, a.token.as_deref())?;
+    let ok = match channel::check_index(&body, &sig, &key, &expected, accepted) {
+        Ok(ok) => ok,
+        Err(e) => bail!("{url}: {e}"),
+    };
+    let index = &ok.index;
     if let Some(dir) = &a.download {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         for image in index.images.values() {
