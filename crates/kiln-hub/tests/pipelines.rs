@@ -725,8 +725,8 @@ both!(
         next["source"] = json!("cam-fw@latest");
         next["target_name"] = json!("cam-app-%{source_version}-%{run}");
         next["on_new_source"] = json!(true);
-    // Its runs wait for a builder of another channel: cam-lab-1 only builds cam-fw.
-    next["channel"] = json!("apps");
+        // Its runs wait for a builder of another channel: cam-lab-1 only builds cam-fw.
+        next["channel"] = json!("apps");
         h.ok("POST", "/pipelines", Some(next)).await;
 
         let run = h.ok("POST", "/pipelines/cam-fw/runs", Some(json!({}))).await;
