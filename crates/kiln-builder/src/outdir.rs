@@ -8,11 +8,10 @@ use anyhow::{Context, Result, bail};
 use kiln_hub_api::model::{NewArtifact, NewBuild};
 use serde_json::Value;
 
-/// NAME-VERSION-RELEASE split on its last two dashes.
+/// NAME-VERSION-RELEASE split on its last two dashes
+/// (`kiln_core::pipeline::split_nvr`), owned.
 pub fn split_nvr(nvr: &str) -> Option<(String, String, String)> {
-    let (nv, r) = nvr.rsplit_once('-')?;
-    let (n, v) = nv.rsplit_once('-')?;
-    (!n.is_empty() && !v.is_empty() && !r.is_empty()).then(|| (n.to_string(), v.to_string(), r.to_string()))
+    kiln_core::pipeline::split_nvr(nvr).map(|(n, v, r)| (n.to_string(), v.to_string(), r.to_string()))
 }
 
 /// The build an output directory holds, and the paths of its files (in the

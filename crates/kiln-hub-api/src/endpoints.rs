@@ -43,7 +43,7 @@ fn refused(message: String) -> ClientError {
 }
 
 /// Checks the names a path carries, each with what it names.
-fn check_names(checks: &[(&str, &str)]) -> Result<()> {
+pub(crate) fn check_names(checks: &[(&str, &str)]) -> Result<()> {
     checks
         .iter()
         .try_for_each(|(kind, name)| names::check_name(kind, name).map_err(refused))

@@ -2,9 +2,9 @@
 //! channels (docs/pipelines.md, docs/channels.md). Names in a path are
 //! checked before anything is sent, as in `endpoints`.
 
-use crate::client::{Client, ClientError, Method, Result};
+use crate::client::{Client, Method, Result};
+use crate::endpoints::check_names;
 use crate::model::*;
-use crate::names;
 
 type Query = Vec<(&'static str, String)>;
 
@@ -12,11 +12,7 @@ const PIPELINE: &str = "pipeline name";
 const TAG: &str = "tag name";
 
 fn check(kind: &str, name: &str) -> Result<()> {
-    names::check_name(kind, name).map_err(|message| ClientError {
-        status: None,
-        code: "bad_request".into(),
-        message,
-    })
+    check_names(&[(kind, name)])
 }
 
 impl Client {

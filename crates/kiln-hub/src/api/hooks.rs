@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::pipelines::{Trigger, hook_secret, known_service, sha256_hex, start};
+use super::pipelines::{Trigger, hook_secret, known_service, start};
 use super::{P, St};
 use crate::error::{HubError, Result};
 use crate::hooks::{self, Event, RefFilter, Secret, Service};
@@ -31,14 +31,14 @@ pub(super) async fn receive_hook(
         ))
     })?;
     let secret = hook_secret(&hub, &stored.nonce);
-    if sha256_hex(&secret) != stored.secret_sha256 {
+    let digest = hooks::token_sha256(&secret);
+    if hex::encode(digest) != stored.secret_sha256 {
         tracing::error!("pipeline {name}: the {service} hook's secret no longer derives from the key file");
         return Err(HubError::internal(format!(
             "the hub's key file is not the one the {service} hook secret of pipeline {name} was made with: \
              make a new secret (`kiln pipeline hook {name} {service}`)"
         )));
     }
-    let digest = hooks::token_sha256(&secret);
     let material = match svc {
         Service::GitHub => Secret::Key(secret.as_bytes()),
         _ => Secret::TokenSha256(&digest),

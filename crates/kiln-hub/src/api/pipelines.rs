@@ -8,7 +8,6 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use base64::Engine as _;
 use kiln_core::pipeline::{self, RunFacts, SourceVersion};
-use sha2::{Digest, Sha256};
 
 use super::{Hub, J, ListQuery, P, Q, St, created, no_content, reader, writer};
 use crate::db::{self, NewRun, PipelineRow, Save};
@@ -28,7 +27,7 @@ pub(super) fn hook_secret(hub: &Hub, nonce: &str) -> String {
 }
 
 pub(super) fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
+    hex::encode(crate::hooks::token_sha256(s))
 }
 
 /// Checks a configuration against its target's macro layers.
