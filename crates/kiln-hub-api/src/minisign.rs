@@ -77,7 +77,8 @@ pub struct KeyId(pub [u8; 8]);
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016X}", u64::from_le_bytes(self.0))
+        // As minisign prints it: upper-case hex without leading zeros.
+        write!(f, "{:X}", u64::from_le_bytes(self.0))
     }
 }
 
@@ -873,13 +874,13 @@ mod tests {
     fn key_id_displays_as_minisign_prints_it() {
         assert_eq!(
             KeyId(0x0123_4567_89AB_CDEF_u64.to_le_bytes()).to_string(),
-            "0123456789ABCDEF"
+            "123456789ABCDEF"
         );
         assert_eq!(
             KeyId([0xaf, 0xc0, 0x3c, 0x87, 0x81, 0x14, 0xd0, 0xad]).to_string(),
             "ADD01481873CC0AF"
         );
-        assert_eq!(KeyId([1, 0, 0, 0, 0, 0, 0, 0]).to_string(), "0000000000000001");
+        assert_eq!(KeyId([1, 0, 0, 0, 0, 0, 0, 0]).to_string(), "1");
         assert_eq!(
             format!("{:?}", key(1)),
             format!("SecretKey {{ id: {:?}, .. }}", key(1).id())
