@@ -14,6 +14,7 @@ pub mod model;
 pub mod openapi;
 pub mod pipelines;
 pub mod store;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -252,9 +252,13 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/channels/{tag}/index.json", get(channels::index_json))
         .route("/channels/{tag}/index.json.minisig", get(channels::index_minisig))
         .route("/channels/{tag}/files/{nvr}/{file}", get(channels::channel_file));
-    let app = Router::new().nest("/api/v1", api).merge(devices).fallback(|| async {
-        HubError::not_found("no such endpoint (the API is under /api/v1; see /api/v1/openapi.json)")
-    });
+    let app = Router::new()
+        .nest("/api/v1", api)
+        .merge(devices)
+        .merge(crate::web::router())
+        .fallback(|| async {
+            HubError::not_found("no such endpoint (the API is under /api/v1; see /api/v1/openapi.json)")
+        });
     harden(app).with_state(hub)
 }
 

@@ -1,0 +1,64 @@
+//! The hub in a browser (docs/web.md): server-rendered pages (askama
+//! templates compiled into the binary, under `templates/`) and the
+//! embedded stylesheet, served by `kiln serve` beside the API. The pages
+//! read through the same database functions as the API and show only what
+//! the caller may read.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use crate::api::Hub;
+use crate::error::{HubError, Result};
+use crate::model::{Build, HostInfo, Task};
+
+/// The stylesheet, embedded.
+const CSS: &str = include_str!("../../assets/kiln.css");
+
+/// The pages and their assets, merged into the hub's router.
+pub fn router() -> Router<Arc<Hub>> {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/static/kiln.css", get(css))
+}
+
+async fn css() -> Response {
+    let mut r = CSS.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    r
+}
+
+fn page<T: Template>(t: &T) -> Result<Html<String>> {
+    t.render()
+        .map(Html)
+        .map_err(|e| HubError::internal(format!("rendering a page: {e}")))
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct Dashboard {
+    version: &'static str,
+    tasks: Vec<Task>,
+    hosts: Vec<HostInfo>,
+    builds: Vec<Build>,
+}
+
+async fn dashboard(State(hub): State<Arc<Hub>>) -> Result<Html<String>> {
+    let mut tasks = hub.db.list_tasks(0, 50, Some("OPEN")).await?.items;
+    tasks.extend(hub.db.list_tasks(0, 50, Some("FREE")).await?.items);
+    let d = Dashboard {
+        version: env!("CARGO_PKG_VERSION"),
+        tasks,
+        hosts: hub.db.list_hosts().await?,
+        builds: hub.db.list_builds(0, 10, None).await?.items,
+    };
+    page(&d)
+}
