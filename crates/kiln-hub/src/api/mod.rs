@@ -49,6 +49,7 @@ pub use channels::{publish_auto, publish_channel};
 pub use files::{StoreSweep, sweep, sweep_store};
 pub use pipelines::{chain, chain_catch_up};
 pub use routes::{Answer, Body, Limit, Query, ROUTES, Route, SchemaFn, Verb};
+pub(crate) use users::{Login, check_login};
 
 /// Largest JSON body the API accepts; uploads stream without a limit.
 pub const MAX_JSON: usize = 1 << 20;
@@ -140,7 +141,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
 }
 
 /// The client's address, when the server knows it.
-pub struct Peer(Option<std::net::IpAddr>);
+pub struct Peer(pub Option<std::net::IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Peer {
     type Rejection = HubError;

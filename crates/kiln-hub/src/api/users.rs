@@ -33,32 +33,63 @@ fn expiry(days: Option<i64>) -> Result<Option<i64>> {
 /// success takes the user's count back to zero.
 pub(super) async fn login(State(hub): St, Peer(addr): Peer, J(l): J<LoginIn>) -> Result<Response> {
     let expires = expiry(l.expires_days)?;
-    let keys = auth::LoginKeys::new(&l.user, addr);
+    match check_login(&hub, &l.user, &l.password, addr).await? {
+        Login::Limited(wait) => Ok(too_many_logins(wait)),
+        Login::Wrong => Err(HubError::unauthorized("wrong user name or password")),
+        Login::Accepted(_) => {
+            let token = auth::new_token();
+            let id = hub
+                .db
+                .create_token(
+                    &l.user,
+                    &auth::token_hash(&token),
+                    l.token_name.as_deref().unwrap_or("login"),
+                    expires,
+                )
+                .await?;
+            Ok(created(NewToken { id, token, expires }))
+        }
+    }
+}
+
+/// What a login attempt came to.
+pub(crate) enum Login {
+    /// The password is the user's (this user id); the user's failed count is back to zero.
+    Accepted(i64),
+    /// A wrong name or password (logged without the name typed).
+    Wrong,
+    /// Too many failed attempts for the name or the address: retry in so many seconds.
+    Limited(u64),
+}
+
+/// One login attempt, by the API or the web form: counted against the name
+/// typed and the client's address before the password is checked.
+pub(crate) async fn check_login(
+    hub: &Hub,
+    user: &str,
+    password: &str,
+    addr: Option<std::net::IpAddr>,
+) -> Result<Login> {
+    let keys = auth::LoginKeys::new(user, addr);
     let attempts = match hub.db.admit_login(&keys.all(), db::now(), hub.limiter).await? {
         db::Admission::Admitted(ids) => ids,
         db::Admission::Refused(wait) => {
             tracing::warn!(client = %shown(addr), "login refused: too many failed attempts");
-            return Ok(too_many_logins(wait));
+            return Ok(Login::Limited(wait));
         }
     };
-    let (user_id, ok) = check_password(&hub, &l.user, &l.password).await?;
-    if !ok {
-        // Never the name typed: it may be a password.
-        tracing::warn!(client = %shown(addr), user_id, known_user = user_id.is_some(), "failed login");
-        return Err(HubError::unauthorized("wrong user name or password"));
+    let (user_id, ok) = check_password(hub, user, password).await?;
+    match user_id.filter(|_| ok) {
+        Some(id) => {
+            hub.db.login_succeeded(&keys.user, &attempts).await?;
+            Ok(Login::Accepted(id))
+        }
+        None => {
+            // Never the name typed: it may be a password.
+            tracing::warn!(client = %shown(addr), user_id, known_user = user_id.is_some(), "failed login");
+            Ok(Login::Wrong)
+        }
     }
-    hub.db.login_succeeded(&keys.user, &attempts).await?;
-    let token = auth::new_token();
-    let id = hub
-        .db
-        .create_token(
-            &l.user,
-            &auth::token_hash(&token),
-            l.token_name.as_deref().unwrap_or("login"),
-            expires,
-        )
-        .await?;
-    Ok(created(NewToken { id, token, expires }))
 }
 
 /// Whether `password` is `user`'s, and the user's id if there is one. An

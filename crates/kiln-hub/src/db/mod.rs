@@ -28,6 +28,7 @@ mod packages;
 mod pipelines;
 mod rules;
 mod runs;
+mod sessions;
 mod tags;
 mod targets;
 mod tasks;
@@ -265,6 +266,10 @@ forward! {
         &self, tag: &str, event: i64, content_sha256: &str, images: i64, force: bool, make: MakeIndex<'_>
     ) -> (IndexRow, bool);
     fn auto_channels(&self) -> Vec<String>;
+    fn create_session(&self, user_id: i64, token_sha256: &str, csrf: &str, expires: i64) -> ();
+    fn session(&self, token_sha256: &str) -> Option<(Principal, String)>;
+    fn end_session(&self, token_sha256: &str) -> ();
+    fn prune_sessions(&self, at: i64) -> u64;
 }
 
 /// The macro layers of a target (layers 2 and 4 of docs/profiles.md).

@@ -4,14 +4,19 @@
 //! read through the same database functions as the API and show only what
 //! the caller may read.
 
+mod session;
+
 use std::sync::Arc;
 
 use askama::Template;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+
+use session::{PageResult, reader};
+pub use session::{SESSION_SECONDS, Viewer};
 
 use crate::api::Hub;
 use crate::error::{HubError, Result};
@@ -24,6 +29,8 @@ const CSS: &str = include_str!("../../assets/kiln.css");
 pub fn router() -> Router<Arc<Hub>> {
     Router::new()
         .route("/", get(dashboard))
+        .route("/login", get(session::login_form).post(session::login))
+        .route("/logout", axum::routing::post(session::logout))
         .route("/static/kiln.css", get(css))
 }
 
@@ -46,19 +53,30 @@ fn page<T: Template>(t: &T) -> Result<Html<String>> {
 #[template(path = "dashboard.html")]
 struct Dashboard {
     version: &'static str,
+    viewer: Viewer,
     tasks: Vec<Task>,
     hosts: Vec<HostInfo>,
     builds: Vec<Build>,
 }
 
-async fn dashboard(State(hub): State<Arc<Hub>>) -> Result<Html<String>> {
-    let mut tasks = hub.db.list_tasks(0, 50, Some("OPEN")).await?.items;
-    tasks.extend(hub.db.list_tasks(0, 50, Some("FREE")).await?.items);
-    let d = Dashboard {
-        version: env!("CARGO_PKG_VERSION"),
-        tasks,
-        hosts: hub.db.list_hosts().await?,
-        builds: hub.db.list_builds(0, 10, None).await?.items,
+/// A page's data could not be read: the error page stands for it.
+fn failed(e: HubError) -> Response {
+    e.into_response()
+}
+
+async fn dashboard(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> PageResult {
+    let viewer = reader(&hub, &headers, "/").await?;
+    let load = async {
+        let mut tasks = hub.db.list_tasks(0, 50, Some("OPEN")).await?.items;
+        tasks.extend(hub.db.list_tasks(0, 50, Some("FREE")).await?.items);
+        Ok::<_, HubError>(Dashboard {
+            version: env!("CARGO_PKG_VERSION"),
+            viewer,
+            tasks,
+            hosts: hub.db.list_hosts().await?,
+            builds: hub.db.list_builds(0, 10, None).await?.items,
+        })
     };
-    page(&d)
+    let d = load.await.map_err(failed)?;
+    page(&d).map_err(failed)
 }
