@@ -233,6 +233,7 @@ forward! {
     fn task(&self, id: i64) -> Task;
     fn list_tasks(&self, offset: i64, limit: i64, state: Option<&str>) -> Page<Task>;
     fn cancel_task(&self, who: &Principal, id: i64) -> Task;
+    fn task_children(&self, id: i64) -> Vec<Task>;
     fn append_log(&self, who: &Principal, id: i64, data: &str) -> ();
     fn task_log(&self, id: i64, after: i64) -> Vec<(i64, String)>;
     fn begin_upload(&self, who: &Principal, id: i64, file: &str, sha256: &str, size: i64) -> i64;

@@ -5,6 +5,7 @@
 //! the caller may read.
 
 mod session;
+mod tasks;
 
 use std::sync::Arc;
 
@@ -22,6 +23,9 @@ use crate::api::Hub;
 use crate::error::{HubError, Result};
 use crate::model::{Build, HostInfo, Task};
 
+/// kiln's version, in every page's footer.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// The stylesheet, embedded.
 const CSS: &str = include_str!("../../assets/kiln.css");
 
@@ -31,6 +35,10 @@ pub fn router() -> Router<Arc<Hub>> {
         .route("/", get(dashboard))
         .route("/login", get(session::login_form).post(session::login))
         .route("/logout", axum::routing::post(session::logout))
+        .route("/tasks", get(tasks::list))
+        .route("/tasks/{id}", get(tasks::show))
+        .route("/tasks/{id}/events", get(tasks::events))
+        .route("/tasks/{id}/cancel", axum::routing::post(tasks::cancel))
         .route("/static/kiln.css", get(css))
 }
 
@@ -43,7 +51,7 @@ async fn css() -> Response {
     r
 }
 
-fn page<T: Template>(t: &T) -> Result<Html<String>> {
+pub(super) fn page<T: Template>(t: &T) -> Result<Html<String>> {
     t.render()
         .map(Html)
         .map_err(|e| HubError::internal(format!("rendering a page: {e}")))
@@ -60,7 +68,7 @@ struct Dashboard {
 }
 
 /// A page's data could not be read: the error page stands for it.
-fn failed(e: HubError) -> Response {
+pub(super) fn failed(e: HubError) -> Response {
     e.into_response()
 }
 
@@ -70,7 +78,7 @@ async fn dashboard(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> PageResul
         let mut tasks = hub.db.list_tasks(0, 50, Some("OPEN")).await?.items;
         tasks.extend(hub.db.list_tasks(0, 50, Some("FREE")).await?.items);
         Ok::<_, HubError>(Dashboard {
-            version: env!("CARGO_PKG_VERSION"),
+            version: VERSION,
             viewer,
             tasks,
             hosts: hub.db.list_hosts().await?,
