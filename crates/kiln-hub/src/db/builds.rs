@@ -203,6 +203,47 @@ where
         self.build(nvr, false).await
     }
 
+    /// Builds whose NVR is LIKE `pattern` (`\` escaping), newest first.
+    pub async fn search_builds(&self, pattern: Option<&str>, offset: i64, limit: i64) -> Result<Page<Build>> {
+        let Some(pattern) = pattern else {
+            return self.list_builds(offset, limit, None).await;
+        };
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM builds WHERE nvr LIKE $1 ESCAPE '\\'")
+            .bind(pattern)
+            .fetch_one(&self.read)
+            .await?;
+        let nvrs: Vec<String> = sqlx::query_scalar(
+            "SELECT nvr FROM builds WHERE nvr LIKE $1 ESCAPE '\\' ORDER BY id DESC LIMIT $2 OFFSET $3",
+        )
+        .bind(pattern)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.read)
+        .await?;
+        let mut items = Vec::with_capacity(nvrs.len());
+        for n in nvrs {
+            items.push(self.build(&n, false).await?);
+        }
+        Ok(Page {
+            items,
+            total,
+            offset,
+            limit,
+        })
+    }
+
+    /// The tags build `nvr` is tagged into now.
+    pub async fn build_tags(&self, nvr: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT n.name FROM tag_listing l JOIN builds b ON b.id = l.build_id \
+             JOIN tag_names n ON n.tag_id = l.tag_id AND n.revoke_event IS NULL \
+             WHERE b.nvr = $1 AND l.revoke_event IS NULL ORDER BY n.name",
+        )
+        .bind(nvr)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
     pub async fn list_builds(&self, offset: i64, limit: i64, state: Option<&str>) -> Result<Page<Build>> {
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM builds WHERE ($1 IS NULL OR state = $1)")
             .bind(state)

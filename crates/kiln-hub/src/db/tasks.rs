@@ -257,7 +257,11 @@ where
     /// Cancels a task and its children (owner or admin).
     /// The tasks whose parent is `id`, in order.
     pub async fn task_children(&self, id: i64) -> Result<Vec<Task>> {
-        let sql = format!("SELECT {} FROM {} WHERE t.parent_id = $1 ORDER BY t.id", Self::TASK_COLS, Self::TASK_FROM);
+        let sql = format!(
+            "SELECT {} FROM {} WHERE t.parent_id = $1 ORDER BY t.id",
+            Self::TASK_COLS,
+            Self::TASK_FROM
+        );
         let rows = sqlx::query(&sql).bind(id).fetch_all(&self.read).await?;
         rows.iter().map(Self::task_row).collect()
     }

@@ -4,6 +4,7 @@
 //! read through the same database functions as the API and show only what
 //! the caller may read.
 
+mod builds;
 mod session;
 mod tasks;
 
@@ -35,6 +36,8 @@ pub fn router() -> Router<Arc<Hub>> {
         .route("/", get(dashboard))
         .route("/login", get(session::login_form).post(session::login))
         .route("/logout", axum::routing::post(session::logout))
+        .route("/builds", get(builds::list))
+        .route("/builds/{nvr}", get(builds::show))
         .route("/tasks", get(tasks::list))
         .route("/tasks/{id}", get(tasks::show))
         .route("/tasks/{id}/events", get(tasks::events))
