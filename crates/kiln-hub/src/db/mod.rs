@@ -192,6 +192,7 @@ forward! {
     fn create_tag(&self, who: &Principal, t: &NewTag) -> TagInfo;
     fn tag_info(&self, name: &str, event: Option<i64>) -> TagInfo;
     fn list_tags(&self, offset: i64, limit: i64, event: Option<i64>) -> Page<TagInfo>;
+    fn search_tags(&self, pattern: Option<&str>, offset: i64, limit: i64) -> Page<TagInfo>;
     fn edit_tag(&self, who: &Principal, name: &str, e: &TagEdit) -> TagInfo;
     fn delete_tag(&self, who: &Principal, name: &str) -> ();
     fn links(&self, tag: &str, reverse: bool, event: Option<i64>) -> Vec<LinkOut>;

@@ -110,6 +110,38 @@ where
         })
     }
 
+    /// The tags whose name now is LIKE `pattern` (`\\` escaping), by name.
+    pub async fn search_tags(&self, pattern: Option<&str>, offset: i64, limit: i64) -> Result<Page<TagInfo>> {
+        let Some(pattern) = pattern else {
+            return self.list_tags(offset, limit, None).await;
+        };
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM tag_names WHERE revoke_event IS NULL AND name LIKE $1 ESCAPE '\\'",
+        )
+        .bind(pattern)
+        .fetch_one(&self.read)
+        .await?;
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM tag_names WHERE revoke_event IS NULL AND name LIKE $1 ESCAPE '\\' \
+             ORDER BY name LIMIT $2 OFFSET $3",
+        )
+        .bind(pattern)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.read)
+        .await?;
+        let mut items = Vec::with_capacity(names.len());
+        for n in names {
+            items.push(self.tag_info(&n, None).await?);
+        }
+        Ok(Page {
+            items,
+            total,
+            offset,
+            limit,
+        })
+    }
+
     pub async fn list_tags(&self, offset: i64, limit: i64, event: Option<i64>) -> Result<Page<TagInfo>> {
         let (offset, limit) = (offset.max(0), limit.max(0));
         let count_sql = format!(

@@ -6,6 +6,7 @@
 
 mod builds;
 mod session;
+mod tags;
 mod tasks;
 
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub fn router() -> Router<Arc<Hub>> {
         .route("/logout", axum::routing::post(session::logout))
         .route("/builds", get(builds::list))
         .route("/builds/{nvr}", get(builds::show))
+        .route("/tags", get(tags::list))
+        .route("/tags/{tag}", get(tags::show))
         .route("/tasks", get(tasks::list))
         .route("/tasks/{id}", get(tasks::show))
         .route("/tasks/{id}/events", get(tasks::events))
