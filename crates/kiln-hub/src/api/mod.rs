@@ -324,12 +324,13 @@ async fn head_limits(req: Request, next: Next) -> Response {
 async fn json_errors(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     let status = resp.status();
-    let json = resp
+    // JSON errors, and the web pages' own error pages, pass as they are.
+    let answered = resp
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if status.as_u16() < 400 || json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if status.as_u16() < 400 || answered {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();

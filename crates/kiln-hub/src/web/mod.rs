@@ -73,9 +73,32 @@ struct Dashboard {
     builds: Vec<Build>,
 }
 
-/// A page's data could not be read: the error page stands for it.
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    version: &'static str,
+    viewer: Viewer,
+    status: u16,
+    message: String,
+}
+
+/// A page's data could not be read, or an action was refused: the error
+/// page, with the error's status, stands for it.
 pub(super) fn failed(e: HubError) -> Response {
-    e.into_response()
+    let p = ErrorPage {
+        version: VERSION,
+        viewer: Viewer::default(),
+        status: e.status,
+        message: e.message.clone(),
+    };
+    match p.render() {
+        Ok(html) => {
+            let status =
+                axum::http::StatusCode::from_u16(e.status).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+            (status, Html(html)).into_response()
+        }
+        Err(_) => e.into_response(),
+    }
 }
 
 async fn dashboard(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> PageResult {

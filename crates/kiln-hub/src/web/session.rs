@@ -223,20 +223,22 @@ pub(super) struct CsrfForm {
     csrf: String,
 }
 
-pub(super) async fn logout(
-    State(hub): State<Arc<Hub>>,
-    headers: HeaderMap,
-    Form(f): Form<CsrfForm>,
-) -> Result<Response> {
-    let v = viewer(&hub, &headers).await?;
-    v.check_csrf(&f.csrf)?;
-    if let Some(token) = cookie(&headers, SESSION) {
-        hub.db.end_session(&auth::token_hash(token)).await?;
+pub(super) async fn logout(State(hub): State<Arc<Hub>>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
+    let act = async {
+        let v = viewer(&hub, &headers).await?;
+        v.check_csrf(&f.csrf)?;
+        if let Some(token) = cookie(&headers, SESSION) {
+            hub.db.end_session(&auth::token_hash(token)).await?;
+        }
+        Ok::<_, HubError>(())
+    };
+    if let Err(e) = act.await {
+        return super::failed(e);
     }
     let mut r = Redirect::to("/").into_response();
     r.headers_mut()
         .append(header::SET_COOKIE, set_cookie(&headers, SESSION, "", 0));
-    Ok(r)
+    r
 }
 
 /// A page, or the redirect or error that stands for it.

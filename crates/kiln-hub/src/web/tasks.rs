@@ -172,12 +172,17 @@ pub(super) async fn cancel(
     headers: HeaderMap,
     Path(id): Path<i64>,
     Form(f): Form<CsrfForm>,
-) -> Result<Response, HubError> {
-    let v = viewer(&hub, &headers).await?;
-    v.check_csrf(&f.csrf)?;
-    if v.who.id.is_none() {
-        return Err(HubError::unauthorized("log in to cancel tasks"));
+) -> Response {
+    let act = async {
+        let v = viewer(&hub, &headers).await?;
+        v.check_csrf(&f.csrf)?;
+        if v.who.id.is_none() {
+            return Err(HubError::unauthorized("log in to cancel tasks"));
+        }
+        hub.db.cancel_task(&v.who, id).await
+    };
+    match act.await {
+        Ok(_) => Redirect::to(&format!("/tasks/{id}")).into_response(),
+        Err(e) => failed(e),
     }
-    hub.db.cancel_task(&v.who, id).await?;
-    Ok(Redirect::to(&format!("/tasks/{id}")).into_response())
 }
