@@ -31,7 +31,7 @@ pub(super) fn sha256_hex(s: &str) -> String {
 }
 
 /// Checks a configuration against its target's macro layers.
-async fn checked(hub: &Hub, p: &Pipeline) -> Result<crate::pipelines::Checked> {
+pub(crate) async fn checked(hub: &Hub, p: &Pipeline) -> Result<crate::pipelines::Checked> {
     let layers = db::macro_layers(&hub.db, &p.target).await.map_err(|e| HubError {
         message: format!("target: {}", e.message),
         ..e
@@ -216,7 +216,7 @@ pub(super) fn known_service(s: &str) -> Result<&'static str> {
 }
 
 /// What starts a run.
-pub(super) struct Trigger {
+pub(crate) struct Trigger {
     /// `manual`, a hook's service, or `source`.
     pub kind: &'static str,
     pub delivery: Option<String>,
@@ -330,7 +330,7 @@ fn make_task(p: &Pipeline, t: &Trigger, prep: &Prepared, number: i64) -> Result<
 /// Starts a run of `row`: refused (nothing recorded) when the pipeline is
 /// disabled or the delivery was seen; otherwise recorded, with its task or
 /// with the error that kept it from starting (returned beside it).
-pub(super) async fn start(hub: &Hub, row: &PipelineRow, t: Trigger) -> Result<(PipelineRun, Option<HubError>)> {
+pub(crate) async fn start(hub: &Hub, row: &PipelineRow, t: Trigger) -> Result<(PipelineRun, Option<HubError>)> {
     let p = &row.config;
     if !p.enabled {
         return Err(HubError::conflict(format!(

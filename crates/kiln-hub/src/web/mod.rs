@@ -5,6 +5,7 @@
 //! the caller may read.
 
 mod builds;
+mod pipelines;
 mod session;
 mod tags;
 mod tasks;
@@ -39,6 +40,12 @@ pub fn router() -> Router<Arc<Hub>> {
         .route("/logout", axum::routing::post(session::logout))
         .route("/builds", get(builds::list))
         .route("/builds/{nvr}", get(builds::show))
+        .route("/pipelines", get(pipelines::list).post(pipelines::create))
+        .route("/pipelines/new", get(pipelines::new_form))
+        .route("/pipelines/preview", get(pipelines::preview))
+        .route("/pipelines/{name}", get(pipelines::show).post(pipelines::update))
+        .route("/pipelines/{name}/run", axum::routing::post(pipelines::run))
+        .route("/pipelines/{name}/runs", get(pipelines::runs))
         .route("/tags", get(tags::list))
         .route("/tags/{tag}", get(tags::show))
         .route("/tasks", get(tasks::list))
