@@ -5,6 +5,7 @@
 //! the caller may read.
 
 mod builds;
+mod catalog;
 mod pipelines;
 mod session;
 mod tags;
@@ -46,6 +47,10 @@ pub fn router() -> Router<Arc<Hub>> {
         .route("/pipelines/{name}", get(pipelines::show).post(pipelines::update))
         .route("/pipelines/{name}/run", axum::routing::post(pipelines::run))
         .route("/pipelines/{name}/runs", get(pipelines::runs))
+        .route("/targets", get(catalog::targets))
+        .route("/images", get(catalog::images))
+        .route("/hosts", get(catalog::hosts))
+        .route("/users", get(catalog::users))
         .route("/tags", get(tags::list))
         .route("/tags/{tag}", get(tags::show))
         .route("/tasks", get(tasks::list))
