@@ -18,3 +18,4 @@ mod s3;
 mod schemathesis;
 mod show;
 mod update;
+mod web;
