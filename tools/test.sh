@@ -17,10 +17,10 @@ if [ "$(id -u)" = 0 ]; then
     # trees, xattr/capability tools, and the compressors' CLIs; and the
     # PostgreSQL server the hub's tests start on a loopback port; minisign
     # and curl, with which the device recipe of docs/channels.md checks and
-    # fetches a channel.
+    # fetches a channel; chromium, the browser of the web UI's test.
     need=()
     for p in busybox-static attr libcap2-bin zstd xz-utils gzip tar python3 python3-venv postgresql postgresql-client \
-        minisign curl; do
+        minisign curl chromium; do
         dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
     done
     if [ ${#need[@]} -gt 0 ]; then
@@ -48,6 +48,13 @@ if [ ! -x target/test-venv/bin/schemathesis ]; then
     step "schemathesis (PyPI) for the hub's API fuzzing test"
     [ -x target/test-venv/bin/pip ] || python3 -m venv target/test-venv
     target/test-venv/bin/pip install --quiet 'schemathesis>=4,<5'
+fi
+# Playwright and axe-core (PyPI) for the web UI's browser test, which runs
+# Debian's chromium (browsers are not downloaded).
+if ! target/test-venv/bin/python -c 'import playwright, axe_playwright_python' 2>/dev/null; then
+    step "Playwright and axe (PyPI) for the web UI's browser test"
+    [ -x target/test-venv/bin/pip ] || python3 -m venv target/test-venv
+    target/test-venv/bin/pip install --quiet 'playwright>=1.40,<2' 'axe-playwright-python>=0.1.4,<0.2'
 fi
 
 step "formatting"

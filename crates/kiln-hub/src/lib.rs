@@ -104,6 +104,9 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
             if let Err(e) = expiry.db.prune_logins(window_start).await {
                 tracing::warn!("forgetting old login attempts: {}", esc(e));
             }
+            if let Err(e) = expiry.db.prune_sessions(db::now()).await {
+                tracing::warn!("forgetting expired web sessions: {}", esc(e));
+            }
         }
     });
     spawn_store_sweep(hub.clone());

@@ -57,7 +57,7 @@ with sync_playwright() as p:
     look(page, "dashboard")
 
     # Configure a pipeline through its page; the preview follows the pattern.
-    page.goto(HUB + "/pipelines/new")
+    page.goto(HUB + "/pipelines/-/new")
     page.get_by_label("Name", exact=True).fill("web-fw")
     page.get_by_label("Source image and version").fill("src@latest")
     page.get_by_label("Git repository URL").fill("file://" + SCRIPTS)
@@ -71,6 +71,13 @@ with sync_playwright() as p:
     look(page, "pipeline-new")
     page.get_by_role("button", name="Save").click()
     expect(page).to_have_url(HUB + "/pipelines/web-fw")
+
+    # A hook secret, shown once.
+    page.get_by_role("button", name="New github secret").click()
+    if len(page.locator("#secret").inner_text()) < 32:
+        problems.append("no hook secret shown")
+    look(page, "hook-secret")
+    page.goto(HUB + "/pipelines/web-fw")
 
     # Run it; follow the task's log as it grows.
     page.get_by_role("button", name="Run now").click()

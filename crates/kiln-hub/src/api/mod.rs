@@ -47,7 +47,7 @@ use crate::store::Store;
 
 pub use channels::{publish_auto, publish_channel};
 pub use files::{StoreSweep, sweep, sweep_store};
-pub(crate) use pipelines::{Trigger, checked, start};
+pub(crate) use pipelines::{Trigger, checked, hook_secret, known_service, sha256_hex, start};
 pub use pipelines::{chain, chain_catch_up};
 pub use routes::{Answer, Body, Limit, Query, ROUTES, Route, SchemaFn, Verb};
 pub(crate) use users::{Login, check_login};

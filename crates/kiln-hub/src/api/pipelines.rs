@@ -22,11 +22,11 @@ pub const SERVICES: [&str; 3] = ["github", "gitlab", "generic"];
 const HOOK_PURPOSE: &str = "kiln pipeline hook secret v1";
 
 /// A hook's secret, as shown once and as derived again to check a delivery.
-pub(super) fn hook_secret(hub: &Hub, nonce: &str) -> String {
+pub(crate) fn hook_secret(hub: &Hub, nonce: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hub.key.derive(HOOK_PURPOSE, nonce))
 }
 
-pub(super) fn sha256_hex(s: &str) -> String {
+pub(crate) fn sha256_hex(s: &str) -> String {
     hex::encode(crate::hooks::token_sha256(s))
 }
 
@@ -206,7 +206,7 @@ pub(super) async fn remove_hook_secret(
     Ok(no_content())
 }
 
-pub(super) fn known_service(s: &str) -> Result<&'static str> {
+pub(crate) fn known_service(s: &str) -> Result<&'static str> {
     SERVICES.into_iter().find(|k| *k == s).ok_or_else(|| {
         HubError::not_found(format!(
             "no hook service `{}` (github, gitlab, generic)",

@@ -262,6 +262,7 @@ forward! {
     fn list_runs(&self, pipeline_id: i64, offset: i64, limit: i64) -> Page<PipelineRun>;
     fn pipeline_run(&self, pipeline_id: i64, number: i64) -> PipelineRun;
     fn run_of_task(&self, task: i64) -> Option<PipelineRun>;
+    fn recent_runs(&self, limit: i64) -> Vec<PipelineRun>;
     fn channel_key(&self) -> Option<KeyRow>;
     fn set_channel_key(&self, who: &Principal, key_id: &str, nonce: &str, public_key: &str) -> ();
     fn channel_index(&self, tag: &str) -> Option<IndexRow>;

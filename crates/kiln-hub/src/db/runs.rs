@@ -223,6 +223,13 @@ where
         })
     }
 
+    /// The latest runs of every pipeline, newest first.
+    pub async fn recent_runs(&self, limit: i64) -> Result<Vec<PipelineRun>> {
+        let sql = format!("SELECT {RUN_COLS} FROM {RUN_FROM} ORDER BY r.id DESC LIMIT $1");
+        let rows = sqlx::query(&sql).bind(limit).fetch_all(&self.read).await?;
+        rows.iter().map(Self::run_row).collect()
+    }
+
     pub async fn pipeline_run(&self, pipeline_id: i64, number: i64) -> Result<PipelineRun> {
         self.run_by_number(pipeline_id, number).await
     }

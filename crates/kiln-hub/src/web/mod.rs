@@ -42,11 +42,15 @@ pub fn router() -> Router<Arc<Hub>> {
         .route("/builds", get(builds::list))
         .route("/builds/{nvr}", get(builds::show))
         .route("/pipelines", get(pipelines::list).post(pipelines::create))
-        .route("/pipelines/new", get(pipelines::new_form))
-        .route("/pipelines/preview", get(pipelines::preview))
+        .route("/pipelines/-/new", get(pipelines::new_form))
+        .route("/pipelines/-/preview", get(pipelines::preview))
         .route("/pipelines/{name}", get(pipelines::show).post(pipelines::update))
         .route("/pipelines/{name}/run", axum::routing::post(pipelines::run))
         .route("/pipelines/{name}/runs", get(pipelines::runs))
+        .route(
+            "/pipelines/{name}/hooks/{service}",
+            axum::routing::post(pipelines::hook),
+        )
         .route("/targets", get(catalog::targets))
         .route("/images", get(catalog::images))
         .route("/hosts", get(catalog::hosts))
@@ -83,6 +87,7 @@ struct Dashboard {
     tasks: Vec<Task>,
     hosts: Vec<HostInfo>,
     builds: Vec<Build>,
+    runs: Vec<crate::model::PipelineRun>,
 }
 
 #[derive(Template)]
@@ -124,6 +129,7 @@ async fn dashboard(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> PageResul
             tasks,
             hosts: hub.db.list_hosts().await?,
             builds: hub.db.list_builds(0, 10, None).await?.items,
+            runs: hub.db.recent_runs(10).await?,
         })
     };
     let d = load.await.map_err(failed)?;

@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use super::session::{PageResult, Viewer, reader, viewer};
 use super::{VERSION, failed, page};
-use crate::api::{Hub, Trigger, checked, start};
+use crate::api::{Hub, Trigger, checked, hook_secret, known_service, sha256_hex, start};
 use crate::db::{self, Save};
 use crate::error::{HubError, Result};
 use crate::model::{HostInfo, Pipeline, PipelineKind, PipelineRun, Target};
@@ -82,6 +82,9 @@ pub(super) struct PipelineForm {
     on_new_source: Option<String>,
     #[serde(default)]
     import_image: Option<String>,
+    /// The services with a hook secret (shown, never sent).
+    #[serde(skip)]
+    hooks: String,
 }
 
 fn words(s: &str) -> Vec<String> {
@@ -127,6 +130,7 @@ impl PipelineForm {
             enabled: p.enabled.then(|| "on".into()),
             on_new_source: p.on_new_source.then(|| "on".into()),
             import_image: p.import_image.then(|| "on".into()),
+            hooks: p.hooks.join(", "),
         }
     }
 
@@ -240,7 +244,7 @@ async fn edit_page(
 }
 
 pub(super) async fn new_form(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> PageResult {
-    let viewer = reader(&hub, &headers, "/pipelines/new").await?;
+    let viewer = reader(&hub, &headers, "/pipelines/-/new").await?;
     let form = PipelineForm {
         kind: "update".into(),
         channel: "default".into(),
@@ -444,4 +448,59 @@ fn askama_escape(s: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
         .replace('\'', "&#39;")
+}
+
+#[derive(Template)]
+#[template(path = "hook_secret.html")]
+struct SecretPage {
+    version: &'static str,
+    viewer: Viewer,
+    pipeline: String,
+    service: String,
+    secret: String,
+    url: String,
+}
+
+/// A new secret for a hook, shown once (replacing any earlier one).
+pub(super) async fn hook(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Path((name, service)): Path<(String, String)>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let act = async {
+        let v = viewer(&hub, &headers).await?;
+        v.check_csrf(&f.csrf)?;
+        if !v.may("pipeline") {
+            return Err(HubError::forbidden(format!(
+                "{} lacks the `pipeline` permission",
+                v.who.name
+            )));
+        }
+        let service = known_service(&service)?;
+        let nonce = crate::keys::nonce();
+        let secret = hook_secret(&hub, &nonce);
+        hub.db
+            .set_hook(&v.who, &name, service, &nonce, &sha256_hex(&secret))
+            .await?;
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("HUB");
+        Ok(SecretPage {
+            version: VERSION,
+            viewer: v,
+            url: format!("http://{host}/api/v1/pipelines/{name}/hooks/{service}"),
+            pipeline: name.clone(),
+            service: service.to_string(),
+            secret,
+        })
+    };
+    match act.await {
+        Ok(p) => match page(&p) {
+            Ok(html) => html.into_response(),
+            Err(e) => failed(e),
+        },
+        Err(e) => failed(e),
+    }
 }
