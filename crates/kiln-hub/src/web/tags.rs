@@ -93,7 +93,9 @@ pub(super) async fn show(
     Query(q): Query<TagQuery>,
 ) -> PageResult {
     let viewer = reader(&hub, &headers, &format!("/tags/{name}")).await?;
-    let inherit = q.inherit.as_deref() != Some("0");
+    // This tag's own builds unless asked: the inherited latest builds of a
+    // deep tag cost a full walk of its listings.
+    let inherit = q.inherit.as_deref() == Some("1");
     let db = &hub.db;
     let load = async {
         db.check_event(q.event).await?;
