@@ -23,6 +23,7 @@ pub mod resolve;
 pub mod snapshot;
 pub mod stagekey;
 pub mod tags;
+pub mod utc;
 pub mod version;
 
 pub use diag::{Diagnostic, Severity};

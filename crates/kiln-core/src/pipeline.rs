@@ -125,7 +125,7 @@ pub fn expand_name(
         values.insert(k.as_str(), v.clone());
     }
     values.insert("run", facts.run.to_string());
-    values.insert("date", utc_day(facts.time));
+    values.insert("date", crate::utc::day(facts.time));
     if let Some((name, version)) = &facts.source {
         values.insert("source_name", name.clone());
         values.insert("source_version", nvr_field(version));
@@ -256,26 +256,6 @@ fn walk<'a>(
     }
     done.insert(image);
     None
-}
-
-/// YYYYMMDD of a time in seconds since the epoch, UTC.
-pub fn utc_day(secs: i64) -> String {
-    let (y, m, d) = civil(secs.div_euclid(86_400));
-    format!("{y:04}{m:02}{d:02}")
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01.
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
@@ -419,13 +399,5 @@ mod tests {
         assert_eq!(c, Some(vec!["b".into(), "c".into(), "b".into()]));
         // Two pipelines from one source are no loop.
         assert_eq!(find_cycle(&[e("a", "base", "x"), e("b", "base", "x")]), None);
-    }
-
-    #[test]
-    fn utc_days() {
-        assert_eq!(utc_day(0), "19700101");
-        assert_eq!(utc_day(951_782_400), "20000229");
-        assert_eq!(utc_day(1_764_720_000), "20251203");
-        assert_eq!(utc_day(-1), "19691231");
     }
 }

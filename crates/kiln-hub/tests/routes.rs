@@ -71,6 +71,15 @@ fn is_fallback(method: &str, status: StatusCode, body: &str) -> bool {
     status == StatusCode::NOT_FOUND && (method == "HEAD" || body.contains("no such endpoint"))
 }
 
+/// Whether `path` is an instance of route template `t`.
+fn matches_template(t: &str, path: &str) -> bool {
+    let (a, b): (Vec<&str>, Vec<&str>) = (t.split('/').collect(), path.split('/').collect());
+    a.len() == b.len()
+        && a.iter()
+            .zip(&b)
+            .all(|(x, y)| x == y || (x.starts_with('{') && !y.is_empty()))
+}
+
 /// A documented path with its placeholders filled.
 fn concrete(template: &str) -> String {
     template
@@ -184,7 +193,18 @@ async fn the_served_routes_are_the_documented_routes() {
     // Paths outside the document reach the fallback, whatever the method
     // (a routed path answers any method it lacks with 405, not 404).
     let (near, far) = undocumented_probes(&templates);
-    for p in &near {
+    // The web UI's pages are served outside the API (docs/web.md).
+    let page = |p: &str| kiln_hub::web::PATHS.iter().any(|t| matches_template(t, p));
+    for t in kiln_hub::web::PATHS {
+        let url = concrete(t);
+        let (g, body) = h.send("GET", &url).await;
+        let (p, _) = h.send("POST", &url).await;
+        assert!(
+            !(is_fallback("GET", g, &body) && p == StatusCode::NOT_FOUND),
+            "the page {t} is not served: {g} {body}"
+        );
+    }
+    for p in near.iter().filter(|p| !page(p)) {
         for m in METHODS {
             let (s, body) = h.send(m, p).await;
             assert!(

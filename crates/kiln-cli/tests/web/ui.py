@@ -2,8 +2,10 @@
 chromium: log in, configure a pipeline through its page, run it, watch its
 log grow, find the build tagged, download its image and check its sha256,
 check a tag's drawn inheritance against the API's walk and look at an
-earlier event; a user without permission sees no edit control and a form
-posted without its CSRF token is refused; axe-core finds no serious or
+earlier event; upload a source image through the catalog's form; grant and
+revoke a permission and revoke a token on a user's page; a user without
+permission sees no edit control and a form posted without its CSRF token is
+refused; the pages fit a phone's width; axe-core finds no serious or
 critical violation on any page. Screenshots go to OUT.
 
 usage: ui.py HUB ADMIN_PASSWORD VIEWER_PASSWORD SCRIPT_REPO OUT
@@ -14,6 +16,7 @@ import json
 import os
 import sys
 import time
+import urllib.error
 import urllib.request
 
 from axe_playwright_python.sync_playwright import Axe
@@ -135,6 +138,56 @@ with sync_playwright() as p:
         page.goto(HUB + path)
         look(page, name)
 
+    # The catalog's upload form: src 1.0 downloaded, uploaded again as 1.1.
+    page.goto(HUB + "/images")
+    src = next(i for i in api("/images") if i["name"] == "src" and i["version"] == "1.0")
+    with page.expect_download() as dl:
+        page.locator("#image-src-1\\.0 a").click()
+    page.get_by_label("Image", exact=True).fill("src")
+    page.get_by_label("Version", exact=True).fill("1.1")
+    page.locator("#image-file").set_input_files(dl.value.path())
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#image-src-1\\.1")).to_be_visible()
+    up = [i for i in api("/images") if i["name"] == "src" and i["version"] == "1.1"]
+    if not up or up[0]["sha256"] != src["sha256"]:
+        problems.append(f"the uploaded image is not in the catalog with its sha256: {up}")
+    look(page, "images-uploaded")
+
+    # A user's page: grant and revoke a permission, revoke a token.
+    page.goto(HUB + "/users/reader")
+    page.get_by_label("Grant").fill("image")
+    page.locator("#grant-form").get_by_role("button", name="Grant").click()
+    expect(page.locator("ul.perms")).to_contain_text("image")
+    page.get_by_role("button", name="Revoke image from reader").click()
+    expect(page.locator("ul.perms")).to_have_count(0)
+    page.goto(HUB + "/users/web")
+    page.get_by_label("Label").fill("ci")
+    page.get_by_label("Expires after (days, empty: never)").fill("30")
+    page.get_by_role("button", name="New token").click()
+    token = page.locator("#token").inner_text()
+    look(page, "token-new")
+
+    def whoami(tok):
+        req = urllib.request.Request(HUB + "/api/v1/whoami", headers={"Authorization": "Bearer " + tok})
+        try:
+            with urllib.request.urlopen(req) as r:
+                return json.load(r).get("name")
+        except urllib.error.HTTPError as e:
+            return None if e.code == 401 else f"HTTP {e.code}"
+
+    if whoami(token) != "web":
+        problems.append("the token made on the user's page does not authenticate its user")
+    page.goto(HUB + "/users/web")
+    look(page, "user")
+    active = page.get_by_role("button", name="Revoke token")
+    if active.count() != 1:
+        problems.append(f"the user's page lists {active.count()} active tokens, not 1")
+    else:
+        active.first.click()
+        expect(page.locator("tbody")).to_contain_text("revoked")
+        if whoami(token) not in (None, ""):
+            problems.append("a token revoked on the user's page still authenticates")
+
     # A user who may only read: no edit control; a forged form is refused.
     viewer = browser.new_context().new_page()
     login(viewer, "reader", VIEWER_PW)
@@ -144,6 +197,30 @@ with sync_playwright() as p:
     forged = viewer.request.post(HUB + "/pipelines/web-fw/run", form={"csrf": "forged"})
     if forged.status != 403:
         problems.append(f"a forged run form answered {forged.status}, not 403")
+    viewer.goto(HUB + "/images")
+    if viewer.locator("#upload-form").count():
+        problems.append("a user without `image` sees the upload form")
+    csrf = viewer.locator('.who input[name="csrf"]').get_attribute("value")
+    refused = viewer.request.post(HUB + "/images", multipart={
+        "csrf": csrf, "name": "src", "version": "9.9",
+        "file": {"name": "x.tar", "mimeType": "application/x-tar", "buffer": b"\0" * 1024}})
+    if refused.status != 403:
+        problems.append(f"an upload by a user without `image` answered {refused.status}, not 403")
+    if viewer.goto(HUB + "/users").status != 403:
+        problems.append("the users page answered a user who is not an admin")
+    if viewer.goto(HUB + "/users/web").status != 403:
+        problems.append("another user's page answered a user who is not an admin")
+
+    # A phone's width: nothing wider than the screen but the tables, which scroll.
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True).new_page()
+    login(phone, "web", ADMIN_PW)
+    for name, path in [("phone-dashboard", "/"), ("phone-pipeline", "/pipelines/web-fw"),
+                       ("phone-task", f"/tasks/{task}"), ("phone-tag", "/tags/top")]:
+        phone.goto(HUB + path)
+        wide = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        if wide > 0:
+            problems.append(f"{path} is {wide} px wider than a phone's screen")
+        look(phone, name)
     browser.close()
 
 if problems:

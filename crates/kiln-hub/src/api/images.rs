@@ -77,6 +77,36 @@ pub(super) async fn upload_image(
     body: Body,
 ) -> Result<Response> {
     let who = writer(&hub, &headers, "image").await?;
+    let want_sha = headers
+        .get("x-kiln-sha256")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let image = put_image(
+        &hub,
+        &who,
+        (name, version),
+        body.into_data_stream(),
+        want_sha.as_deref(),
+    )
+    .await?;
+    Ok(created(image))
+}
+
+/// Stores an upload into the catalog as `name@version` for `who` (who
+/// holds `image`): checked while it streams (`want_sha`, when given, and
+/// the import check of the whole file), then recorded; pipelines that
+/// follow the image are started. The API and the web upload form share it.
+pub(crate) async fn put_image<S, E>(
+    hub: &Arc<Hub>,
+    who: &Principal,
+    (name, version): (String, String),
+    body: S,
+    want_sha: Option<&str>,
+) -> Result<Image>
+where
+    S: futures::Stream<Item = std::result::Result<bytes::Bytes, E>> + Send,
+    E: std::fmt::Display,
+{
     for (what, v) in [("image name", &name), ("image version", &version)] {
         kiln_hub_api::names::check_name(what, v).map_err(HubError::bad_request)?;
     }
@@ -89,15 +119,11 @@ pub(super) async fn upload_image(
     {
         return Err(HubError::conflict(format!("image {name}@{version} exists")));
     }
-    let want_sha = headers
-        .get("x-kiln-sha256")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
     let gc = hub.gc.read().await;
     let spool = Spool::new()?;
     let body = Box::pin(spool.tee(body));
     let expect = Expect {
-        sha256: want_sha.as_deref(),
+        sha256: want_sha,
         size: None,
     };
     let (stored, format) = hub.store.put_checked(body, expect, spool.check()).await?;
@@ -110,15 +136,15 @@ pub(super) async fn upload_image(
         uploader: who.name.clone(),
         time: db::now(),
     };
-    if let Err(e) = hub.db.add_image(&who, &image, &stored.key).await {
+    if let Err(e) = hub.db.add_image(who, &image, &stored.key).await {
         drop(gc);
-        forget(&hub, &[stored.key]).await?;
+        forget(hub, &[stored.key]).await?;
         return Err(e);
     }
     // Pipelines following this image run (docs/pipelines.md).
     let (h, name, version) = (hub.clone(), image.name.clone(), image.version.clone());
     tokio::spawn(async move { super::chain(&h, &name, &version).await });
-    Ok(created(image))
+    Ok(image)
 }
 
 pub(super) async fn remove_image(
@@ -157,9 +183,12 @@ impl Spool {
     }
 
     /// `body`, copied to the spool as it passes.
-    fn tee(&self, body: Body) -> impl futures::Stream<Item = std::result::Result<bytes::Bytes, axum::Error>> + use<> {
+    fn tee<S, E>(&self, body: S) -> impl futures::Stream<Item = std::result::Result<bytes::Bytes, E>> + use<S, E>
+    where
+        S: futures::Stream<Item = std::result::Result<bytes::Bytes, E>>,
+    {
         let file = self.file.clone();
-        body.into_data_stream().then(move |chunk| {
+        body.then(move |chunk| {
             let file = file.clone();
             async move {
                 if let Ok(b) = &chunk {

@@ -18,6 +18,8 @@ mod files;
 mod hooks;
 mod hosts;
 mod images;
+pub(crate) use images::put_image;
+pub(crate) use users::make_token;
 mod pipelines;
 mod routes;
 mod tags;

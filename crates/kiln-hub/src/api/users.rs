@@ -201,18 +201,24 @@ pub(super) async fn create_token(
     J(t): J<TokenIn>,
 ) -> Result<Response> {
     self_or_admin(&hub, &headers, &name).await?;
+    Ok(created(make_token(&hub, &name, &t).await?))
+}
+
+/// A new API token for user `name` (the caller is the user or an admin);
+/// the hub keeps only its hash. The API and the user's web page share it.
+pub(crate) async fn make_token(hub: &Hub, name: &str, t: &TokenIn) -> Result<NewToken> {
     let expires = expiry(t.expires_days)?;
     let token = auth::new_token();
     let id = hub
         .db
         .create_token(
-            &name,
+            name,
             &auth::token_hash(&token),
             t.name.as_deref().unwrap_or("api"),
             expires,
         )
         .await?;
-    Ok(created(NewToken { id, token, expires }))
+    Ok(NewToken { id, token, expires })
 }
 
 pub(super) async fn revoke_token(State(hub): St, headers: HeaderMap, P(id): P<i64>) -> Result<Response> {

@@ -39,6 +39,17 @@ pub trait Dialect: Database<QueryResult: RowsAffected> {
     /// transaction ends, serialising login attempts on one key across
     /// connections and hubs; empty when one statement is atomic by itself.
     const KEY_LOCK: &'static str;
+    /// The current tag listings, as a `FROM` item that reads them from the
+    /// covering index alone. SQLite's planner picks the unique index on
+    /// (tag, build) instead and then reads every row from the table, ten
+    /// times slower on a deep tag's walk; PostgreSQL's index-only scan
+    /// needs no hint.
+    const CURRENT_LISTINGS: &'static str;
+    /// An aggregate of a group's listings as the text of one JSON array of
+    /// `[build_id, create_event, package]`: a deep tag's walk reads
+    /// thousands of listings, and one row per tag instead of one per
+    /// listing saves sqlx's per-row cost (on SQLite, most of the time).
+    const LISTINGS_JSON: &'static str;
 }
 
 /// The number of rows a statement changed (each driver's result type has

@@ -269,6 +269,16 @@ where
         })
     }
 
+    /// The newest `limit` builds, without counting them all.
+    pub async fn recent_builds(&self, limit: i64) -> Result<Vec<Build>> {
+        let sql = format!(
+            "SELECT {} FROM builds b JOIN users u ON u.id = b.owner_id ORDER BY b.id DESC LIMIT $1",
+            Self::BUILD_COLS
+        );
+        let rows = sqlx::query(&sql).bind(limit).fetch_all(&self.read).await?;
+        rows.iter().map(Self::build_row).collect()
+    }
+
     // Tagging: a build into a tag, out of it, and what a tag lists.
 
     pub async fn tag_build(&self, who: &Principal, tag: &str, nvr: &str, force: bool) -> Result<()> {
@@ -356,6 +366,35 @@ where
         latest: bool,
         event: Option<i64>,
     ) -> Result<Vec<TaggedOut>> {
+        let tagged = self.tagged_ids(tag, inherit, latest, event).await?;
+        self.tagged_details(tagged, event).await
+    }
+
+    /// One page of `list-tagged` (`limit` entries from `offset`) and the
+    /// number of entries in all: details are read for the page only.
+    pub async fn list_tagged_page(
+        &self,
+        tag: &str,
+        (inherit, latest): (bool, bool),
+        event: Option<i64>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(usize, Vec<TaggedOut>)> {
+        let tagged = self.tagged_ids(tag, inherit, latest, event).await?;
+        let total = tagged.len();
+        let page = tagged.into_iter().skip(offset).take(limit).collect();
+        Ok((total, self.tagged_details(page, event).await?))
+    }
+
+    /// The walk and the listings of `list-tagged`, by ids: each entry's
+    /// `nvr` holds its build's id.
+    async fn tagged_ids(
+        &self,
+        tag: &str,
+        inherit: bool,
+        latest: bool,
+        event: Option<i64>,
+    ) -> Result<Vec<koji::Tagged>> {
         let t = Self::tag_row(&self.read, tag, event).await?;
         let walk = self.walk_ids(t.id, false, event).await?;
         let mut ids = vec![t.id];
@@ -368,9 +407,16 @@ where
         // the builds returned. Every listed build is COMPLETE:
         // only COMPLETE builds can be tagged, and no change
         // takes a build out of COMPLETE.
+        // Now: the covering index's entries (the index's condition is
+        // the filter); as of an event, the rows that were current then.
+        let from = if event.is_none() {
+            D::CURRENT_LISTINGS
+        } else {
+            "tag_listing"
+        };
         let sql = format!(
-            "SELECT tag_id, build_id, create_event, package FROM tag_listing \
-             WHERE tag_id IN ({}) AND {}",
+            "SELECT tag_id, {} FROM {from} WHERE tag_id IN ({}) AND {} GROUP BY tag_id",
+            D::LISTINGS_JSON,
             id_list(&scan),
             active(event, 1, "")
         );
@@ -381,18 +427,28 @@ where
         let mut listings: HashMap<i64, Vec<koji::Tagged>> = HashMap::new();
         for r in q.fetch_all(&self.read).await? {
             let tag_id: i64 = r.try_get(0)?;
-            let build: i64 = r.try_get(1)?;
-            let package: Option<String> = r.try_get(3)?;
-            listings.entry(tag_id).or_default().push(koji::Tagged {
-                nvr: build.to_string(),
-                package: package.unwrap_or_default(),
-                tag: tag_id,
-                tag_event: r.try_get(2)?,
-                complete: true,
-            });
+            let json: String = r.try_get(1)?;
+            let rows: Vec<(i64, i64, Option<String>)> = serde_json::from_str(&json)
+                .map_err(|e| HubError::internal(format!("reading tag {tag_id}'s listings: {e}")))?;
+            listings.insert(
+                tag_id,
+                rows.into_iter()
+                    .map(|(build, tag_event, package)| koji::Tagged {
+                        nvr: build.to_string(),
+                        package: package.unwrap_or_default(),
+                        tag: tag_id,
+                        tag_event,
+                        complete: true,
+                    })
+                    .collect(),
+            );
         }
         let walk = if inherit { walk } else { Vec::new() };
-        let tagged = koji::tagged_builds(t.id, &walk, inherit, latest, &pk, &listings);
+        Ok(koji::tagged_builds(t.id, &walk, inherit, latest, &pk, &listings))
+    }
+
+    /// `tagged_ids`' entries with their builds' NVRs, owners and tag names.
+    async fn tagged_details(&self, tagged: Vec<koji::Tagged>, event: Option<i64>) -> Result<Vec<TaggedOut>> {
         let mut build_ids: Vec<i64> = tagged.iter().filter_map(|b| b.nvr.parse().ok()).collect();
         build_ids.sort_unstable();
         build_ids.dedup();

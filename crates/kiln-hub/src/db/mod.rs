@@ -210,11 +210,13 @@ forward! {
     fn set_artifact_key(&self, who: &Principal, nvr: &str, file: &str, key: &str) -> ();
     fn finish_build(&self, who: &Principal, nvr: &str, state: &str) -> Build;
     fn list_builds(&self, offset: i64, limit: i64, state: Option<&str>) -> Page<Build>;
+    fn recent_builds(&self, limit: i64) -> Vec<Build>;
     fn search_builds(&self, pattern: Option<&str>, offset: i64, limit: i64) -> Page<Build>;
     fn build_tags(&self, nvr: &str) -> Vec<String>;
     fn tag_build(&self, who: &Principal, tag: &str, nvr: &str, force: bool) -> ();
     fn untag_build(&self, who: &Principal, tag: &str, nvr: &str, force: bool) -> ();
     fn list_tagged(&self, tag: &str, inherit: bool, latest: bool, event: Option<i64>) -> Vec<TaggedOut>;
+    fn list_tagged_page(&self, tag: &str, flags: (bool, bool), event: Option<i64>, offset: usize, limit: usize) -> (usize, Vec<TaggedOut>);
     fn tag_history(&self, tag: &str, event: Option<i64>) -> Vec<HistoryEntry>;
     fn last_event(&self) -> i64;
     fn check_event(&self, event: Option<i64>) -> ();

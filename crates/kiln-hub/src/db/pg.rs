@@ -13,6 +13,8 @@ impl Dialect for sqlx::Postgres {
     const DML_IN_WITH: bool = true;
     const BEGIN_WRITE: &'static str = "BEGIN";
     const KEY_LOCK: &'static str = "SELECT pg_advisory_xact_lock($1)";
+    const CURRENT_LISTINGS: &'static str = "tag_listing";
+    const LISTINGS_JSON: &'static str = "json_agg(json_build_array(build_id, create_event, package))::text";
 }
 
 impl RowsAffected for PgQueryResult {

@@ -16,6 +16,8 @@ impl Dialect for sqlx::Sqlite {
     // None: a statement holds SQLite's write lock from its first write to
     // its end.
     const KEY_LOCK: &'static str = "";
+    const CURRENT_LISTINGS: &'static str = "tag_listing INDEXED BY tag_listing_active_tag";
+    const LISTINGS_JSON: &'static str = "json_group_array(json_array(build_id, create_event, package))";
 }
 
 impl RowsAffected for SqliteQueryResult {

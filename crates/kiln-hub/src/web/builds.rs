@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::session::{PageResult, Viewer, reader};
-use super::{VERSION, failed, page};
+use super::{VERSION, failed, filters, page};
 use crate::api::Hub;
 use crate::model::Build;
 

@@ -10,6 +10,7 @@ mod pipelines;
 mod session;
 mod tags;
 mod tasks;
+mod users;
 
 use std::sync::Arc;
 
@@ -30,8 +31,58 @@ use crate::model::{Build, HostInfo, Task};
 /// kiln's version, in every page's footer.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The stylesheet, embedded.
+/// Filters the templates use (askama finds them as `filters::NAME` in the
+/// module of the template's type, so each page module imports this one).
+pub(super) mod filters {
+    /// A time in seconds since the epoch, as a UTC date and time.
+    pub fn when(secs: &i64, _: &dyn askama::Values) -> askama::Result<String> {
+        Ok(kiln_core::utc::time(*secs))
+    }
+}
+
+/// The stylesheet and the script, embedded.
 const CSS: &str = include_str!("../../assets/kiln.css");
+const JS: &str = include_str!("../../assets/kiln.js");
+
+/// What a page may load and who may frame it: the hub's own stylesheet
+/// and script only, no inline script, no framing (clickjacking), forms
+/// posted to the hub only.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'";
+
+/// Every path the pages answer (route templates, `{x}` one segment),
+/// outside `/api/v1`: the hub's route test takes these as served.
+pub const PATHS: &[&str] = &[
+    "/",
+    "/login",
+    "/logout",
+    "/builds",
+    "/builds/{nvr}",
+    "/pipelines",
+    "/pipelines/-/new",
+    "/pipelines/-/preview",
+    "/pipelines/{name}",
+    "/pipelines/{name}/run",
+    "/pipelines/{name}/runs",
+    "/pipelines/{name}/hooks/{service}",
+    "/targets",
+    "/images",
+    "/hosts",
+    "/users",
+    "/users/{name}",
+    "/users/{name}/perms",
+    "/users/{name}/perms/{perm}/revoke",
+    "/users/{name}/tokens",
+    "/users/{name}/tokens/{id}/revoke",
+    "/tags",
+    "/tags/{tag}",
+    "/tasks",
+    "/tasks/{id}",
+    "/tasks/{id}/events",
+    "/tasks/{id}/cancel",
+    "/static/kiln.css",
+    "/static/kiln.js",
+];
 
 /// The pages and their assets, merged into the hub's router.
 pub fn router() -> Router<Arc<Hub>> {
@@ -52,24 +103,51 @@ pub fn router() -> Router<Arc<Hub>> {
             axum::routing::post(pipelines::hook),
         )
         .route("/targets", get(catalog::targets))
-        .route("/images", get(catalog::images))
+        .route(
+            "/images",
+            get(catalog::images)
+                .post(catalog::upload)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/hosts", get(catalog::hosts))
-        .route("/users", get(catalog::users))
+        .route("/users", get(users::list))
+        .route("/users/{name}", get(users::show))
+        .route("/users/{name}/perms", axum::routing::post(users::grant))
+        .route("/users/{name}/perms/{perm}/revoke", axum::routing::post(users::revoke))
+        .route("/users/{name}/tokens", axum::routing::post(users::new_token))
+        .route(
+            "/users/{name}/tokens/{id}/revoke",
+            axum::routing::post(users::revoke_token),
+        )
         .route("/tags", get(tags::list))
         .route("/tags/{tag}", get(tags::show))
         .route("/tasks", get(tasks::list))
         .route("/tasks/{id}", get(tasks::show))
         .route("/tasks/{id}/events", get(tasks::events))
         .route("/tasks/{id}/cancel", axum::routing::post(tasks::cancel))
-        .route("/static/kiln.css", get(css))
+        .route("/static/kiln.css", get(|| asset(CSS, "text/css; charset=utf-8")))
+        .route("/static/kiln.js", get(|| asset(JS, "text/javascript; charset=utf-8")))
+        .layer(axum::middleware::map_response(guard))
 }
 
-async fn css() -> Response {
-    let mut r = CSS.into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/css; charset=utf-8"),
-    );
+async fn asset(body: &'static str, kind: &'static str) -> Response {
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// Every answer of the pages: the content policy, no MIME sniffing, no
+/// referrer to other sites, and pages (which may show a session's CSRF
+/// token or a hook secret) kept out of shared caches.
+async fn guard(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert("content-security-policy", HeaderValue::from_static(CSP));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("private, no-store"));
     r
 }
 
@@ -120,18 +198,24 @@ pub(super) fn failed(e: HubError) -> Response {
 
 async fn dashboard(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> PageResult {
     let viewer = reader(&hub, &headers, "/").await?;
-    let load = async {
-        let mut tasks = hub.db.list_tasks(0, 50, Some("OPEN")).await?.items;
-        tasks.extend(hub.db.list_tasks(0, 50, Some("FREE")).await?.items);
-        Ok::<_, HubError>(Dashboard {
-            version: VERSION,
-            viewer,
-            tasks,
-            hosts: hub.db.list_hosts().await?,
-            builds: hub.db.list_builds(0, 10, None).await?.items,
-            runs: hub.db.recent_runs(10).await?,
-        })
+    let db = &hub.db;
+    let (open, free, hosts, builds, runs) = tokio::try_join!(
+        db.list_tasks(0, 50, Some("OPEN")),
+        db.list_tasks(0, 50, Some("FREE")),
+        db.list_hosts(),
+        db.recent_builds(10),
+        db.recent_runs(10),
+    )
+    .map_err(failed)?;
+    let mut tasks = open.items;
+    tasks.extend(free.items);
+    let d = Dashboard {
+        version: VERSION,
+        viewer,
+        tasks,
+        hosts,
+        builds,
+        runs,
     };
-    let d = load.await.map_err(failed)?;
     page(&d).map_err(failed)
 }

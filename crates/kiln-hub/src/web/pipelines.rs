@@ -490,7 +490,14 @@ pub(super) async fn hook(
         Ok(SecretPage {
             version: VERSION,
             viewer: v,
-            url: format!("http://{host}/api/v1/pipelines/{name}/hooks/{service}"),
+            url: format!(
+                "{}://{host}/api/v1/pipelines/{name}/hooks/{service}",
+                if super::session::over_tls(&headers) {
+                    "https"
+                } else {
+                    "http"
+                }
+            ),
             pipeline: name.clone(),
             service: service.to_string(),
             secret,

@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use serde::Deserialize;
 
 use super::session::{PageResult, Viewer, reader};
-use super::{VERSION, failed, page};
+use super::{VERSION, failed, filters, page};
 use crate::api::Hub;
 use crate::model::{BuildConfigOut, HistoryEntry, PackageOut, TagInfo, TaggedOut, WalkOut};
 
@@ -72,6 +72,12 @@ struct TagPage {
     inherit: bool,
     walk: Vec<WalkOut>,
     builds: Vec<TaggedOut>,
+    /// Latest builds in all, and the offsets of the pages around this one.
+    builds_total: usize,
+    prev: Option<usize>,
+    next: Option<usize>,
+    /// The query that keeps the inherit toggle and the event, ending in `&`.
+    builds_query: String,
     packages: Vec<PackageOut>,
     config: BuildConfigOut,
     /// Event, time, user, change, what changed and its detail.
@@ -84,7 +90,12 @@ pub(super) struct TagQuery {
     event: Option<i64>,
     #[serde(default)]
     inherit: Option<String>,
+    #[serde(default)]
+    offset: Option<usize>,
 }
+
+/// Latest builds on one page of a tag's page.
+const BUILDS_PAGE: usize = 100;
 
 pub(super) async fn show(
     State(hub): State<Arc<Hub>>,
@@ -96,32 +107,48 @@ pub(super) async fn show(
     // This tag's own builds unless asked: the inherited latest builds of a
     // deep tag cost a full walk of its listings.
     let inherit = q.inherit.as_deref() == Some("1");
+    let offset = q.offset.unwrap_or(0);
     let db = &hub.db;
-    let load = async {
-        db.check_event(q.event).await?;
-        Ok::<_, crate::HubError>(TagPage {
-            version: VERSION,
-            viewer,
-            tag: db.tag_info(&name, q.event).await?,
-            event: q.event,
-            last_event: db.last_event().await?,
-            inherit,
-            walk: db.full_inheritance(&name, false, q.event).await?,
-            builds: db.list_tagged(&name, inherit, true, q.event).await?,
-            packages: db.packages(&name, true, q.event).await?,
-            config: db.build_config(&name, q.event).await?,
-            history: db
-                .tag_history(&name, q.event)
-                .await?
-                .iter()
-                .map(|e| {
-                    let user = e.user.clone().unwrap_or_default();
-                    (e.event, e.time, user, e.change.clone(), e.table.clone(), detail(e))
-                })
-                .collect(),
-        })
+    let ev = q.event;
+    db.check_event(ev).await.map_err(failed)?;
+    // The parts are independent reads: the pool runs them side by side.
+    let (tag, last_event, walk, (builds_total, builds), packages, config, history) = tokio::try_join!(
+        db.tag_info(&name, ev),
+        db.last_event(),
+        db.full_inheritance(&name, false, ev),
+        db.list_tagged_page(&name, (inherit, true), ev, offset, BUILDS_PAGE),
+        db.packages(&name, true, ev),
+        db.build_config(&name, ev),
+        db.tag_history(&name, ev),
+    )
+    .map_err(failed)?;
+    let t = TagPage {
+        version: VERSION,
+        viewer,
+        tag,
+        event: ev,
+        last_event,
+        inherit,
+        walk,
+        builds,
+        builds_total,
+        prev: (offset > 0).then(|| offset.saturating_sub(BUILDS_PAGE)),
+        next: (offset + BUILDS_PAGE < builds_total).then_some(offset + BUILDS_PAGE),
+        builds_query: format!(
+            "{}{}",
+            if inherit { "inherit=1&" } else { "" },
+            ev.map(|e| format!("event={e}&")).unwrap_or_default()
+        ),
+        packages,
+        config,
+        history: history
+            .iter()
+            .map(|e| {
+                let user = e.user.clone().unwrap_or_default();
+                (e.event, e.time, user, e.change.clone(), e.table.clone(), detail(e))
+            })
+            .collect(),
     };
-    let t = load.await.map_err(failed)?;
     page(&t).map_err(failed)
 }
 

@@ -15,7 +15,7 @@ use futures::Stream;
 use serde::Deserialize;
 
 use super::session::{PageResult, Viewer, reader, viewer};
-use super::{VERSION, failed, page};
+use super::{VERSION, failed, filters, page};
 use crate::api::Hub;
 use crate::error::HubError;
 use crate::model::Task;

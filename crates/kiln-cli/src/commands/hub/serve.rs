@@ -62,7 +62,7 @@ pub fn serve(a: &ServeArgs) -> Result<ExitCode> {
     };
     kiln_hub::serve_blocking(&opts, |addr| {
         eprintln!(
-            "kiln hub listening on http://{addr} (database {db_shown}, store {}, key file {})",
+            "kiln hub listening on http://{addr}/ (web UI; API under /api/v1; database {db_shown}, store {}, key file {})",
             opts.store,
             a.key_file.display()
         );
