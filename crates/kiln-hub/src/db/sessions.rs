@@ -53,14 +53,7 @@ where
         else {
             return Ok(None);
         };
-        let perms: Option<String> = r.try_get(2)?;
-        let mut perms: Vec<String> = perms
-            .iter()
-            .flat_map(|p| p.split(','))
-            .filter(|p| !p.is_empty())
-            .map(str::to_string)
-            .collect();
-        perms.sort();
+        let perms = super::users::perm_list(r.try_get(2)?);
         let p = Principal {
             id: Some(r.try_get(0)?),
             name: r.try_get(1)?,

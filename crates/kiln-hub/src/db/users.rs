@@ -101,14 +101,7 @@ where
         else {
             return Ok(None);
         };
-        let perms: Option<String> = r.try_get(2)?;
-        let mut perms: Vec<String> = perms
-            .iter()
-            .flat_map(|p| p.split(','))
-            .filter(|p| !p.is_empty())
-            .map(str::to_string)
-            .collect();
-        perms.sort();
+        let perms = perm_list(r.try_get(2)?);
         let host_id: Option<i64> = r.try_get(3)?;
         let host = match host_id {
             Some(id) => {
@@ -255,4 +248,16 @@ where
             .await?
             .ok_or_else(|| HubError::not_found(format!("unknown user `{name}`")))
     }
+}
+
+/// A user's permissions as `Dialect::STRING_AGG` joins them, sorted.
+pub(super) fn perm_list(joined: Option<String>) -> Vec<String> {
+    let mut perms: Vec<String> = joined
+        .iter()
+        .flat_map(|p| p.split(','))
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    perms.sort();
+    perms
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::session::{PageResult, Viewer, reader};
@@ -29,14 +28,6 @@ struct BuildsPage {
     total: i64,
     prev: Option<i64>,
     next: Option<i64>,
-}
-
-#[derive(Deserialize, Default)]
-pub(super) struct Search {
-    #[serde(default)]
-    q: Option<String>,
-    #[serde(default)]
-    offset: Option<i64>,
 }
 
 /// A glob over NVRs (`*` any run, `?` one character) as a LIKE pattern,
@@ -61,22 +52,25 @@ pub(super) fn like(glob: &str) -> String {
     out
 }
 
-pub(super) async fn list(State(hub): State<Arc<Hub>>, headers: HeaderMap, Query(s): Query<Search>) -> PageResult {
+pub(super) async fn list(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Query(s): Query<super::Search>,
+) -> PageResult {
     let viewer = reader(&hub, &headers, "/builds").await?;
-    let q = s.q.unwrap_or_default().trim().chars().take(200).collect::<String>();
-    let offset = s.offset.unwrap_or(0).max(0);
-    let pattern = (!q.is_empty()).then(|| like(&q));
+    let (q, offset, pattern) = s.terms();
     let p = hub
         .db
         .search_builds(pattern.as_deref(), offset, PAGE)
         .await
         .map_err(failed)?;
+    let (prev, next) = super::around(offset, PAGE, p.total);
     let t = BuildsPage {
         version: VERSION,
         viewer,
         total: p.total,
-        prev: (offset > 0).then(|| (offset - PAGE).max(0)),
-        next: (offset + PAGE < p.total).then_some(offset + PAGE),
+        prev,
+        next,
         builds: p.items,
         q,
     };

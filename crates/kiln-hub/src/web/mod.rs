@@ -151,6 +151,37 @@ async fn guard(mut r: Response) -> Response {
     r
 }
 
+/// A list page's query: the search text and the offset.
+#[derive(serde::Deserialize, Default)]
+pub(super) struct Search {
+    #[serde(default)]
+    q: Option<String>,
+    #[serde(default)]
+    offset: Option<i64>,
+}
+
+impl Search {
+    /// The search text (trimmed, at most 200 characters), the offset, and
+    /// the text as a LIKE pattern when there is one.
+    fn terms(self) -> (String, i64, Option<String>) {
+        let q = self.q.unwrap_or_default().trim().chars().take(200).collect::<String>();
+        let pattern = (!q.is_empty()).then(|| builds::like(&q));
+        (q, self.offset.unwrap_or(0).max(0), pattern)
+    }
+}
+
+/// The offsets of the pages before and after the page of `limit` items
+/// from `offset`, of `total` in all.
+pub(super) fn around<N>(offset: N, limit: N, total: N) -> (Option<N>, Option<N>)
+where
+    N: Copy + Ord + Default + std::ops::Add<Output = N> + std::ops::Sub<Output = N>,
+{
+    let zero = N::default();
+    let prev = (offset > zero).then(|| if offset > limit { offset - limit } else { zero });
+    let next = (offset + limit < total).then_some(offset + limit);
+    (prev, next)
+}
+
 pub(super) fn page<T: Template>(t: &T) -> Result<Html<String>> {
     t.render()
         .map(Html)

@@ -30,30 +30,25 @@ struct TagsPage {
     next: Option<i64>,
 }
 
-#[derive(Deserialize, Default)]
-pub(super) struct Search {
-    #[serde(default)]
-    q: Option<String>,
-    #[serde(default)]
-    offset: Option<i64>,
-}
-
-pub(super) async fn list(State(hub): State<Arc<Hub>>, headers: HeaderMap, Query(s): Query<Search>) -> PageResult {
+pub(super) async fn list(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Query(s): Query<super::Search>,
+) -> PageResult {
     let viewer = reader(&hub, &headers, "/tags").await?;
-    let q = s.q.unwrap_or_default().trim().chars().take(200).collect::<String>();
-    let offset = s.offset.unwrap_or(0).max(0);
-    let pattern = (!q.is_empty()).then(|| super::builds::like(&q));
+    let (q, offset, pattern) = s.terms();
     let p = hub
         .db
         .search_tags(pattern.as_deref(), offset, PAGE)
         .await
         .map_err(failed)?;
+    let (prev, next) = super::around(offset, PAGE, p.total);
     let t = TagsPage {
         version: VERSION,
         viewer,
         total: p.total,
-        prev: (offset > 0).then(|| (offset - PAGE).max(0)),
-        next: (offset + PAGE < p.total).then_some(offset + PAGE),
+        prev,
+        next,
         tags: p.items,
         q,
     };
@@ -122,6 +117,7 @@ pub(super) async fn show(
         db.tag_history(&name, ev),
     )
     .map_err(failed)?;
+    let (prev, next) = super::around(offset, BUILDS_PAGE, builds_total);
     let t = TagPage {
         version: VERSION,
         viewer,
@@ -132,8 +128,8 @@ pub(super) async fn show(
         walk,
         builds,
         builds_total,
-        prev: (offset > 0).then(|| offset.saturating_sub(BUILDS_PAGE)),
-        next: (offset + BUILDS_PAGE < builds_total).then_some(offset + BUILDS_PAGE),
+        prev,
+        next,
         builds_query: format!(
             "{}{}",
             if inherit { "inherit=1&" } else { "" },

@@ -53,13 +53,14 @@ pub(super) async fn list(State(hub): State<Arc<Hub>>, headers: HeaderMap, Query(
     let offset = q.offset.unwrap_or(0).max(0);
     let filter = (!state.is_empty()).then_some(state.as_str());
     let p = hub.db.list_tasks(offset, PAGE, filter).await.map_err(failed)?;
+    let (prev, next) = super::around(offset, PAGE, p.total);
     let t = TasksPage {
         version: VERSION,
         viewer,
         states: STATES,
         total: p.total,
-        prev: (offset > 0).then(|| (offset - PAGE).max(0)),
-        next: (offset + PAGE < p.total).then_some(offset + PAGE),
+        prev,
+        next,
         tasks: p.items,
         state,
     };
