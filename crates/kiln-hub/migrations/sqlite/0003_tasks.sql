@@ -1,4 +1,4 @@
--- The build farm (SPEC §7): builders registered as hosts, and tasks they claim.
+-- The build farm (docs/hub.md, "Builders and tasks"): builders registered as hosts, and tasks they claim.
 CREATE TABLE hosts (
     id INTEGER PRIMARY KEY,
     user_id BIGINT NOT NULL UNIQUE REFERENCES users(id),

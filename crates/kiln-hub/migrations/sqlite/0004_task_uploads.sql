@@ -1,4 +1,5 @@
--- Files a builder uploads for a task attempt (SPEC §7.3). A row exists
+-- Files a builder uploads for a task attempt (docs/hub.md, "Builders and
+-- tasks"). A row exists
 -- before its bytes are stored, so a blob is always referenced while it is
 -- written. Completing a build moves the rows into `artifacts`; rows of
 -- attempts that ended otherwise are swept with their unreferenced blobs.

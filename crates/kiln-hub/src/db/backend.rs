@@ -21,6 +21,11 @@ use crate::model::Principal;
 pub trait Dialect: Database<QueryResult: RowsAffected> {
     /// The schema's migrations, in this database's dialect.
     const MIGRATIONS: Migrator;
+    /// Migrations whose text changed after they were released, in comments
+    /// only: (version, the released text's checksum). A database that
+    /// applied the released text gets the new checksum recorded, so sqlx's
+    /// check of applied migrations still guards every other change.
+    const REWORDED: &'static [(i64, &'static str)];
     /// The row lock a claim takes on the task it picks.
     const SKIP_LOCKED: &'static str;
     /// The aggregate that joins a user's permissions with commas.
@@ -128,11 +133,41 @@ where
     pub async fn migrate(&self) -> Result<()>
     where
         D::Connection: Migrate,
+        for<'q> Vec<u8>: Encode<'q, D> + Type<D>,
     {
+        self.accept_reworded().await?;
         D::MIGRATIONS
             .run(&self.write)
             .await
             .map_err(|e| HubError::internal(format!("applying migrations: {e}")))
+    }
+
+    /// Records the current checksum of each [`Dialect::REWORDED`] migration
+    /// where the released text's checksum is recorded (nothing on a fresh
+    /// database, which has no migrations table yet).
+    async fn accept_reworded(&self) -> Result<()>
+    where
+        for<'q> Vec<u8>: Encode<'q, D> + Type<D>,
+    {
+        let migrations = D::MIGRATIONS;
+        for (version, released) in D::REWORDED {
+            let Some(m) = migrations.iter().find(|m| m.version == *version) else {
+                continue;
+            };
+            let old = hex::decode(released)
+                .map_err(|e| HubError::internal(format!("the checksum of migration {version}: {e}")))?;
+            let done = sqlx::query("UPDATE _sqlx_migrations SET checksum = $1 WHERE version = $2 AND checksum = $3")
+                .bind(m.checksum.to_vec())
+                .bind(*version)
+                .bind(old)
+                .execute(&self.write)
+                .await;
+            // No migrations table: nothing was applied, nothing to record.
+            if done.is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 
     /// Serialises the changes that check pipelines against each other and
