@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
+# A clean clone (CI) gains nothing from incremental compilation but its disk.
+if [ "${CI:-}" = true ]; then
+    export CARGO_INCREMENTAL=0
+fi
+
 step "building kiln"
 cargo build --workspace --all-targets --locked
 
