@@ -10,6 +10,7 @@
 pub mod check;
 pub mod diag;
 pub mod external;
+pub mod iso;
 pub mod koji;
 pub mod macros;
 pub mod model;

@@ -151,7 +151,7 @@ const FIELDS: &[(&str, FieldKind, u8)] = &[
 
 /// Output formats kiln can produce.
 pub const OUTPUT_FORMATS: &[&str] = &[
-    "squashfs", "erofs", "tar", "tar.zst", "tar.xz", "tar.gz", "ext4", "qcow2", "dir",
+    "squashfs", "erofs", "tar", "tar.zst", "tar.xz", "tar.gz", "ext4", "qcow2", "dir", "iso",
 ];
 
 /// Image kinds.
@@ -664,6 +664,42 @@ impl Reader<'_> {
                     None
                 }
             },
+            "timeout" => match v.get_ref() {
+                DeValue::Integer(i) => match i.as_str().replace('_', "").parse::<i64>() {
+                    Ok(n) if (0..=ISO_MAX_TIMEOUT).contains(&n) => Some(Scalar::Int(n)),
+                    _ => {
+                        self.diags.push(
+                            Diagnostic::error(
+                                "bad-value",
+                                format!("`{full}` must be between 0 and {ISO_MAX_TIMEOUT} seconds"),
+                            )
+                            .at(span, "out of range"),
+                        );
+                        None
+                    }
+                },
+                _ => {
+                    self.wrong_type(full, "an integer (seconds)", v);
+                    None
+                }
+            },
+            "boot" | "extra" => {
+                let items = self.strings(full, v)?;
+                let mut ok = true;
+                for it in &items {
+                    if let Err(msg) = check_output_item(key, &it.v) {
+                        let mut d = Diagnostic::error("bad-value", msg).at(it.span.clone(), "here");
+                        if key == "boot"
+                            && let Some(h) = did_you_mean(&it.v, ISO_BOOT.iter().copied())
+                        {
+                            d = d.help(format!("did you mean `{h}`?"));
+                        }
+                        self.diags.push(d);
+                        ok = false;
+                    }
+                }
+                ok.then_some(Scalar::List(items))
+            }
             _ => {
                 let s = self.string(full, v)?;
                 if !s.v.contains('%')
@@ -812,8 +848,50 @@ pub fn check_output_option(format: &str, key: &str, value: &str) -> Result<(), S
         "size" if parse_size(value).is_none() => Err(format!(
             "`{full}` must be a size such as \"2G\" or \"512M\", not `{value}`"
         )),
+        "volume_id" if !valid_volume_id(value) => Err(format!(
+            "`{full}` must be 1 to 32 characters of A-Z, a-z, 0-9, space, `_`, `-`, `.` or `+`, not `{value}`"
+        )),
+        "cmdline" if !valid_cmdline(value) => Err(format!(
+            "`{full}` must be printable ASCII without quotes or any of \\ $ ; {{ }} # ` | & < >, not `{value}`"
+        )),
+        "root" if !is_ident(value) => Err(format!("`{full}` must name a subprofile or `image`, not `{value}`")),
         _ => Ok(()),
     }
+}
+
+/// Boot methods an `iso` output can carry.
+pub const ISO_BOOT: &[&str] = &["bios", "uefi"];
+
+/// Longest boot menu timeout, in seconds.
+pub const ISO_MAX_TIMEOUT: i64 = 600;
+
+/// Checks one item of a list-valued output option.
+pub fn check_output_item(key: &str, value: &str) -> Result<(), String> {
+    match key {
+        "boot" if !ISO_BOOT.contains(&value) => Err(format!(
+            "`output.iso.boot` cannot hold `{value}` (expected: {})",
+            ISO_BOOT.join(", ")
+        )),
+        "extra" if !is_ident(value) => Err(format!("`output.iso.extra` must name subprofiles, not `{value}`")),
+        _ => Ok(()),
+    }
+}
+
+/// An ISO 9660 volume identifier kiln writes: at most 32 characters, ones
+/// every reader shows the same.
+pub fn valid_volume_id(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b" _-.+".contains(&b))
+        && !s.starts_with(' ')
+        && !s.ends_with(' ')
+}
+
+/// A kernel command-line addition that is safe inside a GRUB menu entry:
+/// nothing GRUB's script language would expand, quote or end.
+pub fn valid_cmdline(s: &str) -> bool {
+    s.len() <= 1024
+        && s.bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && !b"\"'\\$;{}#`|&<>".contains(&b))
 }
 
 /// Option keys each output format accepts (None: unknown format).
@@ -825,6 +903,7 @@ pub fn output_option_keys(format: &str) -> Option<&'static [&'static str]> {
         "tar.zst" | "tar.xz" | "tar.gz" => &["level"],
         "ext4" => &["size", "label"],
         "qcow2" => &["size", "label", "compress"],
+        "iso" => &["boot", "root", "extra", "volume_id", "cmdline", "timeout"],
         _ => return None,
     })
 }

@@ -285,10 +285,23 @@ pub fn plan_toml(plan: &Plan) -> String {
         out.section(&format!("[output.{}]", q(&o.format)));
         out.line(format!("file = {}", q(&o.file)), "");
         for (k, v) in &o.options {
-            out.line(
-                format!("{k} = {}", v.value),
-                value_comment(v, serde_json::Value::to_string),
-            );
+            let shown = match v.value.as_array() {
+                Some(items) => q_list(
+                    &items
+                        .iter()
+                        .filter_map(|i| i.as_str().map(str::to_string))
+                        .collect::<Vec<_>>(),
+                ),
+                None => v.value.to_string(),
+            };
+            out.line(format!("{k} = {shown}"), value_comment(v, serde_json::Value::to_string));
+        }
+        if o.format == "iso"
+            && let Ok(opts) = crate::iso::IsoOptions::of(o)
+        {
+            for d in crate::iso::describe(&opts, &plan.nvr, &plan.arch) {
+                out.line(format!("# {d}"), "");
+            }
         }
     }
 

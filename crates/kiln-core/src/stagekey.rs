@@ -312,6 +312,14 @@ pub fn output_tools(format: &str) -> &'static [&'static str] {
         "erofs" => &["mkfs.erofs"],
         "ext4" => &["mkfs.ext4"],
         "qcow2" => &["mkfs.ext4", "qemu-img"],
+        "iso" => &[
+            "xorriso",
+            "grub-mkimage",
+            "grub i386-pc",
+            "grub x86_64-efi",
+            "mkfs.vfat",
+            "mcopy",
+        ],
         _ => &[],
     }
 }
@@ -396,7 +404,7 @@ pub fn stage_keys(plan: &Plan, inputs: &KeyInputs) -> Vec<StageKey> {
     h.field("kiln", &inputs.kiln_version);
     let tree = push(&mut keys, StageId::Cleanup, None, h);
 
-    for (i, o) in plan.outputs.iter().enumerate() {
+    let output_key = |o: &Output| {
         let mut h = KeyHasher::new("output", Some(&tree));
         output_options(&mut h, o);
         h.field("file", &o.file);
@@ -405,7 +413,10 @@ pub fn stage_keys(plan: &Plan, inputs: &KeyInputs) -> Vec<StageKey> {
         for t in output_tools(&o.format) {
             h.field(t, &tool(inputs, t));
         }
-        push(&mut keys, StageId::Output(i), Some(o.file.clone()), h);
+        h
+    };
+    for (i, o) in plan.outputs.iter().enumerate().filter(|(_, o)| o.format != "iso") {
+        push(&mut keys, StageId::Output(i), Some(o.file.clone()), output_key(o));
     }
     let squashfs = plan.outputs.iter().find(|o| o.format == "squashfs");
     for (i, sub) in plan.subprofiles.iter().enumerate() {
@@ -425,6 +436,37 @@ pub fn stage_keys(plan: &Plan, inputs: &KeyInputs) -> Vec<StageKey> {
         h.field("mksquashfs", &tool(inputs, "mksquashfs"));
         h.field("kiln", &inputs.kiln_version);
         push(&mut keys, StageId::Subprofile(i), Some(sub.file.clone()), h);
+    }
+    // An ISO packs squashfs files written above: its key follows theirs.
+    for (i, o) in plan.outputs.iter().enumerate().filter(|(_, o)| o.format == "iso") {
+        let mut h = output_key(o);
+        let packed = |name: &str| -> String {
+            let id = match plan.subprofiles.iter().position(|s| s.name == name) {
+                Some(j) => Some(StageId::Subprofile(j)),
+                None => plan
+                    .outputs
+                    .iter()
+                    .position(|o| o.format == "squashfs")
+                    .map(StageId::Output),
+            };
+            match id.and_then(|id| keys.iter().find(|k| k.id == id)) {
+                Some(k) => k.key.clone(),
+                // The image packed by the ISO stage itself, with the
+                // squashfs defaults.
+                None => format!("image:{tree}:{}", tool(inputs, "mksquashfs")),
+            }
+        };
+        let root = o.options.get("root").and_then(|v| v.value.as_str()).unwrap_or("image");
+        h.field("root", &packed(root));
+        let extra: Vec<String> = o
+            .options
+            .get("extra")
+            .and_then(|v| v.value.as_array())
+            .map(|a| a.iter().filter_map(|e| e.as_str()).map(packed).collect())
+            .unwrap_or_default();
+        h.list("extra", extra.iter().map(String::as_str));
+        h.field("unsquashfs", &tool(inputs, "unsquashfs"));
+        push(&mut keys, StageId::Output(i), Some(o.file.clone()), h);
     }
     keys
 }

@@ -152,6 +152,203 @@ pub fn mksquashfs(o: &Output, root: &Path, dest: &Path, epoch: Option<u64>, jobs
     cmd
 }
 
+/// GRUB's platforms for an ISO.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grub {
+    /// BIOS: an El Torito image (`cdboot.img` and the core image).
+    Bios,
+    /// UEFI on x86-64: `BOOTX64.EFI`.
+    Uefi,
+}
+
+impl Grub {
+    /// GRUB's module directory for the platform (from grub-pc-bin or
+    /// grub-efi-amd64-bin).
+    pub fn dir(self) -> &'static str {
+        match self {
+            Grub::Bios => "/usr/lib/grub/i386-pc",
+            Grub::Uefi => "/usr/lib/grub/x86_64-efi",
+        }
+    }
+}
+
+/// `grub-mkimage` for `platform` with `early` (a file) as its built-in
+/// configuration and every module the menu uses built in.
+pub fn grub_mkimage(platform: Grub, early: &Path, dest: &Path) -> Cmd {
+    use kiln_core::iso::{GRUB_BIOS_MODULES, GRUB_DIR, GRUB_MODULES};
+    let format = match platform {
+        Grub::Bios => "i386-pc-eltorito",
+        Grub::Uefi => "x86_64-efi",
+    };
+    let mut cmd = Cmd::new("grub-mkimage")
+        .arg("-O")
+        .arg(format)
+        .arg("-d")
+        .arg(platform.dir())
+        .arg("-p")
+        .arg(format!("/{GRUB_DIR}"))
+        .arg("-c")
+        .arg(early.as_os_str())
+        .arg("-o")
+        .arg(dest.as_os_str());
+    for m in GRUB_MODULES {
+        cmd = cmd.arg(*m);
+    }
+    if platform == Grub::Bios {
+        for m in GRUB_BIOS_MODULES {
+            cmd = cmd.arg(*m);
+        }
+    }
+    cmd
+}
+
+/// The size in KiB of a FAT image that holds `payload` bytes: the payload
+/// plus room for the file system's own structures, at least 1,440 KiB.
+pub fn efi_image_kib(payload: u64) -> u64 {
+    (payload.div_ceil(1024) + 512).max(1440).div_ceil(32) * 32
+}
+
+/// `mkfs.vfat` for the EFI partition image: a fixed volume serial and no
+/// time-dependent fields (`--invariant`), so it is reproducible.
+pub fn mkfs_vfat(dest: &Path, kib: u64, serial: &str) -> Cmd {
+    Cmd::new("mkfs.vfat")
+        .arg("-C")
+        .arg("--invariant")
+        .arg("-i")
+        .arg(serial)
+        .arg("-n")
+        .arg("EFIBOOT")
+        .arg(dest.as_os_str())
+        .arg(kib.to_string())
+}
+
+/// `mmd` making `EFI/BOOT` in a FAT image (mtools take their timestamps
+/// from `SOURCE_DATE_EPOCH`).
+pub fn mmd_efi_boot(image: &Path) -> Cmd {
+    Cmd::new("mmd")
+        .arg("-i")
+        .arg(image.as_os_str())
+        .arg("::/EFI")
+        .arg("::/EFI/BOOT")
+}
+
+/// `mcopy` of `file` into a FAT image as `to`, keeping its mtime.
+pub fn mcopy(image: &Path, file: &Path, to: &str) -> Cmd {
+    Cmd::new("mcopy")
+        .arg("-i")
+        .arg(image.as_os_str())
+        .arg("-m")
+        .arg(file.as_os_str())
+        .arg(format!("::{to}"))
+}
+
+/// A path as the right side of an xorriso graft point: `\` and `=` escaped.
+fn graft_escape(p: &Path) -> OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let mut out = Vec::new();
+    for &b in p.as_os_str().as_bytes() {
+        if b == b'\\' || b == b'=' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    OsString::from_vec(out)
+}
+
+/// What an ISO is made of.
+pub struct IsoParts<'a> {
+    /// The staged small files (menu, kernel, initrd, `.module` files, GRUB's
+    /// El Torito image when BIOS boots).
+    pub tree: &'a Path,
+    /// Files placed on the medium from elsewhere: (path on the medium,
+    /// file), the squashfs images, which are not copied.
+    pub grafts: Vec<(String, &'a Path)>,
+    pub volume_id: &'a str,
+    pub bios: bool,
+    /// The EFI partition image when UEFI boots.
+    pub efi: Option<&'a Path>,
+}
+
+/// `xorriso` writing the hybrid ISO: El Torito boot entries for BIOS (GRUB
+/// with its hybrid MBR, so the image also boots from a USB stick) and UEFI
+/// (the EFI partition, appended and listed in a GPT). Dates and the GPT
+/// GUIDs follow `SOURCE_DATE_EPOCH` when the build sets it.
+pub fn xorriso_iso(p: &IsoParts<'_>, dest: &Path) -> Cmd {
+    let mut cmd = Cmd::new("xorriso")
+        .arg("-as")
+        .arg("mkisofs")
+        .arg("-o")
+        .arg(dest.as_os_str())
+        .arg("-V")
+        .arg(p.volume_id)
+        .arg("-iso-level")
+        .arg("3")
+        .arg("-r")
+        .arg("-J")
+        .arg("-joliet-long")
+        .arg("-graft-points");
+    if p.bios {
+        cmd = cmd
+            .arg("-b")
+            .arg(format!("{}/{}", kiln_core::iso::GRUB_DIR, kiln_core::iso::BIOS_IMAGE))
+            .arg("-no-emul-boot")
+            .arg("-boot-load-size")
+            .arg("4")
+            .arg("-boot-info-table")
+            .arg("--grub2-boot-info")
+            .arg("--grub2-mbr")
+            .arg(format!("{}/boot_hybrid.img", Grub::Bios.dir()));
+    }
+    if let Some(efi) = p.efi {
+        cmd = cmd
+            .arg("-append_partition")
+            .arg("2")
+            .arg("0xef")
+            .arg(efi.as_os_str())
+            .arg("-appended_part_as_gpt");
+        if p.bios {
+            cmd = cmd.arg("-eltorito-alt-boot");
+        }
+        cmd = cmd
+            .arg("-e")
+            .arg("--interval:appended_partition_2:all::")
+            .arg("-no-emul-boot");
+    }
+    let mut root = OsString::from("/=");
+    root.push(graft_escape(p.tree));
+    cmd = cmd.arg(root);
+    for (at, file) in &p.grafts {
+        let mut g = OsString::from(format!("/{at}="));
+        g.push(graft_escape(file));
+        cmd = cmd.arg(g);
+    }
+    cmd
+}
+
+/// `unsquashfs` listing every entry of `image` with its type and size.
+pub fn unsquashfs_list(image: &Path) -> Cmd {
+    Cmd::new("unsquashfs")
+        .arg("-lls")
+        .arg("-d")
+        .arg("")
+        .arg(image.as_os_str())
+}
+
+/// `unsquashfs` extracting `files` (paths relative to the image's root)
+/// from `image` into `dest`, without extended attributes.
+pub fn unsquashfs_files(image: &Path, dest: &Path, files: &[&str]) -> Cmd {
+    let mut cmd = Cmd::new("unsquashfs")
+        .arg("-n")
+        .arg("-no-xattrs")
+        .arg("-d")
+        .arg(dest.as_os_str())
+        .arg(image.as_os_str());
+    for f in files {
+        cmd = cmd.arg(*f);
+    }
+    cmd
+}
+
 /// `mkfs.erofs` (lz4hc by default), timestamps fixed to `epoch`.
 pub fn mkfs_erofs(o: &Output, root: &Path, dest: &Path, epoch: Option<u64>, uuid: &str) -> Cmd {
     let comp = opt_str(o, "compression").unwrap_or("lz4hc");

@@ -253,6 +253,16 @@ pub fn required_tools(plan: &Plan) -> Vec<&'static str> {
             "erofs" => tools.push("mkfs.erofs"),
             "ext4" => tools.push("mkfs.ext4"),
             "qcow2" => tools.extend(["mkfs.ext4", "qemu-img"]),
+            "iso" => {
+                tools.extend(["xorriso", "grub-mkimage", "unsquashfs", "mksquashfs"]);
+                let opts = kiln_core::iso::IsoOptions::of(o).ok();
+                if opts.as_ref().is_some_and(|i| i.bios) {
+                    tools.push("grub i386-pc");
+                }
+                if opts.as_ref().is_some_and(|i| i.uefi) {
+                    tools.extend(["grub x86_64-efi", "mkfs.vfat", "mcopy"]);
+                }
+            }
             _ => {}
         }
     }

@@ -44,6 +44,10 @@ pub struct Tool {
     pub purpose: &'static str,
     /// Arguments that make the tool print its version and exit.
     pub version_args: &'static [&'static str],
+    /// For data rather than an executable (GRUB's platform images): the
+    /// absolute path of a file the package installs. The tool is found when
+    /// the file is there; its version is the package's.
+    pub file: Option<&'static str>,
 }
 
 /// The host tools kiln uses, in a stable order (also the order of
@@ -54,48 +58,98 @@ pub const TOOLS: &[Tool] = &[
         package: "mmdebstrap",
         purpose: "bootstrap Debian/Ubuntu root trees",
         version_args: &["--version"],
+        file: None,
     },
     Tool {
         name: "mksquashfs",
         package: "squashfs-tools",
         purpose: "create squashfs images",
         version_args: &["-version"],
+        file: None,
     },
     Tool {
         name: "unsquashfs",
         package: "squashfs-tools",
         purpose: "extract squashfs images",
         version_args: &["-version"],
+        file: None,
     },
     Tool {
         name: "mkfs.erofs",
         package: "erofs-utils",
         purpose: "create EROFS images",
         version_args: &["--version"],
+        file: None,
     },
     Tool {
         name: "mkfs.ext4",
         package: "e2fsprogs",
         purpose: "create ext4 filesystem images",
         version_args: &["-V"],
+        file: None,
     },
     Tool {
         name: "debugfs",
         package: "e2fsprogs",
         purpose: "inspect and edit ext4 images without mounting them",
         version_args: &["-V"],
+        file: None,
     },
     Tool {
         name: "qemu-img",
         package: "qemu-utils",
         purpose: "convert disk images (qcow2, vmdk, vdi, ...)",
         version_args: &["--version"],
+        file: None,
     },
     Tool {
         name: "git",
         package: "git",
         purpose: "read repository revisions and fetch git sources",
         version_args: &["--version"],
+        file: None,
+    },
+    Tool {
+        name: "xorriso",
+        package: "xorriso",
+        purpose: "write and remaster bootable ISO images",
+        version_args: &["-version"],
+        file: None,
+    },
+    Tool {
+        name: "grub-mkimage",
+        package: "grub-common",
+        purpose: "make GRUB boot images for ISOs",
+        version_args: &["--version"],
+        file: None,
+    },
+    Tool {
+        name: "grub i386-pc",
+        package: "grub-pc-bin",
+        purpose: "GRUB for BIOS (ISO El Torito boot)",
+        version_args: &[],
+        file: Some("/usr/lib/grub/i386-pc/boot_hybrid.img"),
+    },
+    Tool {
+        name: "grub x86_64-efi",
+        package: "grub-efi-amd64-bin",
+        purpose: "GRUB for UEFI (ISO EFI partition)",
+        version_args: &[],
+        file: Some("/usr/lib/grub/x86_64-efi/linux.mod"),
+    },
+    Tool {
+        name: "mkfs.vfat",
+        package: "dosfstools",
+        purpose: "create the EFI partition of ISOs",
+        version_args: &["--help"],
+        file: None,
+    },
+    Tool {
+        name: "mcopy",
+        package: "mtools",
+        purpose: "fill the EFI partition without mounting it",
+        version_args: &["--version"],
+        file: None,
     },
 ];
 
@@ -237,6 +291,27 @@ pub fn find_in_path(name: &str, path_var: Option<&OsStr>) -> Option<PathBuf> {
         .find(|candidate| is_executable_file(candidate, creds.as_ref()))
 }
 
+/// Where `tool` is: its file, or its executable in the search path. A
+/// search path given explicitly (a pretended host) holds executables only:
+/// tools known by a file are missing there.
+fn locate(tool: &Tool, path_var: Option<&OsStr>) -> Option<PathBuf> {
+    match (tool.file, path_var) {
+        (Some(_), Some(_)) => None,
+        (Some(file), None) => Path::new(file).is_file().then(|| PathBuf::from(file)),
+        (None, _) => find_in_path(tool.name, path_var),
+    }
+}
+
+/// The version of a found tool: what it prints, or for a file its
+/// package's version as dpkg records it.
+fn version_of(tool: &Tool, path: &Path, dpkg_query: Option<&Path>) -> Option<String> {
+    match tool.file {
+        Some(_) => tool_version(dpkg_query?, &["-W", "-f=${Version}\\n", tool.package])
+            .map(|v| format!("{} {v}", tool.package)),
+        None => tool_version(path, tool.version_args),
+    }
+}
+
 /// Locates every tool of [`TOOLS`] with [`find_in_path`] and reads the
 /// version of those found with [`tool_version`].
 ///
@@ -244,28 +319,28 @@ pub fn find_in_path(name: &str, path_var: Option<&OsStr>) -> Option<PathBuf> {
 /// run in parallel, so a probe takes at most about [`VERSION_TIMEOUT`] even
 /// if several tools hang.
 pub fn probe(path_var: Option<&OsStr>) -> Vec<ToolStatus> {
-    let located: Vec<(&'static Tool, Option<PathBuf>)> = TOOLS
-        .iter()
-        .map(|tool| (tool, find_in_path(tool.name, path_var)))
-        .collect();
+    let dpkg_query = find_in_path("dpkg-query", None);
+    let located: Vec<(&'static Tool, Option<PathBuf>)> =
+        TOOLS.iter().map(|tool| (tool, locate(tool, path_var))).collect();
 
     let versions: Vec<Option<String>> = thread::scope(|scope| {
         let pending: Vec<_> = located
             .iter()
             .map(|(tool, path)| {
                 let path = path.as_deref()?;
+                let dpkg_query = dpkg_query.as_deref();
                 let spawned = thread::Builder::new()
                     .name(format!("kiln-host-probe-{}", tool.name))
-                    .spawn_scoped(scope, move || tool_version(path, tool.version_args));
+                    .spawn_scoped(scope, move || version_of(tool, path, dpkg_query));
                 // If no thread can be started, probe this tool inline below.
-                Some((spawned.ok(), path, *tool))
+                Some((spawned.ok(), path, *tool, dpkg_query))
             })
             .collect();
         pending
             .into_iter()
             .map(|job| match job? {
-                (Some(handle), _, _) => handle.join().ok().flatten(),
-                (None, path, tool) => tool_version(path, tool.version_args),
+                (Some(handle), ..) => handle.join().ok().flatten(),
+                (None, path, tool, dpkg_query) => version_of(tool, path, dpkg_query),
             })
             .collect()
     });
@@ -696,11 +771,19 @@ mod tests {
                 "mkfs.ext4",
                 "debugfs",
                 "qemu-img",
-                "git"
+                "git",
+                "xorriso",
+                "grub-mkimage",
+                "grub i386-pc",
+                "grub x86_64-efi",
+                "mkfs.vfat",
+                "mcopy"
             ]
         );
         for t in TOOLS {
-            assert!(!t.version_args.is_empty(), "{}", t.name);
+            // A tool is an executable with version arguments or a file.
+            assert_ne!(t.version_args.is_empty(), t.file.is_none(), "{}", t.name);
+            assert!(t.file.is_none_or(|f| f.starts_with('/')), "{}", t.name);
             assert!(!t.purpose.is_empty(), "{}", t.name);
             assert!(is_valid_package_name(t.package), "{}", t.package);
         }
@@ -719,7 +802,13 @@ mod tests {
                 "erofs-utils",
                 "e2fsprogs",
                 "qemu-utils",
-                "git"
+                "git",
+                "xorriso",
+                "grub-common",
+                "grub-pc-bin",
+                "grub-efi-amd64-bin",
+                "dosfstools",
+                "mtools"
             ]
         );
 
@@ -750,6 +839,7 @@ mod tests {
             package: "zstd",
             purpose: "compress",
             version_args: &["--version"],
+            file: None,
         };
         let statuses = [
             ToolStatus {

@@ -49,7 +49,19 @@ fn probe_with_only_git_on_path() {
     }
     assert_eq!(
         missing_packages(&statuses),
-        ["mmdebstrap", "squashfs-tools", "erofs-utils", "e2fsprogs", "qemu-utils"]
+        [
+            "mmdebstrap",
+            "squashfs-tools",
+            "erofs-utils",
+            "e2fsprogs",
+            "qemu-utils",
+            "xorriso",
+            "grub-common",
+            "grub-pc-bin",
+            "grub-efi-amd64-bin",
+            "dosfstools",
+            "mtools"
+        ]
     );
 }
 
@@ -73,7 +85,7 @@ fn non_executable_files_are_not_found() {
     }
     let statuses = probe(Some(only_first));
     assert!(statuses.iter().all(|s| s.path.is_none() && s.version.is_none()));
-    assert_eq!(missing_packages(&statuses).len(), 6);
+    assert_eq!(missing_packages(&statuses).len(), 12);
 
     // PATH order: the non-executable file is skipped, the executable one in
     // a later directory is found; an executable in an earlier directory wins.
@@ -217,7 +229,10 @@ fn probe_this_host() {
         }
         if let Some(path) = &status.path {
             assert!(path.is_absolute(), "{}: {}", tool.name, path.display());
-            assert!(path.ends_with(tool.name));
+            match tool.file {
+                Some(file) => assert_eq!(path, std::path::Path::new(file)),
+                None => assert!(path.ends_with(tool.name)),
+            }
         }
     }
     let git = statuses.iter().find(|s| s.tool.name == "git").expect("git status");

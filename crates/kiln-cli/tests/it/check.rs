@@ -63,7 +63,7 @@ fn file_clash_names_both_features() {
     assert_eq!(
         lines,
         [
-            "images/distro/live.toml:8:8: error[file-clash]: file clash: `/etc/ssh/sshd_config.d/kiln.conf` is shipped by features `ssh` and `live`"
+            "images/distro/live.toml:10:8: error[file-clash]: file clash: `/etc/ssh/sshd_config.d/kiln.conf` is shipped by features `ssh` and `live`"
         ]
     );
     // `override` makes it legal.

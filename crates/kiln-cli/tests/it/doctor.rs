@@ -48,7 +48,13 @@ fn json_report() {
             "mkfs.ext4",
             "debugfs",
             "qemu-img",
-            "git"
+            "git",
+            "xorriso",
+            "grub-mkimage",
+            "grub i386-pc",
+            "grub x86_64-efi",
+            "mkfs.vfat",
+            "mcopy"
         ]
     );
     let all_found = v["tools"].as_array().expect("array").iter().all(|t| t["found"] == true);

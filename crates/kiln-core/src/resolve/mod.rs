@@ -205,7 +205,11 @@ impl<'a> Resolver<'a> {
         };
         let arch = self.opts.arch.clone();
         let nvr = settings.nvr();
-        let outputs = self.outputs(&scalars, &nvr, &arch);
+        let title = match (&settings.name, &settings.version) {
+            (Some(n), Some(v)) => format!("{} {}", n.value, v.value),
+            _ => String::new(),
+        };
+        let outputs = self.outputs(&scalars, &nvr, &arch, &sub_names, &title);
 
         let mut subprofiles: Vec<plan::Subprofile> = sub_names
             .iter()

@@ -673,9 +673,9 @@ fn unknown_output_format() {
         Some("did you mean `squashfs`?"),
     );
     assert_one(
-        &image("kind = \"ve\"\n[output.iso]\nlevel = 1\n"),
-        "images/img.toml:2:9: error[unknown-field]: unknown field `iso` in `[output]` (output formats)",
-        Some("expected one of: squashfs, erofs, tar, tar.zst, tar.xz, tar.gz, ext4, qcow2, dir"),
+        &image("kind = \"ve\"\n[output.cpio]\nlevel = 1\n"),
+        "images/img.toml:2:9: error[unknown-field]: unknown field `cpio` in `[output]` (output formats)",
+        Some("expected one of: squashfs, erofs, tar, tar.zst, tar.xz, tar.gz, ext4, qcow2, dir, iso"),
     );
     assert_one(
         &image("kind = \"ve\"\noutputs = [\"tar\", \"tar\"]\n"),
@@ -995,4 +995,56 @@ fn structural_fields_are_not_expanded() {
         diagnostics(&image("kind = \"ve\"\noutputs = [\"%{f}\"]\n[macros]\nf = \"tar\"\n")),
         Vec::<String>::new()
     );
+}
+
+#[test]
+fn iso_options_are_checked_where_written() {
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        (
+            "boot = [\"bios\", \"uefj\"]\n",
+            "images/img.toml:5:17: error[bad-value]: `output.iso.boot` cannot hold `uefj` (expected: bios, uefi)",
+            Some("did you mean `uefi`?"),
+        ),
+        (
+            "root = \"lvie\"\n",
+            "images/img.toml:5:8: error[unknown-subprofile]: `output.iso.root` names `lvie`, which the image does not build",
+            Some("did you mean `live`?"),
+        ),
+        (
+            "extra = [\"rescue\", \"live\"]\n",
+            "images/img.toml:5:20: error[bad-value]: `live` is the ISO's root; it cannot also be an extra module",
+            Some("remove it from `extra`"),
+        ),
+        (
+            "extra = [\"recsue\"]\n",
+            "images/img.toml:5:10: error[unknown-subprofile]: `output.iso.extra` names `recsue`, which the image does not build",
+            Some("subprofiles: live, rescue"),
+        ),
+        (
+            "volume_id = \"A VOLUME ID THAT IS MUCH TOO LONG FOR ISO\"\n",
+            "images/img.toml:5:13: error[bad-value]: `output.iso.volume_id` must be 1 to 32 characters of A-Z, a-z, 0-9, space, `_`, `-`, `.` or `+`, not `A VOLUME ID THAT IS MUCH TOO LONG FOR ISO`",
+            None,
+        ),
+        (
+            "cmdline = \"quiet; reboot\"\n",
+            "images/img.toml:5:11: error[bad-value]: `output.iso.cmdline` must be printable ASCII without quotes or any of \\ $ ; { } # ` | & < >, not `quiet; reboot`",
+            None,
+        ),
+        (
+            "timeout = 9999\n",
+            "images/img.toml:5:11: error[bad-value]: `output.iso.timeout` must be between 0 and 600 seconds",
+            None,
+        ),
+        (
+            "boot = []\n",
+            "images/img.toml:5:8: error[bad-value]: `output.iso.boot` is empty: the ISO would not boot",
+            Some("leave it out for the default, bios and uefi"),
+        ),
+    ];
+    for (body, want, help) in cases {
+        let text = format!(
+            "kind = \"distro\"\nsubprofiles = [\"live\", \"rescue\"]\noutputs = [\"iso\"]\n[output.iso]\n{body}"
+        );
+        assert_one(&image(&text), want, *help);
+    }
 }

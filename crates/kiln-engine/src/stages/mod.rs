@@ -6,6 +6,7 @@
 mod base;
 mod cleanup;
 mod files;
+mod iso;
 mod outputs;
 mod packages;
 mod scripts;

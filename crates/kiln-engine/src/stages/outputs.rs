@@ -16,16 +16,20 @@ use crate::manifest::{self, BaseRecord, Manifest, OutputRecord, RepoInfo, ToolRe
 use crate::{BuildError, Built, Engine, dpkg, fsutil};
 
 impl Engine<'_> {
-    /// The outputs stage: every output, then every subprofile's squashfs.
+    /// The outputs stage: every output, then every subprofile's squashfs,
+    /// then the ISOs, which pack those.
     pub(crate) fn outputs(&mut self) -> Result<(), BuildError> {
         let plan = self.plan().clone();
         let root = self.root.clone();
-        for (i, o) in plan.outputs.iter().enumerate() {
+        for (i, o) in plan.outputs.iter().enumerate().filter(|(_, o)| o.format != "iso") {
             let dest = self.partial.join(&o.file);
             self.cached_output(StageId::Output(i), &o.file, |e| e.output(o, &root, &dest))?;
         }
         for (i, sub) in plan.subprofiles.iter().enumerate() {
             self.subprofile(i, sub)?;
+        }
+        for (i, o) in plan.outputs.iter().enumerate().filter(|(_, o)| o.format == "iso") {
+            self.iso(i, o)?;
         }
         Ok(())
     }
