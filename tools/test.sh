@@ -22,10 +22,11 @@ if [ "$(id -u)" = 0 ]; then
     # trees, xattr/capability tools, and the compressors' CLIs; and the
     # PostgreSQL server the hub's tests start on a loopback port; minisign
     # and curl, with which the device recipe of docs/channels.md checks and
-    # fetches a channel; chromium, the browser of the web UI's test.
+    # fetches a channel; chromium, the browser of the web UI's test; QEMU
+    # and OVMF, which boot the ISOs under BIOS and UEFI.
     need=()
     for p in busybox-static attr libcap2-bin zstd xz-utils gzip tar python3 python3-venv postgresql postgresql-client \
-        minisign curl chromium; do
+        minisign curl chromium qemu-system-x86 ovmf; do
         dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
     done
     if [ ${#need[@]} -gt 0 ]; then
@@ -74,7 +75,7 @@ python3 tools/sizes.py
 step "tests"
 # Shared fixtures live under target/tmp, one directory per test run; drop the
 # ones earlier runs left behind (a built image and its stage cache each).
-rm -rf target/tmp/build-fixture-* target/tmp/update-sources-* target/tmp/cache-*
+rm -rf target/tmp/build-fixture-* target/tmp/update-sources-* target/tmp/iso-fixture-* target/tmp/cache-*
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast
 else

@@ -43,7 +43,7 @@ impl ImageHubArg {
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
-    /// Register a source image: a squashfs, erofs, tar[.zst|.xz|.gz] file or a directory.
+    /// Register a source image: a squashfs, erofs, ISO, tar[.zst|.xz|.gz] file or a directory.
     Import {
         name: String,
         #[arg(value_name = "VERSION")]
@@ -192,7 +192,7 @@ pub struct UpdateArgs {
     /// The target's name: the file is NAME.<format>.
     #[arg(long, value_name = "TARGET")]
     name: String,
-    /// squashfs, erofs, tar, tar.zst, tar.xz or tar.gz (default: the source's).
+    /// squashfs, erofs, tar, tar.zst, tar.xz, tar.gz or (from an ISO) iso (default: the source's).
     #[arg(long, value_name = "FORMAT")]
     format: Option<String>,
     /// A macro for the script, as KILN_MACRO_<NAME>; repeatable.

@@ -302,6 +302,161 @@ pub fn describe(opts: &IsoOptions, nvr: &str, arch: &str) -> Vec<String> {
     out
 }
 
+/// One regular file of an ISO's tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediumFile {
+    /// Relative to the medium's root, no leading `/`.
+    pub path: String,
+    pub size: u64,
+}
+
+/// Reads `xorriso -find / -type f -exec lsdl --` output: one line per
+/// regular file, `MODE LINKS UID GID SIZE MON DAY TIME 'PATH'`, the path in
+/// shell single quotes (a quote inside written as `'"'"'`). Lines of any
+/// other shape are skipped.
+pub fn parse_lsdl(listing: &str) -> Vec<MediumFile> {
+    listing
+        .lines()
+        .filter(|l| l.starts_with('-'))
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            let size = fields.nth(4)?.parse().ok()?;
+            let quoted = &l[l.find('\'')?..];
+            let path = unquote(quoted)?;
+            let path = path.strip_prefix('/')?.to_string();
+            (!path.is_empty()).then_some(MediumFile { path, size })
+        })
+        .collect()
+}
+
+/// Undoes xorriso's shell quoting: `'..'` runs and `"'"` for a quote.
+fn unquote(s: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = s;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('\'') {
+            let end = r.find('\'')?;
+            out.push_str(&r[..end]);
+            rest = &r[end + 1..];
+        } else if let Some(r) = rest.strip_prefix("\"'\"") {
+            out.push('\'');
+            rest = r;
+        } else {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// The live media layouts kiln updates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayoutKind {
+    /// Debian live (live-build, kiln): `live/filesystem.squashfs`, the
+    /// kernel and initrd beside it.
+    DebianLive,
+    /// mkimage-profiles: stage2 squashfs images named after their stage
+    /// at the root (`live`, `rescue`, `altinst`), the kernel and initrd
+    /// as `boot/vmlinuz` and `boot/full.cz`.
+    MkimageProfiles,
+}
+
+impl LayoutKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LayoutKind::DebianLive => "Debian live",
+            LayoutKind::MkimageProfiles => "mkimage-profiles",
+        }
+    }
+}
+
+/// Where an ISO keeps what an update changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub kind: LayoutKind,
+    /// The squashfs the update script runs in.
+    pub root: MediumFile,
+    /// Kernel and initrd files that boot the root (replaced together when
+    /// the update changes the tree's kernel).
+    pub kernels: Vec<String>,
+    pub initrds: Vec<String>,
+    /// Checksum files at the root of the medium (`sha256sum.txt`,
+    /// `sha512sum.txt`, `md5sum.txt`).
+    pub checksums: Vec<String>,
+}
+
+/// Checksum files kiln refreshes, with their digest.
+pub const CHECKSUM_FILES: &[&str] = &["sha256sum.txt", "sha512sum.txt", "md5sum.txt"];
+
+/// Recognises the layout of a medium from its regular files.
+pub fn layout(files: &[MediumFile]) -> Result<Layout, String> {
+    let find = |p: &str| files.iter().find(|f| f.path == p);
+    let named = |dir: &str, prefix: &str| -> Vec<String> {
+        let mut v: Vec<String> = files
+            .iter()
+            .filter(|f| {
+                f.path
+                    .strip_prefix(dir)
+                    .and_then(|r| r.strip_prefix('/'))
+                    .is_some_and(|n| !n.contains('/') && n.starts_with(prefix))
+            })
+            .map(|f| f.path.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    let checksums: Vec<String> = CHECKSUM_FILES
+        .iter()
+        .filter(|c| find(c).is_some())
+        .map(|c| (*c).to_string())
+        .collect();
+    if let Some(root) = find(&format!("{LIVE_DIR}/{ROOT_SQUASHFS}")) {
+        return Ok(Layout {
+            kind: LayoutKind::DebianLive,
+            root: root.clone(),
+            kernels: named(LIVE_DIR, "vmlinuz"),
+            initrds: named(LIVE_DIR, "initrd"),
+            checksums,
+        });
+    }
+    if let Some(root) = ["live", "rescue", "altinst"].iter().find_map(|s| find(s)) {
+        let pick = |names: &[&str]| {
+            names
+                .iter()
+                .filter(|n| find(n).is_some())
+                .map(|n| (*n).to_string())
+                .collect()
+        };
+        return Ok(Layout {
+            kind: LayoutKind::MkimageProfiles,
+            root: root.clone(),
+            kernels: pick(&["boot/vmlinuz", "syslinux/alt0/vmlinuz"]),
+            initrds: pick(&["boot/full.cz", "boot/initrd.img", "syslinux/alt0/full.cz"]),
+            checksums,
+        });
+    }
+    Err(format!(
+        "no live squashfs on the medium: neither /{LIVE_DIR}/{ROOT_SQUASHFS} (Debian live) nor /live, /rescue or /altinst (mkimage-profiles)"
+    ))
+}
+
+/// A checksum file with the lines of `changed` files given new digests;
+/// other lines are kept as they are. Paths match with or without `./`.
+pub fn refresh_checksums(text: &str, changed: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let replaced = line.split_once("  ").and_then(|(_, path)| {
+            let bare = path.trim_start_matches("./").trim_start_matches('/');
+            changed
+                .iter()
+                .find(|(p, _)| p == bare)
+                .map(|(_, hash)| format!("{hash}  {path}"))
+        });
+        out.push_str(replaced.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,5 +551,83 @@ mod tests {
     fn checksums_are_sorted_with_dot_slash_paths() {
         let s = checksums([("live/vmlinuz", "bb"), ("boot/grub/grub.cfg", "aa")]);
         assert_eq!(s, "aa  ./boot/grub/grub.cfg\nbb  ./live/vmlinuz\n");
+    }
+
+    #[test]
+    fn xorriso_listings_are_read_with_their_quoting() {
+        let listing = "-r--r--r--    1 0        0        184926208 Dec  3 19:52 '/live/filesystem.squashfs'\n\
+            dr-xr-xr-x    1 0        0                0 Dec  3 19:52 '/live'\n\
+            -r--r--r--    1 0        0               2 Dec  3 20:02 '/a b/it'\"'\"'s'\n\
+            -r--r--r--    1 0        0               2 Dec  3 20:02 '/unterminated\n\
+            garbage\n";
+        assert_eq!(
+            parse_lsdl(listing),
+            vec![
+                MediumFile {
+                    path: "live/filesystem.squashfs".into(),
+                    size: 184926208
+                },
+                MediumFile {
+                    path: "a b/it's".into(),
+                    size: 2
+                },
+            ]
+        );
+    }
+
+    fn medium(paths: &[&str]) -> Vec<MediumFile> {
+        paths
+            .iter()
+            .map(|p| MediumFile {
+                path: (*p).into(),
+                size: 1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn debian_and_mkimage_profiles_layouts() {
+        let debian = layout(&medium(&[
+            "live/filesystem.squashfs",
+            "live/vmlinuz-6.1.0-18-amd64",
+            "live/initrd.img-6.1.0-18-amd64",
+            "live/filesystem.packages",
+            "sha256sum.txt",
+            "boot/grub/grub.cfg",
+        ]))
+        .expect("Debian live");
+        assert_eq!(debian.kind, LayoutKind::DebianLive);
+        assert_eq!(debian.kernels, ["live/vmlinuz-6.1.0-18-amd64"]);
+        assert_eq!(debian.initrds, ["live/initrd.img-6.1.0-18-amd64"]);
+        assert_eq!(debian.checksums, ["sha256sum.txt"]);
+
+        let alt = layout(&medium(&[
+            "rescue",
+            "live",
+            "boot/vmlinuz",
+            "boot/full.cz",
+            "md5sum.txt",
+        ]))
+        .expect("ALT");
+        assert_eq!(alt.kind, LayoutKind::MkimageProfiles);
+        assert_eq!(alt.root.path, "live", "live before rescue");
+        assert_eq!(alt.kernels, ["boot/vmlinuz"]);
+        assert_eq!(alt.initrds, ["boot/full.cz"]);
+
+        let none = layout(&medium(&["live/other.squashfs", "boot/vmlinuz"])).expect_err("no root");
+        assert!(none.contains("no live squashfs"), "{none}");
+    }
+
+    #[test]
+    fn checksum_lines_of_changed_files_are_replaced() {
+        let text = "aa  ./live/filesystem.squashfs\nbb  ./boot/grub/grub.cfg\ncc  live/vmlinuz\n";
+        let changed = vec![
+            ("live/filesystem.squashfs".to_string(), "11".to_string()),
+            ("live/vmlinuz".to_string(), "33".to_string()),
+        ];
+        assert_eq!(
+            refresh_checksums(text, &changed),
+            "11  ./live/filesystem.squashfs\nbb  ./boot/grub/grub.cfg\n33  live/vmlinuz\n"
+        );
     }
 }

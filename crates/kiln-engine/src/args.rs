@@ -325,6 +325,45 @@ pub fn xorriso_iso(p: &IsoParts<'_>, dest: &Path) -> Cmd {
     cmd
 }
 
+/// `xorriso` (as osirrox) copying the file `at` of an ISO to `dest`.
+pub fn xorriso_extract(iso: &Path, at: &str, dest: &Path) -> Cmd {
+    Cmd::new("xorriso")
+        .arg("-abort_on")
+        .arg("FAILURE")
+        .arg("-osirrox")
+        .arg("on")
+        .arg("-indev")
+        .arg(iso.as_os_str())
+        .arg("-extract")
+        .arg(format!("/{at}"))
+        .arg(dest.as_os_str())
+}
+
+/// `xorriso` writing a new ISO at `dest` from `src` with files replaced
+/// (`maps`: file, path on the medium), its boot setup replayed: El Torito
+/// entries, MBR, GPT and appended partitions as the source has them.
+/// `hfsplus_off` drops an HFS+ tree and Apple partition map, which
+/// grub-mkrescue's media carry and xorriso cannot replay beside a GPT.
+pub fn xorriso_remaster(src: &Path, dest: &Path, maps: &[(&Path, &str)], hfsplus_off: bool) -> Cmd {
+    let mut cmd = Cmd::new("xorriso")
+        .arg("-abort_on")
+        .arg("FAILURE")
+        .arg("-indev")
+        .arg(src.as_os_str())
+        .arg("-outdev")
+        .arg(dest.as_os_str())
+        .arg("-boot_image")
+        .arg("any")
+        .arg("replay");
+    if hfsplus_off {
+        cmd = cmd.arg("-hfsplus").arg("off");
+    }
+    for (file, at) in maps {
+        cmd = cmd.arg("-map").arg(file.as_os_str()).arg(format!("/{at}"));
+    }
+    cmd.arg("-commit")
+}
+
 /// `unsquashfs` listing every entry of `image` with its type and size.
 pub fn unsquashfs_list(image: &Path) -> Cmd {
     Cmd::new("unsquashfs")

@@ -24,6 +24,32 @@ pub fn copy_hashed(from: &Path, to: &Path) -> io::Result<String> {
     kiln_store::sha256_copy(fs::File::open(from)?, Some(to)).map(|(h, _)| h)
 }
 
+/// The digest a checksum file of the medium uses, by its name
+/// (`sha512sum.txt`, `md5sum.txt`, otherwise sha256), of `path`.
+pub fn digest_file(sums_name: &str, path: &Path) -> io::Result<String> {
+    fn stream<D: sha2::Digest>(path: &Path) -> io::Result<String> {
+        use std::io::Read as _;
+        let mut f = fs::File::open(path)?;
+        let mut d = D::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            d.update(&buf[..n]);
+        }
+        Ok(hex(&d.finalize()))
+    }
+    if sums_name.starts_with("sha512") {
+        stream::<sha2::Sha512>(path)
+    } else if sums_name.starts_with("md5") {
+        stream::<md5::Md5>(path)
+    } else {
+        sha256_file(path)
+    }
+}
+
 pub fn sha256_bytes(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
 }

@@ -4,8 +4,13 @@
 //! squashfs and erofs sources are loop-mounted read-only under an overlayfs
 //! upper layer: nothing is unpacked and the source file is never written.
 //! tar sources are extracted with `kiln_tar::extract` (hostile entries are
-//! rejected). The target gets the source's format and, for squashfs, its
-//! compressor and block size unless `--format` says otherwise.
+//! rejected). An ISO source (docs/iso.md) is read with xorriso, never
+//! mounted: its live squashfs is copied out and treated as a squashfs
+//! source; an ISO target is the source medium remastered with the new
+//! squashfs (and the new kernel and initrd when the update changed them),
+//! its boot records replayed. The target gets the source's format and, for
+//! squashfs, its compressor and block size unless `--format` says
+//! otherwise.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -115,6 +120,20 @@ pub struct Target {
     /// Compressed bytes taken over from the source as they were stored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reused_bytes: Option<u64>,
+    /// How an ISO target was remastered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaster: Option<Remaster>,
+}
+
+/// An ISO target's remastering: the source's layout, how its boot setup
+/// was carried over and which files of the medium were replaced.
+#[derive(Clone, Debug, Serialize)]
+pub struct Remaster {
+    pub layout: &'static str,
+    /// `replayed`, or `replayed without HFS+` when the source's HFS+ tree
+    /// could not be replayed beside its GPT.
+    pub boot: &'static str,
+    pub replaced: Vec<String>,
 }
 
 /// A finished update.
@@ -181,10 +200,20 @@ pub fn update_with(req: &UpdateRequest, inside: &dyn Inside, host: &dyn Host) ->
         .format
         .clone()
         .unwrap_or_else(|| req.source.format.ext().to_string());
-    if !["squashfs", "erofs", "tar", "tar.zst", "tar.xz", "tar.gz"].contains(&format.as_str()) {
+    if !["squashfs", "erofs", "tar", "tar.zst", "tar.xz", "tar.gz", "iso"].contains(&format.as_str()) {
         return Err(err(
             crate::Phase::Preflight,
-            format!("unknown target format `{format}` (squashfs, erofs, tar, tar.zst, tar.xz, tar.gz)"),
+            format!("unknown target format `{format}` (squashfs, erofs, tar, tar.zst, tar.xz, tar.gz, iso)"),
+        ));
+    }
+    if format == "iso" && req.source.format != Format::Iso {
+        return Err(err(
+            crate::Phase::Preflight,
+            format!(
+                "an iso target is remastered from an ISO source, and {} is {}; build ISOs with the `iso` output",
+                req.source.reference(),
+                req.source.format.ext()
+            ),
         ));
     }
     let file = format!("{}.{format}", req.name);
@@ -224,6 +253,8 @@ pub fn update_with(req: &UpdateRequest, inside: &dyn Inside, host: &dyn Host) ->
         format: &format,
         file: &file,
         timings: BTreeMap::new(),
+        source_fs: req.blob.clone(),
+        layout: None,
         overlay: None,
         loop_mount: None,
     };
@@ -263,6 +294,11 @@ struct Update<'a> {
     format: &'a str,
     file: &'a str,
     timings: BTreeMap<&'static str, f64>,
+    /// The squashfs or erofs the tree comes from: the source image, or the
+    /// live squashfs copied out of an ISO.
+    source_fs: PathBuf,
+    /// An ISO source's layout.
+    layout: Option<kiln_core::iso::Layout>,
     // Dropped in this order: the overlay, then the loop mount below it.
     overlay: Option<Box<dyn Overlay>>,
     loop_mount: Option<Box<dyn Mounted>>,
@@ -274,6 +310,7 @@ struct Written {
     options: BTreeMap<String, serde_json::Value>,
     method: Option<&'static str>,
     reused_bytes: Option<u64>,
+    remaster: Option<Remaster>,
 }
 
 impl Update<'_> {
@@ -316,8 +353,11 @@ impl Update<'_> {
     fn prepare(&mut self) -> Result<(), BuildError> {
         let req = self.req;
         fs::create_dir_all(&self.root).map_err(self.io(UpdateStage::Prepare, "cannot create the root".into()))?;
+        if req.source.format == Format::Iso {
+            return self.prepare_iso();
+        }
         if !req.source.format.is_tar() {
-            return self.mount_source();
+            return self.mount_source(req.source.format.ext());
         }
         self.log.note(&format!(
             "extracting {} ({})",
@@ -336,16 +376,49 @@ impl Update<'_> {
         Ok(())
     }
 
+    /// An ISO source: its live squashfs copied out with xorriso, checked
+    /// like an imported image, then mounted as a squashfs source.
+    fn prepare_iso(&mut self) -> Result<(), BuildError> {
+        let req = self.req;
+        let prepare = |m: String| err(UpdateStage::Prepare, format!("{}: {m}", req.source.reference()));
+        let files = kiln_store::iso::list(&req.blob).map_err(prepare)?;
+        let layout = kiln_core::iso::layout(&files).map_err(prepare)?;
+        self.log.note(&format!(
+            "{} is a {} medium; its root is /{}",
+            req.source.reference(),
+            layout.kind.as_str(),
+            layout.root.path
+        ));
+        let sq = self.work.join("source.squashfs");
+        self.run_tool(
+            UpdateStage::Prepare,
+            &args::xorriso_extract(&req.blob, &layout.root.path, &sq),
+        )?;
+        match kiln_store::image_check::check(&sq) {
+            Ok(c) if c.format == Format::Squashfs => {}
+            Ok(c) => {
+                return Err(prepare(format!(
+                    "/{} is {}, not a squashfs",
+                    layout.root.path,
+                    c.format.ext()
+                )));
+            }
+            Err(e) => return Err(prepare(format!("/{}: {e}", layout.root.path))),
+        }
+        self.source_fs = sq;
+        self.layout = Some(layout);
+        self.mount_source("squashfs")
+    }
+
     /// A squashfs or erofs source loop-mounted read-only under a writable
     /// overlay: nothing is unpacked and the source file is never written.
-    fn mount_source(&mut self) -> Result<(), BuildError> {
+    fn mount_source(&mut self, fstype: &str) -> Result<(), BuildError> {
         let req = self.req;
         let lower = self.work.join("lower");
         let (upper, ovl) = (self.work.join("upper"), self.work.join("ovl-work"));
         for d in [&lower, &upper, &ovl] {
             fs::create_dir_all(d).map_err(self.io(UpdateStage::Prepare, format!("cannot create {}", d.display())))?;
         }
-        let fstype = req.source.format.ext();
         self.log
             .note(&format!("mounting {} ({fstype}) read-only", req.source.reference()));
         let mount = Cmd::new("mount")
@@ -353,7 +426,7 @@ impl Update<'_> {
             .arg(fstype)
             .arg("-o")
             .arg("loop,ro")
-            .arg(&req.blob)
+            .arg(&self.source_fs)
             .arg(&lower);
         let out = self
             .host
@@ -451,27 +524,41 @@ impl Update<'_> {
         let (format, file) = (self.format, self.file);
         self.log.reporter().step(file);
         let dest = self.partial.join(file);
-        let from_squashfs = format == "squashfs" && req.source.format == Format::Squashfs;
+        let iso = format == "iso";
+        // An ISO's squashfs is written first, then remastered into `dest`.
+        let squashfs_dest = if iso {
+            self.work.join("target.squashfs")
+        } else {
+            dest.clone()
+        };
+        let from_squashfs =
+            matches!(format, "squashfs" | "iso") && matches!(req.source.format, Format::Squashfs | Format::Iso);
         let mut options = BTreeMap::new();
         if from_squashfs {
-            let cmd = Cmd::new("unsquashfs").arg("-s").arg(&req.blob);
+            let cmd = Cmd::new("unsquashfs").arg("-s").arg(&self.source_fs);
             let out = self
                 .host
                 .output(&cmd)
                 .map_err(self.io(UpdateStage::Compress, "cannot run unsquashfs".into()))?;
             options = squashfs_options(&String::from_utf8_lossy(&out.stdout));
         }
-        let o = output(format, file, &options);
+        let o = output(if iso { "squashfs" } else { format }, file, &options);
         let uuid = args::uuid_for(&req.name);
         let mut method = None;
         let mut reused_bytes = None;
         let mut cmd = match format {
-            "squashfs" => Some(args::mksquashfs(&o, &self.root, &dest, req.source_date_epoch, req.jobs)),
+            "squashfs" | "iso" => Some(args::mksquashfs(
+                &o,
+                &self.root,
+                &squashfs_dest,
+                req.source_date_epoch,
+                req.jobs,
+            )),
             "erofs" => Some(args::mkfs_erofs(&o, &self.root, &dest, req.source_date_epoch, &uuid)),
             _ => None,
         };
         if from_squashfs {
-            match self.rewrite(&dest) {
+            match self.rewrite(&squashfs_dest) {
                 Ok(stats) => {
                     self.log.note(&format!(
                         "rewrote the source: {} compressed bytes reused, {} new",
@@ -488,7 +575,7 @@ impl Update<'_> {
             }
         }
         if let Some(cmd) = cmd {
-            self.run_tool(&cmd)?;
+            self.run_tool(UpdateStage::Compress, &cmd)?;
         } else if method.is_none() {
             let compression = args::tar_compression(format, None);
             let opts = kiln_tar::Options {
@@ -501,12 +588,118 @@ impl Update<'_> {
                 .write_tar(&self.root, &dest, &opts)
                 .map_err(|e| err(UpdateStage::Compress, format!("cannot write {file}: {e}")))?;
         }
+        let boot_changed = fs::symlink_metadata(self.work.join("upper/boot")).is_ok();
         self.overlay = None;
         self.loop_mount = None;
+        let remaster = if iso {
+            Some(self.remaster(&squashfs_dest, &dest, boot_changed)?)
+        } else {
+            None
+        };
         Ok(Written {
             options,
             method,
             reused_bytes,
+            remaster,
+        })
+    }
+
+    /// The ISO target: the source medium with its root squashfs replaced,
+    /// the kernel and initrd too when the update touched `/boot`, and its
+    /// checksum files refreshed; its boot setup replayed by xorriso.
+    fn remaster(&self, squashfs: &Path, dest: &Path, boot_changed: bool) -> Result<Remaster, BuildError> {
+        let req = self.req;
+        let compress = UpdateStage::Compress;
+        let Some(layout) = self.layout.clone() else {
+            return Err(err(compress, "the ISO source's layout was not read"));
+        };
+        let mut maps: Vec<(PathBuf, String)> = vec![(squashfs.to_path_buf(), layout.root.path.clone())];
+        if boot_changed {
+            let into = self.work.join("kernel");
+            let (kernel, initrd) = crate::stages::iso::kernel_from(self.host, squashfs, &into).map_err(|m| {
+                err(
+                    compress,
+                    format!("the update changed /boot, so the medium needs its new kernel: {m}"),
+                )
+            })?;
+            if layout.kernels.is_empty() || layout.initrds.is_empty() {
+                return Err(err(
+                    compress,
+                    format!(
+                        "the update changed /boot, but {} keeps no kernel and initrd where a {} medium does",
+                        req.source.reference(),
+                        layout.kind.as_str()
+                    ),
+                ));
+            }
+            self.log.note(&format!(
+                "the update changed /boot: replacing {} and {} with {} and {}",
+                layout.kernels.join(", "),
+                layout.initrds.join(", "),
+                kernel.display(),
+                initrd.display()
+            ));
+            for (from, to) in [(&kernel, "vmlinuz"), (&initrd, "initrd.img")] {
+                let copy = self.work.join(to);
+                crate::stages::iso::copy_regular(from, &copy)
+                    .map_err(self.io(compress, format!("cannot copy {}", from.display())))?;
+                let on_medium = if to == "vmlinuz" {
+                    &layout.kernels
+                } else {
+                    &layout.initrds
+                };
+                maps.extend(on_medium.iter().map(|p| (copy.clone(), p.clone())));
+            }
+        }
+        let replaced: Vec<String> = maps.iter().map(|(_, at)| at.clone()).collect();
+        for (i, name) in layout.checksums.iter().enumerate() {
+            let old = self.work.join(format!("sums-{i}.old"));
+            self.run_tool(compress, &args::xorriso_extract(&req.blob, name, &old))?;
+            let text = read_limited(&old, 16 << 20).map_err(self.io(compress, format!("cannot read {name}")))?;
+            let mut changed = Vec::new();
+            for (file, at) in &maps {
+                let hash = fsutil::digest_file(name, file).map_err(self.io(compress, format!("cannot hash {at}")))?;
+                changed.push((at.clone(), hash));
+            }
+            let new = self.work.join(format!("sums-{i}.new"));
+            fs::write(&new, kiln_core::iso::refresh_checksums(&text, &changed))
+                .map_err(self.io(compress, format!("cannot write {name}")))?;
+            maps.push((new, name.clone()));
+        }
+        if let Some(epoch) = req.source_date_epoch {
+            // xorriso records the mapped files' own times.
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch);
+            for (file, _) in &maps {
+                fs::File::options()
+                    .write(true)
+                    .open(file)
+                    .and_then(|f| f.set_modified(at))
+                    .map_err(self.io(compress, format!("cannot set the time of {}", file.display())))?;
+            }
+        }
+        let map_refs: Vec<(&Path, &str)> = maps.iter().map(|(f, at)| (f.as_path(), at.as_str())).collect();
+        let mut boot = "replayed";
+        let first = args::xorriso_remaster(&req.blob, dest, &map_refs, false);
+        let run = |cmd: &Cmd| {
+            let mut cmd = cmd.clone();
+            if let Some(epoch) = req.source_date_epoch {
+                cmd.env.push(("SOURCE_DATE_EPOCH".into(), epoch.to_string()));
+            }
+            self.run_tool(compress, &cmd)
+        };
+        if let Err(e) = run(&first) {
+            self.log.note(&format!(
+                "replaying the boot setup failed ({}); trying again without the HFS+ tree",
+                e.message
+            ));
+            let _ = fs::remove_file(dest);
+            run(&args::xorriso_remaster(&req.blob, dest, &map_refs, true))?;
+            boot = "replayed without HFS+";
+        }
+        Ok(Remaster {
+            layout: layout.kind.as_str(),
+            boot,
+            replaced,
         })
     }
 
@@ -538,6 +731,7 @@ impl Update<'_> {
                 sha256: sha256.clone(),
                 method: written.method,
                 reused_bytes: written.reused_bytes,
+                remaster: written.remaster,
             },
             timings: self.timings.clone(),
         };
@@ -560,16 +754,16 @@ impl Update<'_> {
         Ok((manifest, req.outdir.join(manifest_name)))
     }
 
-    /// Runs one compressor command of the compress stage, logged.
-    fn run_tool(&self, cmd: &Cmd) -> Result<(), BuildError> {
+    /// Runs one host tool, logged.
+    fn run_tool(&self, stage: UpdateStage, cmd: &Cmd) -> Result<(), BuildError> {
         self.log.note(&format!("$ {}", cmd.display()));
         let ended = self.host.run(cmd, self.log, None).map_err(|e| {
-            let mut b = err(UpdateStage::Compress, format!("cannot run {}: {e}", cmd.program));
+            let mut b = err(stage, format!("cannot run {}: {e}", cmd.program));
             b.log_tail = self.log.tail();
             b
         })?;
         if !ended.success() {
-            let mut e = err(UpdateStage::Compress, format!("`{}` {}", cmd.program, ended.describe()));
+            let mut e = err(stage, format!("`{}` {}", cmd.program, ended.describe()));
             e.command = Some(cmd.display());
             e.log_tail = self.log.tail();
             return Err(e);
@@ -583,7 +777,7 @@ impl Update<'_> {
     /// settings.
     fn rewrite(&self, dest: &Path) -> Result<kiln_squashfs::Stats, Rewrite> {
         let req = self.req;
-        let settings = match kiln_squashfs::settings(&req.blob) {
+        let settings = match kiln_squashfs::settings(&self.source_fs) {
             Ok(s) => s,
             Err(kiln_squashfs::Error::Unsupported(why)) => return Err(Rewrite::Unsupported(why)),
             Err(e) => {
@@ -606,11 +800,11 @@ impl Update<'_> {
         if req.jobs > 0 {
             cmd = cmd.arg("-processors").arg(req.jobs.to_string());
         }
-        self.run_tool(&cmd).map_err(Rewrite::Failed)?;
+        self.run_tool(UpdateStage::Compress, &cmd).map_err(Rewrite::Failed)?;
         let opts = kiln_squashfs::Options {
             source_date_epoch: req.source_date_epoch,
         };
-        let result = kiln_squashfs::overlay(&req.blob, &changes, dest, &opts);
+        let result = kiln_squashfs::overlay(&self.source_fs, &changes, dest, &opts);
         let _ = fs::remove_file(&changes);
         match result {
             Ok(stats) => Ok(stats),
@@ -624,6 +818,17 @@ impl Update<'_> {
             ))),
         }
     }
+}
+
+/// A small file's text, refusing one larger than `limit` bytes.
+fn read_limited(path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut s = String::new();
+    fs::File::open(path)?.take(limit + 1).read_to_string(&mut s)?;
+    if s.len() as u64 > limit {
+        return Err(std::io::Error::other(format!("larger than {limit} bytes")));
+    }
+    Ok(s)
 }
 
 enum Rewrite {

@@ -32,6 +32,8 @@ pub enum Format {
     TarXz,
     #[serde(rename = "tar.gz")]
     TarGz,
+    /// A bootable ISO 9660 medium with a live squashfs (docs/iso.md).
+    Iso,
 }
 
 impl Format {
@@ -44,14 +46,15 @@ impl Format {
             Format::TarZst => "tar.zst",
             Format::TarXz => "tar.xz",
             Format::TarGz => "tar.gz",
+            Format::Iso => "iso",
         }
     }
 
     pub fn is_tar(self) -> bool {
-        !matches!(self, Format::Squashfs | Format::Erofs)
+        !matches!(self, Format::Squashfs | Format::Erofs | Format::Iso)
     }
 
-    /// Recognises a format from the first 1,028 bytes of a file (the one
+    /// Recognises a format from the first 32,774 bytes of a file (the one
     /// sniffer of the local catalog and the hub; `image_check` then checks
     /// the whole image). A compressed stream is taken for a compressed tar.
     pub fn detect(head: &[u8]) -> Option<Format> {
@@ -69,6 +72,11 @@ impl Format {
         }
         if head.starts_with(&[0x1f, 0x8b]) {
             return Some(Format::TarGz);
+        }
+        // After the magic numbers at the start: a hybrid ISO begins with
+        // boot code, and its volume descriptor sits at sector 16.
+        if head.get(32769..32774) == Some(b"CD001") {
+            return Some(Format::Iso);
         }
         if head.get(257..262) == Some(b"ustar") {
             return Some(Format::Tar);
@@ -337,6 +345,10 @@ mod tests {
         tar[257..262].copy_from_slice(b"ustar");
         assert_eq!(Format::detect(&tar), Some(Format::Tar));
         assert_eq!(Format::detect(b"hello"), None);
+        let mut iso = vec![0u8; 32774];
+        iso[32768..32774].copy_from_slice(b"\x01CD001");
+        assert_eq!(Format::detect(&iso), Some(Format::Iso));
+        assert_eq!(Format::detect(&iso[..32773]), None);
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //!   file) and the root directory's inode;
 //! * tar, tar.zst, tar.xz, tar.gz: every header is read through the safe
 //!   extractor's rules and limits (`kiln_tar::extract::scan`), writing
-//!   nothing.
+//!   nothing;
+//! * ISO 9660: the primary volume descriptor, then the tree as xorriso
+//!   lists it (never mounted), which must hold a live system in a layout
+//!   `kiln update` knows (Debian live or mkimage-profiles).
 
 use std::fs::File;
 use std::io;
@@ -22,7 +25,7 @@ use crate::catalog::Format;
 /// Why an image was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum InvalidImage {
-    #[error("not a squashfs, erofs or tar (optionally zstd, xz or gzip compressed) image")]
+    #[error("not a squashfs, erofs, ISO 9660 or tar (optionally zstd, xz or gzip compressed) image")]
     Unknown,
     #[error("not a valid {}: {message}", format.ext())]
     Broken { format: Format, message: String },
@@ -38,8 +41,9 @@ pub struct Checked {
     pub summary: String,
 }
 
-/// The first bytes [`Format::detect`] needs.
-pub const HEAD: usize = 1028;
+/// The first bytes [`Format::detect`] needs (an ISO's volume descriptor
+/// identifier ends there).
+pub const HEAD: usize = 32_774;
 
 /// Detects and checks the image file at `path`.
 pub fn check(path: &Path) -> Result<Checked, InvalidImage> {
@@ -64,6 +68,12 @@ pub fn check_file(f: File) -> Result<Checked, InvalidImage> {
             }
         }
         Format::Erofs => erofs(&f, len).map_err(broken)?,
+        Format::Iso => {
+            // xorriso reads the open file through its descriptor.
+            use std::os::fd::AsRawFd;
+            let path = std::path::PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), f.as_raw_fd()));
+            crate::iso::check(&f, &path, len).map_err(broken)?.1
+        }
         Format::Tar | Format::TarZst | Format::TarXz | Format::TarGz => {
             let limits = kiln_tar::extract::Limits::for_source(len);
             let stream = kiln_tar::extract::decompressed(f).map_err(|e| broken(e.to_string()))?;

@@ -23,6 +23,7 @@
 pub mod catalog;
 pub mod digest;
 pub mod image_check;
+pub mod iso;
 pub mod overlay;
 
 use std::fs::{self, File};

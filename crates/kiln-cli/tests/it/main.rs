@@ -13,6 +13,7 @@ mod hostile;
 mod hub;
 mod hub_crash;
 mod imports;
+mod iso;
 mod pipelines;
 mod s3;
 mod schemathesis;

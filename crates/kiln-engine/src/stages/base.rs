@@ -19,21 +19,43 @@ impl Engine<'_> {
         let root = self.root.clone();
         fs::create_dir_all(&root).map_err(self.io(Stage::Base, format!("cannot create {}", root.display())))?;
         self.log.reporter().step(&img.reference());
+        let unsquashfs = |from: &Path| Cmd {
+            program: "unsquashfs",
+            args: vec![
+                "-f".into(),
+                "-q".into(),
+                "-n".into(),
+                "-d".into(),
+                root.clone().into(),
+                from.into(),
+            ],
+            env: Vec::new(),
+        };
         match img.format {
             kiln_store::catalog::Format::Squashfs => {
-                let cmd = Cmd {
-                    program: "unsquashfs",
-                    args: vec![
-                        "-f".into(),
-                        "-q".into(),
-                        "-n".into(),
-                        "-d".into(),
-                        root.clone().into(),
-                        blob.clone().into(),
-                    ],
-                    env: Vec::new(),
-                };
-                self.run_tool(Stage::Base, &img.reference(), &cmd, None)?;
+                self.run_tool(Stage::Base, &img.reference(), &unsquashfs(&blob), None)?;
+            }
+            kiln_store::catalog::Format::Iso => {
+                // The medium's live squashfs, copied out with xorriso.
+                let fail = |e: &Self, m: String| e.fail(Stage::Base, Some(&img.reference()), None, m);
+                let files = kiln_store::iso::list(&blob).map_err(|m| fail(self, m))?;
+                let layout = kiln_core::iso::layout(&files).map_err(|m| fail(self, m))?;
+                let sq = self.work.join("source.squashfs");
+                let extract = args::xorriso_extract(&blob, &layout.root.path, &sq);
+                self.run_tool(Stage::Base, &img.reference(), &extract, None)?;
+                match kiln_store::image_check::check(&sq) {
+                    Ok(c) if c.format == kiln_store::catalog::Format::Squashfs => {}
+                    Ok(c) => {
+                        return Err(fail(
+                            self,
+                            format!("/{} is {}, not a squashfs", layout.root.path, c.format.ext()),
+                        ));
+                    }
+                    Err(e) => return Err(fail(self, format!("/{}: {e}", layout.root.path))),
+                }
+                let r = self.run_tool(Stage::Base, &img.reference(), &unsquashfs(&sq), None);
+                let _ = fs::remove_file(&sq);
+                r?;
             }
             kiln_store::catalog::Format::Erofs => {
                 let cmd = Cmd {

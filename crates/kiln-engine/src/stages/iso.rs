@@ -12,6 +12,7 @@ use kiln_core::plan::Output;
 use kiln_core::stagekey::{Stage, StageId};
 
 use crate::args::{self, Cmd, Grub};
+use crate::host::Host;
 use crate::{BuildError, Engine, fsutil};
 
 impl Engine<'_> {
@@ -208,50 +209,52 @@ impl Engine<'_> {
         fsutil::sha256_file(file).map_err(self.io(Stage::Outputs, format!("cannot hash {}", file.display())))
     }
 
-    /// Reads the root squashfs's listing, picks its one kernel and initrd
-    /// and copies them to `live/vmlinuz` and `live/initrd.img`.
+    /// Copies the root squashfs's one kernel and initrd to `live/vmlinuz`
+    /// and `live/initrd.img`.
     fn kernel_and_initrd(&mut self, root: &Path, dir: &Path, live: &Path, step: &str) -> Result<(), BuildError> {
-        let list = args::unsquashfs_list(root);
-        let out = self.host.output(&list).map_err(|e| {
-            self.fail(
-                Stage::Outputs,
-                Some(step),
-                Some(list.display()),
-                format!("cannot run unsquashfs: {e}"),
-            )
-        })?;
-        if !out.status.success() {
-            return Err(self.fail(
-                Stage::Outputs,
-                Some(step),
-                Some(list.display()),
-                format!(
-                    "unsquashfs cannot list the root squashfs: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            ));
-        }
-        let files = iso::regular_files(&String::from_utf8_lossy(&out.stdout));
-        let (kernel, initrd) = iso::pick_kernel(files.iter().map(String::as_str))
+        let (kernel, initrd) = kernel_from(self.host, root, &dir.join("kernel"))
             .map_err(|m| self.fail(Stage::Outputs, Some(step), None, m))?;
-        let into = dir.join("kernel");
-        self.run_tool(
-            Stage::Outputs,
-            step,
-            &args::unsquashfs_files(root, &into, &[&kernel, &initrd]),
-            None,
-        )?;
         for (from, to) in [(&kernel, iso::KERNEL), (&initrd, iso::INITRD)] {
-            copy_regular(&into.join(from), &live.join(to))
-                .map_err(self.io(Stage::Outputs, format!("cannot copy {from} from the root squashfs")))?;
+            copy_regular(from, &live.join(to)).map_err(self.io(
+                Stage::Outputs,
+                format!("cannot copy {} from the root squashfs", from.display()),
+            ))?;
         }
         Ok(())
     }
 }
 
+/// The one kernel and initrd of a squashfs tree (`boot/vmlinuz-V` and
+/// `boot/initrd.img-V`), extracted under `into`; their paths there.
+pub(crate) fn kernel_from(host: &dyn Host, squashfs: &Path, into: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let list = args::unsquashfs_list(squashfs);
+    let out = host.output(&list).map_err(|e| format!("cannot run unsquashfs: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{}` failed: {}",
+            list.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let files = iso::regular_files(&String::from_utf8_lossy(&out.stdout));
+    let (kernel, initrd) = iso::pick_kernel(files.iter().map(String::as_str))?;
+    let extract = args::unsquashfs_files(squashfs, into, &[&kernel, &initrd]);
+    let out = host
+        .output(&extract)
+        .map_err(|e| format!("cannot run unsquashfs: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{}` failed: {}",
+            extract.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok((into.join(kernel), into.join(initrd)))
+}
+
 /// Copies a regular file, refusing a symlink at `from` (the tree that
 /// wrote the squashfs is not trusted).
-fn copy_regular(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(crate) fn copy_regular(from: &Path, to: &Path) -> std::io::Result<()> {
     let mut f = fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW)

@@ -6,7 +6,7 @@
 mod base;
 mod cleanup;
 mod files;
-mod iso;
+pub(crate) mod iso;
 mod outputs;
 mod packages;
 mod scripts;

@@ -53,7 +53,7 @@ fn run_state(task_state: Option<&str>) -> &'static str {
 /// The catalog's format of a build's file, by its name; None for files
 /// that are not images the catalog holds.
 fn catalog_format(file: &str) -> Option<&'static str> {
-    ["tar.zst", "tar.xz", "tar.gz", "squashfs", "erofs", "tar"]
+    ["tar.zst", "tar.xz", "tar.gz", "squashfs", "erofs", "tar", "iso"]
         .into_iter()
         .find(|f| file.strip_suffix(f).is_some_and(|stem| stem.ends_with('.')))
 }

@@ -51,7 +51,7 @@ pub struct SubmitUpdateArgs {
     name: String,
     #[arg(long)]
     target: String,
-    /// squashfs, erofs, tar, tar.zst, tar.xz or tar.gz (default: the source's).
+    /// squashfs, erofs, tar, tar.zst, tar.xz, tar.gz or (from an ISO) iso (default: the source's).
     #[arg(long)]
     format: Option<String>,
     #[command(flatten)]
