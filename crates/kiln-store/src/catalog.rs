@@ -376,7 +376,7 @@ mod tests {
         for (file, bytes, why) in [
             ("tiny.squashfs", tiny, "not a valid squashfs: "),
             ("evil.tar", tar, "entry `../x` has a `..` component"),
-            ("junk", b"hello".to_vec(), "not a squashfs, erofs or tar"),
+            ("junk", b"hello".to_vec(), "not a squashfs, erofs, ISO 9660 or tar"),
         ] {
             let p = d.path().join(file);
             fs::write(&p, bytes).expect("write");

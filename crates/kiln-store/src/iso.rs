@@ -145,3 +145,51 @@ pub fn check(f: &File, path: &Path, len: u64) -> Result<(Layout, String), String
     );
     Ok((l, summary))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pvd(blocks: u32, block_size: u16) -> Vec<u8> {
+        let mut f = vec![0u8; PVD as usize + 2048];
+        let d = &mut f[PVD as usize..];
+        d[0] = 1;
+        d[1..6].copy_from_slice(b"CD001");
+        d[6] = 1;
+        d[40..49].copy_from_slice(b"KILN LIVE");
+        d[40 + 9..72].fill(b' ');
+        d[80..84].copy_from_slice(&blocks.to_le_bytes());
+        d[128..130].copy_from_slice(&block_size.to_le_bytes());
+        f
+    }
+
+    fn check_bytes(bytes: &[u8]) -> Result<String, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("x.iso");
+        std::fs::write(&p, bytes).expect("write");
+        let f = File::open(&p).expect("open");
+        check_pvd(&f, bytes.len() as u64)
+    }
+
+    #[test]
+    fn the_volume_descriptor_is_checked() {
+        assert_eq!(check_bytes(&pvd(17, 2048)), Ok("KILN LIVE".to_string()));
+        let too_big = check_bytes(&pvd(18, 2048)).expect_err("past the end");
+        assert!(
+            too_big.contains("claims 18 blocks") && too_big.contains("truncated?"),
+            "{too_big}"
+        );
+        let block = check_bytes(&pvd(17, 512)).expect_err("block size");
+        assert!(block.contains("logical block size is 512"), "{block}");
+        let mut not = pvd(17, 2048);
+        not[PVD as usize + 1] = b'X';
+        assert!(
+            check_bytes(&not)
+                .expect_err("id")
+                .contains("not a primary volume descriptor")
+        );
+        assert!(check_bytes(&[0u8; 4096]).expect_err("short").contains("too short"));
+        // A huge block count does not overflow.
+        assert!(check_bytes(&pvd(u32::MAX, 2048)).is_err());
+    }
+}

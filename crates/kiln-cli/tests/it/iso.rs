@@ -613,3 +613,27 @@ fn mkimage_profiles_media_update_and_broken_media_are_refused() {
         r.stderr
     );
 }
+
+#[test]
+fn an_iso_of_a_tree_without_a_kernel_says_so() {
+    let repo = crate::support::examples_copy();
+    write(
+        repo.path(),
+        "images/distro/nokernel.toml",
+        "extends = [\"ve/minimal\"]\nkind = \"distro\"\noutputs = [\"iso\"]\n",
+    );
+    let out = repo.path().join("out");
+    let r = run(kiln()
+        .args(["build", "distro/nokernel", "-C"])
+        .arg(repo.path())
+        .arg("-o")
+        .arg(&out));
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("the root tree has no kernel (no boot/vmlinuz-*): install one, e.g. linux-image-amd64"),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.join("distro-nokernel-1.0-1.kiln1.amd64.iso").exists());
+}

@@ -165,7 +165,17 @@ fn an_unknown_target_format_fails_before_anything_runs() {
     assert_eq!(e.stage, Phase::Preflight);
     assert_eq!(
         e.message,
-        "unknown target format `zip` (squashfs, erofs, tar, tar.zst, tar.xz, tar.gz)"
+        "unknown target format `zip` (squashfs, erofs, tar, tar.zst, tar.xz, tar.gz, iso)"
+    );
+    assert!(host.calls().is_empty() && inside.calls().is_empty());
+    // An ISO is remastered from an ISO, not made from a squashfs.
+    req.format = Some("iso".into());
+    let e = update_with(&req, &inside, &host).expect_err("no ISO source");
+    assert_eq!(e.stage, Phase::Preflight);
+    assert!(
+        e.message.starts_with("an iso target is remastered from an ISO source"),
+        "{}",
+        e.message
     );
     assert!(host.calls().is_empty() && inside.calls().is_empty());
 }

@@ -149,6 +149,10 @@ pub fn refused(dir: &Path) -> Vec<(&'static str, Vec<u8>, &'static str)> {
             vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             "no entries",
         ),
-        ("junk", b"not an image at all".to_vec(), "not a squashfs, erofs or tar"),
+        (
+            "junk",
+            b"not an image at all".to_vec(),
+            "not a squashfs, erofs, ISO 9660 or tar",
+        ),
     ]
 }
