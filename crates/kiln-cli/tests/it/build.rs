@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::support::{edit, examples_copy, kiln, processes_with, run, write};
+use crate::support::{chmod_x, edit, examples_copy, kiln, processes_with, run, write};
 
 const EPOCH: &str = "1700000000";
 
@@ -35,11 +35,6 @@ fn add_test_feature(repo: &Path) {
         "#!/bin/sh\nset -eu\necho \"$KILN_IMAGE\" > \"$KILN_ROOT/etc/kiln-probe/build-side\"\n",
     );
     chmod_x(&repo.join("features/probe/scripts.d/10-build-side"));
-}
-
-fn chmod_x(p: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
 struct Fixture {

@@ -7,7 +7,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::hub::{Served, json, serve_with};
-use crate::support::{examples_copy, processes_with, run, write};
+use crate::support::{chmod_x, examples_copy, processes_with, run, write};
 use crate::update::{git, script_repo, sources};
 
 /// A short lease, so a killed builder's task is retried within seconds.
@@ -33,11 +33,6 @@ impl Drop for Builder {
             let _ = c.wait();
         }
     }
-}
-
-fn chmod_x(p: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
 /// The examples plus: `ve/farm` (ve/minimal as a plain tar, with the

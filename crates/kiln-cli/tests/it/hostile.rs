@@ -13,7 +13,7 @@ use std::os::unix::net::{SocketAddr, UnixListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::support::{examples_copy, kiln, run, write};
+use crate::support::{chmod_x, examples_copy, kiln, run, write};
 
 const EPOCH: &str = "1700000000";
 const IMAGE: &str = "distro/hostile";
@@ -466,10 +466,6 @@ impl Drop for Sleeper {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn chmod_x(p: &Path) {
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
 fn write_profile(repo: &Path, bait: &Bait, port: u16, abstract_name: &str, sleep_mark: &str) {

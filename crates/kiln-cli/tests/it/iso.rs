@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::support::{kiln, run, write};
+use crate::support::{chmod_x, kiln, run, write};
 
 const EPOCH: &str = "1700000000";
 const NVR: &str = "distro-boottest-1.0-1";
@@ -70,11 +70,6 @@ fn write_repo(repo: &Path) {
     write(repo, "features/boottest/image-scripts.d/50-boottest", script);
     chmod_x(&repo.join("features/boottest/image-scripts.d/50-boottest"));
     chmod_x(&repo.join("features/boottest/files/usr/local/sbin/kiln-boottest"));
-}
-
-fn chmod_x(p: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
 struct Fixture {

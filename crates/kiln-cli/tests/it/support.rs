@@ -71,6 +71,12 @@ pub fn write(repo: &Path, file: &str, text: &str) {
     std::fs::write(path, text).expect("writable");
 }
 
+/// Makes a file executable (mode 0755).
+pub fn chmod_x(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
 /// Command lines of running processes that mention `marker`.
 pub fn processes_with(marker: &str) -> Vec<String> {
     let mut found = Vec::new();
