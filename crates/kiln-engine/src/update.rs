@@ -633,16 +633,14 @@ impl Update<'_> {
                 ));
             }
             self.log.note(&format!(
-                "the update changed /boot: replacing {} and {} with {} and {}",
+                "the update changed /boot: replacing {} and {} with the tree's {kernel} and {initrd}",
                 layout.kernels.join(", "),
                 layout.initrds.join(", "),
-                kernel.display(),
-                initrd.display()
             ));
             for (from, to) in [(&kernel, "vmlinuz"), (&initrd, "initrd.img")] {
                 let copy = self.work.join(to);
-                crate::stages::iso::copy_regular(from, &copy)
-                    .map_err(self.io(compress, format!("cannot copy {}", from.display())))?;
+                crate::stages::iso::copy_extracted(&into, from, &copy)
+                    .map_err(self.io(compress, format!("cannot copy {from}")))?;
                 let on_medium = if to == "vmlinuz" {
                     &layout.kernels
                 } else {

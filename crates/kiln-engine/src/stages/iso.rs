@@ -4,7 +4,6 @@
 //! by xorriso. The squashfs images are grafted onto the medium, not copied.
 
 use std::fs;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use kiln_core::iso::{self, IsoOptions};
@@ -29,6 +28,7 @@ impl Engine<'_> {
 
     fn write_iso(&mut self, o: &Output, dir: &Path) -> Result<(), BuildError> {
         let step = o.file.clone();
+        self.log.note(&format!("assembling {}", o.file));
         let opts = IsoOptions::of(o).map_err(|m| self.fail(Stage::Outputs, Some(&step), None, m))?;
         let plan = self.plan().clone();
         let tree = dir.join("tree");
@@ -48,7 +48,6 @@ impl Engine<'_> {
             grafts.push((format!("{}/{e}.squashfs", iso::LIVE_DIR), p));
         }
 
-        self.kernel_and_initrd(&root, dir, &live, &step)?;
         let write = |e: &Self, path: &Path, text: &str| {
             fs::write(path, text).map_err(e.io(Stage::Outputs, format!("cannot write {}", path.display())))
         };
@@ -68,31 +67,7 @@ impl Engine<'_> {
         write(self, &marker_path, &format!("{}.{}\n", plan.nvr, plan.arch))?;
         let early = dir.join("early.cfg");
         write(self, &early, &iso::early_cfg(&marker))?;
-
-        let tool = |e: &Self, cmd: &Cmd| e.run_tool(Stage::Outputs, &step, cmd, None);
-        if opts.bios {
-            tool(
-                self,
-                &args::grub_mkimage(Grub::Bios, &early, &grub.join(iso::BIOS_IMAGE)),
-            )?;
-        }
-        let efi = if opts.uefi {
-            let efi_app = dir.join("BOOTX64.EFI");
-            tool(self, &args::grub_mkimage(Grub::Uefi, &early, &efi_app))?;
-            // mcopy -m keeps this time in the FAT image.
-            self.set_epoch_mtime(&efi_app)?;
-            let size = fs::metadata(&efi_app)
-                .map_err(self.io(Stage::Outputs, "GRUB's EFI image was not written".into()))?
-                .len();
-            let img = dir.join("efi.img");
-            let serial = args::uuid_for(&format!("efi {}.{}", plan.nvr, plan.arch))[..8].to_string();
-            tool(self, &args::mkfs_vfat(&img, args::efi_image_kib(size), &serial))?;
-            tool(self, &args::mmd_efi_boot(&img))?;
-            tool(self, &args::mcopy(&img, &efi_app, "/EFI/BOOT/BOOTX64.EFI"))?;
-            Some(img)
-        } else {
-            None
-        };
+        let efi = self.boot_files(&opts, &root, dir, &early, &step)?;
 
         // The checksum file covers every file on the medium but itself and
         // GRUB's El Torito image, which xorriso patches as it writes it.
@@ -125,7 +100,105 @@ impl Engine<'_> {
             bios: opts.bios,
             efi: efi.as_deref(),
         };
-        tool(self, &args::xorriso_iso(&parts, &self.partial.join(&o.file)))
+        self.run_tool(
+            Stage::Outputs,
+            &step,
+            &args::xorriso_iso(&parts, &self.partial.join(&o.file)),
+            None,
+        )?;
+        self.log.note(&format!("{} assembled", o.file));
+        Ok(())
+    }
+
+    /// What boots the medium, made at once (they do not depend on each
+    /// other): the kernel and initrd read out of the root squashfs, GRUB's
+    /// BIOS image, and GRUB's EFI image in the FAT image of the EFI
+    /// partition (returned).
+    fn boot_files(
+        &self,
+        opts: &IsoOptions,
+        root: &Path,
+        dir: &Path,
+        early: &Path,
+        step: &str,
+    ) -> Result<Option<PathBuf>, BuildError> {
+        let plan = self.plan();
+        let (host, log, epoch) = (self.host, &self.log, self.req.source_date_epoch);
+        let (live, grub) = (
+            dir.join("tree").join(iso::LIVE_DIR),
+            dir.join("tree").join(iso::GRUB_DIR),
+        );
+        // A failure: the command (when one failed) and the message.
+        type Failed = (Option<String>, String);
+        let run = |cmd: &Cmd| -> Result<(), Failed> {
+            log.note(&format!("$ {}", cmd.display()));
+            let mut with_epoch = cmd.clone();
+            if let Some(epoch) = epoch {
+                with_epoch
+                    .env
+                    .insert(0, ("SOURCE_DATE_EPOCH".into(), epoch.to_string()));
+            }
+            match host.run(&with_epoch, log, None) {
+                Ok(ended) if ended.success() => Ok(()),
+                Ok(ended) => Err((Some(cmd.display()), format!("`{}` {}", cmd.program, ended.describe()))),
+                Err(e) => Err((Some(cmd.display()), format!("cannot run `{}`: {e}", cmd.program))),
+            }
+        };
+        let kernel = || -> Result<(), Failed> {
+            let into = dir.join("kernel");
+            let (kernel, initrd) = kernel_from(host, root, &into).map_err(|m| (None, m))?;
+            for (from, to) in [(&kernel, iso::KERNEL), (&initrd, iso::INITRD)] {
+                copy_extracted(&into, from, &live.join(to))
+                    .map_err(|e| (None, format!("cannot copy {from} from the root squashfs: {e}")))?;
+            }
+            Ok(())
+        };
+        let bios = || -> Result<(), Failed> {
+            match opts.bios {
+                true => run(&args::grub_mkimage(Grub::Bios, early, &grub.join(iso::BIOS_IMAGE))),
+                false => Ok(()),
+            }
+        };
+        let uefi = || -> Result<Option<PathBuf>, Failed> {
+            if !opts.uefi {
+                return Ok(None);
+            }
+            let efi_app = dir.join("BOOTX64.EFI");
+            run(&args::grub_mkimage(Grub::Uefi, early, &efi_app))?;
+            // mcopy -m keeps this time in the FAT image.
+            if let Some(epoch) = epoch {
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch);
+                fs::File::options()
+                    .write(true)
+                    .open(&efi_app)
+                    .and_then(|f| f.set_modified(at))
+                    .map_err(|e| (None, format!("cannot set the time of GRUB's EFI image: {e}")))?;
+            }
+            let size = fs::metadata(&efi_app)
+                .map_err(|e| (None, format!("GRUB's EFI image was not written: {e}")))?
+                .len();
+            let img = dir.join("efi.img");
+            let serial = args::uuid_for(&format!("efi {}.{}", plan.nvr, plan.arch))[..8].to_string();
+            run(&args::mkfs_vfat(&img, args::efi_image_kib(size), &serial))?;
+            run(&args::mmd_efi_boot(&img))?;
+            run(&args::mcopy(&img, &efi_app, "/EFI/BOOT/BOOTX64.EFI"))?;
+            Ok(Some(img))
+        };
+        let (k, b, u) = std::thread::scope(|s| {
+            let k = s.spawn(kernel);
+            let b = s.spawn(bios);
+            let u = uefi();
+            let lost = || (None, "a thread making the boot files panicked".to_string());
+            (
+                k.join().unwrap_or_else(|_| Err(lost())),
+                b.join().unwrap_or_else(|_| Err(lost())),
+                u,
+            )
+        });
+        let fail = |(command, message): Failed| self.fail(Stage::Outputs, Some(step), command, message);
+        k.map_err(fail)?;
+        b.map_err(fail)?;
+        u.map_err(fail)
     }
 
     /// The squashfs of `name` (`image` or a subprofile), as written by this
@@ -208,25 +281,12 @@ impl Engine<'_> {
         }
         fsutil::sha256_file(file).map_err(self.io(Stage::Outputs, format!("cannot hash {}", file.display())))
     }
-
-    /// Copies the root squashfs's one kernel and initrd to `live/vmlinuz`
-    /// and `live/initrd.img`.
-    fn kernel_and_initrd(&mut self, root: &Path, dir: &Path, live: &Path, step: &str) -> Result<(), BuildError> {
-        let (kernel, initrd) = kernel_from(self.host, root, &dir.join("kernel"))
-            .map_err(|m| self.fail(Stage::Outputs, Some(step), None, m))?;
-        for (from, to) in [(&kernel, iso::KERNEL), (&initrd, iso::INITRD)] {
-            copy_regular(from, &live.join(to)).map_err(self.io(
-                Stage::Outputs,
-                format!("cannot copy {} from the root squashfs", from.display()),
-            ))?;
-        }
-        Ok(())
-    }
 }
 
 /// The one kernel and initrd of a squashfs tree (`boot/vmlinuz-V` and
-/// `boot/initrd.img-V`), extracted under `into`; their paths there.
-pub(crate) fn kernel_from(host: &dyn Host, squashfs: &Path, into: &Path) -> Result<(PathBuf, PathBuf), String> {
+/// `boot/initrd.img-V`), extracted under `into`; their paths there,
+/// relative to it.
+pub(crate) fn kernel_from(host: &dyn Host, squashfs: &Path, into: &Path) -> Result<(String, String), String> {
     let list = args::unsquashfs_list(squashfs);
     let out = host.output(&list).map_err(|e| format!("cannot run unsquashfs: {e}"))?;
     if !out.status.success() {
@@ -249,19 +309,14 @@ pub(crate) fn kernel_from(host: &dyn Host, squashfs: &Path, into: &Path) -> Resu
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    Ok((into.join(kernel), into.join(initrd)))
+    Ok((kernel, initrd))
 }
 
-/// Copies a regular file, refusing a symlink at `from` (the tree that
-/// wrote the squashfs is not trusted).
-pub(crate) fn copy_regular(from: &Path, to: &Path) -> std::io::Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(from)?;
-    if !f.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
+/// Copies the regular file `rel` of a directory extracted from a squashfs
+/// to `to`, reached through no symlink (the tree that wrote the squashfs is
+/// not trusted).
+pub(crate) fn copy_extracted(dir: &Path, rel: &str, to: &Path) -> std::io::Result<()> {
+    let mut f = crate::tree::Tree::open(dir)?.read_regular(rel)?;
     let mut out = fs::File::create(to)?;
     std::io::copy(&mut f, &mut out)?;
     Ok(())
