@@ -364,13 +364,15 @@ pub fn xorriso_remaster(src: &Path, dest: &Path, maps: &[(&Path, &str)], hfsplus
     cmd.arg("-commit")
 }
 
-/// `unsquashfs` listing every entry of `image` with its type and size.
+/// `unsquashfs` listing the entries of `image` under `/boot` (where a
+/// kernel and its initrd are) with their types and sizes.
 pub fn unsquashfs_list(image: &Path) -> Cmd {
     Cmd::new("unsquashfs")
         .arg("-lls")
         .arg("-d")
         .arg("")
         .arg(image.as_os_str())
+        .arg("boot")
 }
 
 /// `unsquashfs` extracting `files` (paths relative to the image's root)
