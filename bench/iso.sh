@@ -78,9 +78,11 @@ assembly() {
     # Log lines start with "[   SECONDS]".
     awk '{ t = $0; sub(/^\[ */, "", t); sub(/\].*/, "", t) }
          / assembling .*\.iso$/ { s = t }
-         /\.iso assembled$/ { printf "%.3f\n", t - s }' "$1"
+         /\] \$ xorriso / { x = t }
+         /\.iso assembled$/ { printf "%.3f %.3f\n", t - s, t - x }' "$1"
 }
 kiln_assembly=()
+kiln_xorriso=()
 kiln_step=()
 hand_assembly=()
 for r in $(seq 1 "$rounds"); do
@@ -88,7 +90,9 @@ for r in $(seq 1 "$rounds"); do
     rm -rf "$tmp/out-$r"
     "$kiln" build -q -C "$tmp/repo" distro/benchiso -o "$tmp/out-$r" >/dev/null
     kiln_step+=("$(iso_step "$(ls "$tmp"/out-$r/*.manifest.json)")")
-    kiln_assembly+=("$(assembly "$(ls "$tmp"/out-$r/*.build.log)")")
+    read -r whole xo < <(assembly "$(ls "$tmp"/out-$r/*.build.log)")
+    kiln_assembly+=("$whole")
+    kiln_xorriso+=("$xo")
     rm -rf "$tmp/out-$r"
     rm -f "$tmp/hand.iso"
     s=$(date +%s.%N)
@@ -146,6 +150,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1
 echo
 echo "ISO assembly ($rounds rounds)"
 echo "  kiln assembly:          $(stats "${kiln_assembly[@]}")"
+echo "    of which xorriso:     $(stats "${kiln_xorriso[@]}")"
 echo "  kiln ISO step:          $(stats "${kiln_step[@]}")   (assembly + sha256 + stage cache copy)"
 echo "  xorriso by hand:        $(stats "${hand_assembly[@]}")"
 echo "  ratio assembly/hand:    $(echo "scale=3; $(median "${kiln_assembly[@]}") / $(median "${hand_assembly[@]}")" | bc)"
