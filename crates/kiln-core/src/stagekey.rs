@@ -326,8 +326,9 @@ pub fn output_tools(format: &str) -> &'static [&'static str] {
 
 /// The keys of every stage of `plan`, in build order: the tree stages
 /// (base, packages when the image removes packages, files, each
-/// image-script, each build-side script, cleanup), then each output and
-/// each subprofile, both chained to the cleanup key.
+/// image-script, each build-side script, cleanup), then each output but
+/// the ISOs and each subprofile, both chained to the cleanup key, then each
+/// ISO, whose key also holds the keys of the squashfs files it packs.
 pub fn stage_keys(plan: &Plan, inputs: &KeyInputs) -> Vec<StageKey> {
     let mut keys = Vec::new();
     let push = |keys: &mut Vec<StageKey>, id, step: Option<String>, h: KeyHasher| -> String {
