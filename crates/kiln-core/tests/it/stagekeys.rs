@@ -198,3 +198,43 @@ fn the_epoch_reaches_scripts_and_outputs_not_the_base() {
     i.epoch = Some(1);
     assert_eq!(changed(&k, &stage_keys(&p, &i)), from("image-scripts:10-first"));
 }
+
+#[test]
+fn an_iso_follows_the_squashfs_files_it_packs() {
+    let image = "kind = \"distro\"\nuse = [\"f\"]\nsubprofiles = [\"live\", \"rescue\", \"other\"]\n\
+        outputs = [\"iso\", \"squashfs\"]\n[output.iso]\nextra = [\"rescue\"]\n\
+        [subprofile.live]\npackages = [\"live-boot\"]\n[subprofile.rescue]\npackages = [\"testdisk\"]\n\
+        [subprofile.other]\npackages = [\"vim\"]\n";
+    let p = resolve(image, BASE);
+    let i = inputs(&p);
+    let k = stage_keys(&p, &i);
+    // The ISO's key comes after every squashfs it may pack.
+    let labels: Vec<String> = k.iter().map(label).collect();
+    assert_eq!(
+        labels.last().map(String::as_str),
+        Some("outputs:img-0-1.amd64.iso"),
+        "{labels:?}"
+    );
+    let iso_only = |edit: &str, with: &str| {
+        let q = resolve(&image.replace(edit, with), BASE);
+        changed(&k, &stage_keys(&q, &inputs(&q)))
+    };
+    // Its own options touch only it.
+    assert_eq!(
+        iso_only("extra = [\"rescue\"]", "extra = [\"rescue\"]\ntimeout = 9"),
+        ["outputs:img-0-1.amd64.iso"]
+    );
+    // A packed subprofile changes it too; one it does not pack does not.
+    assert_eq!(
+        iso_only("\"testdisk\"", "\"gddrescue\""),
+        ["outputs:img-rescue-0-1.amd64.squashfs", "outputs:img-0-1.amd64.iso"]
+    );
+    assert_eq!(
+        iso_only("\"vim\"", "\"nano\""),
+        ["outputs:img-other-0-1.amd64.squashfs"]
+    );
+    // So do its tools.
+    let mut j = inputs(&p);
+    j.tools.insert("xorriso".into(), "1.5.6".into());
+    assert_eq!(changed(&k, &stage_keys(&p, &j)), ["outputs:img-0-1.amd64.iso"]);
+}
