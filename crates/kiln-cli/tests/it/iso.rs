@@ -533,6 +533,26 @@ fn mkimage_profiles_media_update_and_broken_media_are_refused() {
         format!("{want}  ./live\n4567  ./rescue\n"),
         "only the replaced file's line changes"
     );
+    // A build can start from it: its root squashfs is the base tree.
+    let repo = env.path().join("repo");
+    write(&repo, "kiln.toml", "[defaults]\nversion = \"1\"\nrelease = \"1\"\n");
+    write(
+        &repo,
+        "images/ve/fromiso.toml",
+        "kind = \"ve\"\noutputs = [\"tar\"]\nscripts = [\"scripts/mark.sh\"]\n[base]\nfrom = \"alt@1\"\n",
+    );
+    write(&repo, "scripts/mark.sh", "#!/bin/sh\necho built > /etc/built\n");
+    chmod_x(&repo.join("scripts/mark.sh"));
+    let built = env.path().join("built");
+    let r = run(k().args(["build", "ve/fromiso", "-C"]).arg(&repo).arg("-o").arg(&built));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let tar = output(
+        Command::new("tar")
+            .arg("-tf")
+            .arg(built.join("ve-fromiso-1-1.amd64.tar")),
+    );
+    assert!(tar.contains("bin/busybox") && tar.contains("etc/built"), "{tar}");
+
     // An ISO source can also become a plain squashfs.
     let r = run(k()
         .args([
