@@ -281,6 +281,29 @@ pub fn plan_toml(plan: &Plan) -> String {
         out.line(format!("{} = {}", m.name, q(&m.value)), c);
     }
 
+    output_sections(&mut out, plan);
+
+    files(&mut out, "[[files]]", &plan.files);
+    scripts(&mut out, "[[image_scripts]]", &plan.image_scripts);
+    scripts(&mut out, "[[scripts]]", &plan.scripts);
+
+    for s in &plan.subprofiles {
+        out.section(&format!("[subprofiles.{}]", q(&s.name)));
+        out.line(format!("file = {}", q(&s.file)), format!("declared at {}", s.origin));
+        packages(&mut out, "install", &s.packages);
+        removals(&mut out, "removed", &s.removed);
+        let sub = format!("subprofiles.{}", q(&s.name));
+        files(&mut out, &format!("[[{sub}.files]]"), &s.files);
+        scripts(&mut out, &format!("[[{sub}.image_scripts]]"), &s.image_scripts);
+        scripts(&mut out, &format!("[[{sub}.scripts]]"), &s.scripts);
+    }
+    out.flush();
+    out.text
+}
+
+/// The `[output."FORMAT"]` sections: each output's file and options, and
+/// for an ISO what goes where on the medium.
+fn output_sections(out: &mut Out, plan: &Plan) {
     for o in &plan.outputs {
         out.section(&format!("[output.{}]", q(&o.format)));
         out.line(format!("file = {}", q(&o.file)), "");
@@ -304,21 +327,4 @@ pub fn plan_toml(plan: &Plan) -> String {
             }
         }
     }
-
-    files(&mut out, "[[files]]", &plan.files);
-    scripts(&mut out, "[[image_scripts]]", &plan.image_scripts);
-    scripts(&mut out, "[[scripts]]", &plan.scripts);
-
-    for s in &plan.subprofiles {
-        out.section(&format!("[subprofiles.{}]", q(&s.name)));
-        out.line(format!("file = {}", q(&s.file)), format!("declared at {}", s.origin));
-        packages(&mut out, "install", &s.packages);
-        removals(&mut out, "removed", &s.removed);
-        let sub = format!("subprofiles.{}", q(&s.name));
-        files(&mut out, &format!("[[{sub}.files]]"), &s.files);
-        scripts(&mut out, &format!("[[{sub}.image_scripts]]"), &s.image_scripts);
-        scripts(&mut out, &format!("[[{sub}.scripts]]"), &s.scripts);
-    }
-    out.flush();
-    out.text
 }
