@@ -538,12 +538,13 @@ both!(imports_are_checked_before_they_are_published, |t| async move {
         ("1", common::images::squashfs(dir.path()), "squashfs"),
         ("2", common::images::erofs(dir.path()), "erofs"),
         ("3", common::images::tar_image(b"ID=test\n"), "tar"),
+        ("4", common::images::iso(dir.path(), true), "iso"),
     ] {
         let (s, v) = up(version.to_string(), body).await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
         assert_eq!(v["format"], format);
     }
-    assert_eq!(files("blobs/sha256").len(), 3);
+    assert_eq!(files("blobs/sha256").len(), 4);
 });
 
 #[tokio::test]

@@ -83,6 +83,29 @@ pub fn erofs(dir: &Path) -> Vec<u8> {
     made(Command::new("mkfs.erofs").arg("--quiet").arg(&out).arg(tree(dir)), &out)
 }
 
+/// A real ISO 9660 medium in Debian's live layout (xorriso), or with
+/// `live` false a medium without a live system.
+pub fn iso(dir: &Path, live: bool) -> Vec<u8> {
+    let medium = dir.join(if live { "medium-live" } else { "medium-plain" });
+    let _ = std::fs::remove_dir_all(&medium);
+    std::fs::create_dir_all(medium.join("live")).expect("mkdir");
+    if live {
+        std::fs::write(medium.join("live/filesystem.squashfs"), squashfs(dir)).expect("write");
+    } else {
+        std::fs::write(medium.join("README"), "no live system\n").expect("write");
+    }
+    let out = dir.join("real.iso");
+    let _ = std::fs::remove_file(&out);
+    made(
+        Command::new("xorriso")
+            .args(["-as", "mkisofs", "-r", "-V", "TEST", "-o"])
+            .arg(&out)
+            .arg(&medium)
+            .stderr(std::process::Stdio::null()),
+        &out,
+    )
+}
+
 /// Broken and hostile images, each with (part of) the reason it is refused.
 pub fn refused(dir: &Path) -> Vec<(&'static str, Vec<u8>, &'static str)> {
     let sq = squashfs(dir);
@@ -98,7 +121,12 @@ pub fn refused(dir: &Path) -> Vec<(&'static str, Vec<u8>, &'static str)> {
     let short_erofs = ef[..ef.len() / 2].to_vec();
     let mut bad_sum = ef.clone();
     bad_sum[1024 + 16] ^= 1;
+    let medium = iso(dir, true);
+    let short_iso = medium[..medium.len() / 2].to_vec();
+    let plain_iso = iso(dir, false);
     vec![
+        ("truncated ISO", short_iso, "truncated?"),
+        ("ISO without a live system", plain_iso, "no live squashfs on the medium"),
         ("200-byte squashfs", tiny, "squashfs version 0.0"),
         ("squashfs block_log", log, "block_log (9) does not match its block size"),
         ("squashfs id table past the end", ids, "id_table_start"),
