@@ -203,6 +203,8 @@ fn worker(ctx: &Ctx, latencies: &Mutex<Vec<f64>>, done: &AtomicU64) -> Result<()
         };
         let outcome = match &t.request {
             TaskRequest::Noop => Outcome::Done(json!({"noop": true})),
+            // Closed by the hub as it is made: never claimed.
+            TaskRequest::TagBuild(_) => Outcome::Failed("a tagBuild task is not a builder's".into()),
             TaskRequest::Build(_) | TaskRequest::Update(_) => {
                 let log = TaskLog::new(&ctx.client, t.id);
                 let o = run_image_task(ctx, &t, &log).unwrap_or_else(|e| {
@@ -299,6 +301,7 @@ fn run_image_task(ctx: &Ctx, t: &Task, log: &TaskLog) -> Result<Outcome> {
         TaskRequest::Build(req) => build(ctx, t, req, &dir, log),
         TaskRequest::Update(req) => update(ctx, t, req, &dir, log),
         TaskRequest::Noop => Ok(Outcome::Done(json!({"noop": true}))),
+        TaskRequest::TagBuild(_) => Ok(Outcome::Failed("a tagBuild task is not a builder's".into())),
     };
     if let Err(e) = std::fs::remove_dir_all(&dir) {
         eprintln!("task {}: cannot remove {}: {e}", t.id, dir.display());

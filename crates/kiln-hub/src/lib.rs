@@ -9,6 +9,7 @@ pub mod db;
 pub mod error;
 pub mod hooks;
 pub mod keys;
+pub mod koji;
 pub mod logsafe;
 pub mod model;
 pub mod openapi;
@@ -21,6 +22,9 @@ use std::sync::Arc;
 
 pub use error::HubError;
 use logsafe::esc;
+
+/// How long a Koji session lives after its last call by default: a day.
+pub const KOJI_SESSION_SECONDS: i64 = 86_400;
 
 /// `kiln serve`'s settings.
 #[derive(Clone, Debug)]
@@ -35,6 +39,9 @@ pub struct ServeOptions {
     /// that lives as long as the process (hook secrets and the channel key
     /// then die with it).
     pub key_file: Option<std::path::PathBuf>,
+    /// Seconds a Koji client's session lives after its last call
+    /// (docs/koji.md); then its calls fail as expired and the client logs in again.
+    pub koji_session_seconds: i64,
 }
 
 impl Default for ServeOptions {
@@ -46,6 +53,7 @@ impl Default for ServeOptions {
             anonymous_read: true,
             lease_seconds: db::LEASE_SECONDS,
             key_file: None,
+            koji_session_seconds: KOJI_SESSION_SECONDS,
         }
     }
 }
@@ -57,6 +65,11 @@ pub async fn open(opts: &ServeOptions) -> Result<api::Hub, HubError> {
         return Err(HubError::bad_request("the lease must be between 2 and 86400 seconds"));
     }
     db.set_lease(opts.lease_seconds);
+    if !(1..=30 * 86_400).contains(&opts.koji_session_seconds) {
+        return Err(HubError::bad_request(
+            "a Koji session must live between 1 second and 30 days",
+        ));
+    }
     let store = store::Store::open(&opts.store)?;
     let key = match &opts.key_file {
         Some(path) => keys::HubKey::load_or_create(path)?,
@@ -70,6 +83,7 @@ pub async fn open(opts: &ServeOptions) -> Result<api::Hub, HubError> {
         anonymous_read: opts.anonymous_read,
         limiter: api::default_limiter(),
         gc: tokio::sync::RwLock::new(()),
+        koji_session: opts.koji_session_seconds,
     })
 }
 

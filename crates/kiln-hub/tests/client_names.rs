@@ -35,6 +35,7 @@ impl Hub {
             anonymous_read: true,
             lease_seconds: kiln_hub::db::LEASE_SECONDS,
             key_file: None,
+            koji_session_seconds: kiln_hub::KOJI_SESSION_SECONDS,
         };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

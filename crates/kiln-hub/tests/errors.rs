@@ -37,6 +37,7 @@ async fn start(t: &common::TestDb) -> Served {
         anonymous_read: true,
         lease_seconds: kiln_hub::db::LEASE_SECONDS,
         key_file: None,
+        koji_session_seconds: kiln_hub::KOJI_SESSION_SECONDS,
     };
     let admin = kiln_hub::bootstrap_user(&t.url, "admin", None, &["admin".into()])
         .await

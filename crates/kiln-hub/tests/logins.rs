@@ -35,6 +35,7 @@ async fn serve(t: &common::TestDb, limit: LoginLimit) -> Served {
         anonymous_read: true,
         lease_seconds: kiln_hub::db::LEASE_SECONDS,
         key_file: None,
+        koji_session_seconds: kiln_hub::KOJI_SESSION_SECONDS,
     };
     let mut hub = kiln_hub::open(&opts).await.expect("open");
     hub.limiter = limit;

@@ -446,6 +446,7 @@ fn hub_on_s3() {
         anonymous_read: true,
         lease_seconds: kiln_hub::db::LEASE_SECONDS,
         key_file: None,
+        koji_session_seconds: kiln_hub::KOJI_SESSION_SECONDS,
     };
     let rt = runtime();
     let bucket = Store::open(&format!("s3://{BUCKET}?endpoint={endpoint}")).expect("open the bucket");

@@ -214,17 +214,21 @@ pub enum TaskRequest {
     Noop,
     Build(BuildRequest),
     Update(UpdateRequest),
+    /// A build tagged through Koji's protocol (`tagBuild`): recorded by the
+    /// hub, closed as it is made, never queued (docs/koji.md).
+    TagBuild(TagBuildRequest),
 }
 
 impl TaskRequest {
     /// Every method, as the wire names them.
-    pub const METHODS: &[&str] = &["noop", "build", "update"];
+    pub const METHODS: &[&str] = &["noop", "build", "update", "tagBuild"];
 
     pub fn method(&self) -> &'static str {
         match self {
             TaskRequest::Noop => "noop",
             TaskRequest::Build(_) => "build",
             TaskRequest::Update(_) => "update",
+            TaskRequest::TagBuild(_) => "tagBuild",
         }
     }
 
@@ -235,6 +239,7 @@ impl TaskRequest {
             "noop" => return Ok(TaskRequest::Noop),
             "build" => serde_json::from_value(request.clone()).map(TaskRequest::Build),
             "update" => serde_json::from_value(request.clone()).map(TaskRequest::Update),
+            "tagBuild" => serde_json::from_value(request.clone()).map(TaskRequest::TagBuild),
             _ => {
                 return Err(format!(
                     "unknown task method `{method}` (known: {})",
@@ -251,6 +256,7 @@ impl TaskRequest {
             TaskRequest::Noop => Ok(serde_json::Value::Null),
             TaskRequest::Build(b) => serde_json::to_value(b),
             TaskRequest::Update(u) => serde_json::to_value(u),
+            TaskRequest::TagBuild(t) => serde_json::to_value(t),
         };
         v.unwrap_or(serde_json::Value::Null)
     }
@@ -261,6 +267,9 @@ impl TaskRequest {
             TaskRequest::Noop => Ok(()),
             TaskRequest::Build(b) => b.check(),
             TaskRequest::Update(u) => u.check(),
+            TaskRequest::TagBuild(_) => {
+                Err("tagBuild tasks are recorded by the hub when a build is tagged; they cannot be submitted".into())
+            }
         }
     }
 
@@ -271,8 +280,20 @@ impl TaskRequest {
             TaskRequest::Noop => None,
             TaskRequest::Build(b) => Some((&b.target, b.scratch)),
             TaskRequest::Update(u) => Some((&u.target, u.scratch)),
+            TaskRequest::TagBuild(_) => None,
         }
     }
+}
+
+/// A `tagBuild` task's request: build `build` (an NVR) tagged into `tag`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TagBuildRequest {
+    pub tag: String,
+    pub build: String,
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// A `build` task's request (docs/hub.md): build IMAGE from the profile

@@ -72,6 +72,8 @@ pub struct Hub {
     /// Woken when builds are tagged or untagged: channels that publish
     /// automatically are looked at again ([`publish_auto`]).
     pub changed: tokio::sync::Notify,
+    /// Seconds a Koji client's session lives after its last call.
+    pub koji_session: i64,
 }
 
 type St = State<Arc<Hub>>;
@@ -188,7 +190,7 @@ impl ListQuery {
     }
 }
 
-async fn principal(hub: &Hub, headers: &HeaderMap) -> Result<Principal> {
+pub(crate) async fn principal(hub: &Hub, headers: &HeaderMap) -> Result<Principal> {
     let Some(v) = headers.get(header::AUTHORIZATION) else {
         return Ok(Principal::anonymous());
     };
@@ -259,6 +261,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
     let app = Router::new()
         .nest("/api/v1", api)
         .merge(devices)
+        .route("/kojihub", axum::routing::post(crate::koji::endpoint))
         .merge(crate::web::router())
         .fallback(|| async {
             HubError::not_found("no such endpoint (the API is under /api/v1; see /api/v1/openapi.json)")

@@ -282,6 +282,26 @@ where
     // Tagging: a build into a tag, out of it, and what a tag lists.
 
     pub async fn tag_build(&self, who: &Principal, tag: &str, nvr: &str, force: bool) -> Result<()> {
+        self.tag_build_recorded(who, tag, nvr, force, false).await.map(|_| ())
+    }
+
+    /// Tags a build as Koji's `tagBuild` does: the tagging and a CLOSED
+    /// `tagBuild` task recording it, in one transaction; returns the
+    /// task's id.
+    pub async fn tag_build_task(&self, who: &Principal, tag: &str, nvr: &str, force: bool) -> Result<i64> {
+        self.tag_build_recorded(who, tag, nvr, force, true)
+            .await?
+            .ok_or_else(|| HubError::internal("the tagBuild task was not recorded"))
+    }
+
+    async fn tag_build_recorded(
+        &self,
+        who: &Principal,
+        tag: &str,
+        nvr: &str,
+        force: bool,
+        record: bool,
+    ) -> Result<Option<i64>> {
         let (mut tx, t) = self.begin_tag_change(who, tag, force).await?;
         let (bid, name, state): (i64, String, String) =
             sqlx::query_as("SELECT id, name, state FROM builds WHERE nvr = $1")
@@ -295,8 +315,31 @@ where
             )));
         }
         Self::tag_into(&mut tx, who, tag, &t, (bid, nvr, &name), force).await?;
+        let task = if record {
+            let owner = who.id.ok_or_else(|| HubError::unauthorized("log in to tag builds"))?;
+            let request = crate::model::TaskRequest::TagBuild(crate::model::TagBuildRequest {
+                tag: t.name.clone(),
+                build: nvr.to_string(),
+                force,
+            });
+            let at = now();
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO tasks (method, state, priority, channel, arch, owner_id, request, result, attempts, \
+                 max_attempts, created, started, finished) \
+                 VALUES ($1, 'CLOSED', 10, 'default', 'noarch', $2, $3, 'null', 1, 1, $4, $4, $4) RETURNING id",
+            )
+            .bind(request.method())
+            .bind(owner)
+            .bind(json_text(&request.to_value()))
+            .bind(at)
+            .fetch_one(&mut *tx)
+            .await?;
+            Some(id)
+        } else {
+            None
+        };
         tx.commit().await?;
-        Ok(())
+        Ok(task)
     }
 
     /// Tags a COMPLETE build (id, NVR, package) into a tag whose
@@ -384,6 +427,36 @@ where
         let total = tagged.len();
         let page = tagged.into_iter().skip(offset).take(limit).collect();
         Ok((total, self.tagged_details(page, event).await?))
+    }
+
+    /// `list-tagged` with every field of Koji's answer: each entry's build
+    /// (ids included), the tag it is listed in (id, name) and the event
+    /// that tagged it.
+    pub async fn koji_list_tagged(
+        &self,
+        tag: &str,
+        inherit: bool,
+        latest: bool,
+        event: Option<i64>,
+    ) -> Result<Vec<(super::KojiBuild, i64, String, i64)>> {
+        let tagged = self.tagged_ids(tag, inherit, latest, event).await?;
+        let mut ids: Vec<i64> = tagged.iter().filter_map(|b| b.nvr.parse().ok()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let builds: HashMap<i64, super::KojiBuild> = self
+            .koji_builds_by_id(&ids)
+            .await?
+            .into_iter()
+            .map(|b| (b.id, b))
+            .collect();
+        let names = Self::tag_names(&self.read, tagged.iter().map(|b| b.tag), event).await?;
+        Ok(tagged
+            .into_iter()
+            .filter_map(|t| {
+                let b = builds.get(&t.nvr.parse::<i64>().ok()?)?.clone();
+                Some((b, t.tag, names.get(&t.tag).cloned().unwrap_or_default(), t.tag_event))
+            })
+            .collect())
     }
 
     /// The walk and the listings of `list-tagged`, by ids: each entry's

@@ -213,6 +213,106 @@ where
         self.links(child, false, None).await
     }
 
+    /// Koji's `setInheritanceData`: the links of `child` changed as a
+    /// whole, in one transaction and one event. Each change names a parent
+    /// by id and either deletes its link or sets it (adding or replacing);
+    /// with `clear`, links no change names are removed. The result must
+    /// have distinct priorities; unchanged links are not rewritten.
+    pub async fn set_inheritance(
+        &self,
+        who: &Principal,
+        child: &str,
+        changes: &[LinkChange],
+        clear: bool,
+    ) -> Result<Vec<LinkOut>> {
+        let mut tx = self.begin_write().await?;
+        let c = Self::tag_for_change(&mut tx, child).await?;
+        may_change(who, child, c.perm.as_deref(), c.locked, true)?;
+        let current: Vec<koji::Link> = Self::links_from(&mut *tx, c.id, false, None)
+            .await?
+            .into_iter()
+            .filter(|l| l.child == c.id)
+            .collect();
+        let mut next: BTreeMap<i64, koji::Link> = if clear {
+            BTreeMap::new()
+        } else {
+            current.iter().map(|l| (l.parent, l.clone())).collect()
+        };
+        let parents = Self::tag_names(&mut *tx, changes.iter().map(|ch| ch.link.parent), None).await?;
+        for ch in changes {
+            if !parents.contains_key(&ch.link.parent) {
+                return Err(HubError::not_found(format!("No such tagInfo: {}", ch.link.parent)));
+            }
+            if ch.link.parent == c.id {
+                return Err(HubError::bad_request(format!("tag {child} cannot inherit from itself")));
+            }
+            if ch.delete {
+                next.remove(&ch.link.parent);
+            } else {
+                next.insert(
+                    ch.link.parent,
+                    koji::Link {
+                        child: c.id,
+                        ..ch.link.clone()
+                    },
+                );
+            }
+        }
+        let mut by_priority: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for l in next.values() {
+            by_priority.entry(l.priority).or_default().push(l.parent);
+        }
+        if let Some((p, ids)) = by_priority.iter().find(|(_, ids)| ids.len() > 1) {
+            let names = Self::tag_names(&mut *tx, ids.iter().copied(), None).await?;
+            let shown: Vec<String> = ids.iter().map(|i| names.get(i).cloned().unwrap_or_default()).collect();
+            return Err(HubError::conflict(format!(
+                "Inheritance priorities must be unique (pri {p}: {} )",
+                shown.join(", ")
+            )));
+        }
+        for l in next.values() {
+            Self::check_link(&mut tx, child, l, &[]).await?;
+        }
+        let old: BTreeMap<i64, &koji::Link> = current.iter().map(|l| (l.parent, l)).collect();
+        let revoke: Vec<i64> = old
+            .iter()
+            .filter(|(p, l)| next.get(p) != Some(**l))
+            .map(|(p, _)| *p)
+            .collect();
+        let insert: Vec<&koji::Link> = next.values().filter(|l| old.get(&l.parent) != Some(l)).collect();
+        if revoke.is_empty() && insert.is_empty() {
+            tx.commit().await?;
+            return self.links(child, false, None).await;
+        }
+        let ev = Self::event(&mut tx, who, &format!("set inheritance of {child}")).await?;
+        for p in revoke {
+            let rows = Current::new(
+                "tag_inheritance",
+                "tag_id = $2 AND parent_id = $3",
+                [Key::Id(c.id), Key::Id(p)],
+            );
+            Self::revoke_rows(&mut tx, ev, rows).await?;
+        }
+        for link in insert {
+            sqlx::query(
+                "INSERT INTO tag_inheritance (tag_id, parent_id, priority, maxdepth, intransitive, noconfig, \
+                 pkg_filter, create_event) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(c.id)
+            .bind(link.parent)
+            .bind(link.priority)
+            .bind(link.maxdepth)
+            .bind(link.intransitive)
+            .bind(link.noconfig)
+            .bind(&link.pkg_filter)
+            .bind(ev)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.links(child, false, None).await
+    }
+
     /// Checks a link about to be written: its depth, its filter, and that
     /// no other parent of `child` has its priority (`current` holds the
     /// links from `child`).
@@ -327,6 +427,14 @@ where
 /// The link `child` → `parent` (`names`, and `ids` (child, parent)) as a
 /// change leaves it: a new one for `add` (none may exist yet), or the
 /// `existing` one with `edit` applied.
+/// One change of `set_inheritance`: the link to `link.parent` set, or
+/// with `delete` removed (`link.child` is ignored).
+#[derive(Clone, Debug)]
+pub struct LinkChange {
+    pub link: koji::Link,
+    pub delete: bool,
+}
+
 fn changed_link(
     (child, parent): (&str, &str),
     (child_id, parent_id): (i64, i64),

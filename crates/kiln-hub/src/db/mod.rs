@@ -23,6 +23,8 @@ mod events;
 mod hosts;
 mod images;
 mod inheritance;
+mod koji;
+mod koji_history;
 mod logins;
 mod packages;
 mod pipelines;
@@ -36,6 +38,9 @@ mod uploads;
 mod users;
 
 pub use channels::{IndexRow, KeyRow, MakeIndex};
+pub use inheritance::LinkChange;
+pub use koji::{BuildFilter, KojiBuild, KojiSession, KojiTarget, KojiTask, KojiUser, TaskFilter};
+pub use koji_history::{HISTORY_TABLES, HistoryFilter, HistoryRow};
 pub use logins::Admission;
 pub use pipelines::{HookRow, PipelineRow, Save};
 pub use runs::{MakeTask, NewRun};
@@ -214,6 +219,7 @@ forward! {
     fn search_builds(&self, pattern: Option<&str>, offset: i64, limit: i64) -> Page<Build>;
     fn build_tags(&self, nvr: &str) -> Vec<String>;
     fn tag_build(&self, who: &Principal, tag: &str, nvr: &str, force: bool) -> ();
+    fn tag_build_task(&self, who: &Principal, tag: &str, nvr: &str, force: bool) -> i64;
     fn untag_build(&self, who: &Principal, tag: &str, nvr: &str, force: bool) -> ();
     fn list_tagged(&self, tag: &str, inherit: bool, latest: bool, event: Option<i64>) -> Vec<TaggedOut>;
     fn list_tagged_page(&self, tag: &str, flags: (bool, bool), event: Option<i64>, offset: usize, limit: usize) -> (usize, Vec<TaggedOut>);
@@ -277,6 +283,33 @@ forward! {
     fn session(&self, token_sha256: &str) -> Option<(Principal, String)>;
     fn end_session(&self, token_sha256: &str) -> ();
     fn prune_sessions(&self, at: i64) -> u64;
+    fn set_inheritance(&self, who: &Principal, child: &str, changes: &[LinkChange], clear: bool) -> Vec<LinkOut>;
+    fn koji_list_tagged(&self, tag: &str, inherit: bool, latest: bool, event: Option<i64>) -> Vec<(KojiBuild, i64, String, i64)>;
+    fn koji_builds_by_id(&self, ids: &[i64]) -> Vec<KojiBuild>;
+    fn koji_build_by_nvr(&self, nvr: &str) -> Option<KojiBuild>;
+    fn koji_list_builds(&self, f: &BuildFilter, offset: i64, limit: i64) -> Vec<KojiBuild>;
+    fn koji_tasks(&self, f: &TaskFilter) -> Vec<KojiTask>;
+    fn koji_history(&self, table: &str, f: &HistoryFilter) -> Vec<HistoryRow>;
+    fn koji_host_ids(&self) -> std::collections::HashMap<String, i64>;
+    fn koji_task_files(&self, task: i64) -> Vec<(String, i64)>;
+    fn koji_tag_name(&self, id: i64, event: Option<i64>) -> Option<String>;
+    fn koji_tag_ids(&self, names: &[String], event: Option<i64>) -> std::collections::HashMap<String, i64>;
+    fn koji_build_tag_ids(&self, build: i64) -> Vec<i64>;
+    fn koji_package(&self, id: Option<i64>, name: Option<&str>) -> Option<(i64, String)>;
+    fn koji_package_ids(&self) -> std::collections::HashMap<String, i64>;
+    fn koji_user(&self, id: Option<i64>, name: Option<&str>) -> Option<KojiUser>;
+    fn koji_user_ids(&self) -> std::collections::HashMap<String, i64>;
+    fn koji_permissions(&self) -> Vec<(i64, String, String)>;
+    fn koji_targets(&self, event: Option<i64>) -> Vec<KojiTarget>;
+    fn koji_event(&self, id: i64) -> Option<i64>;
+    fn koji_last_event(&self, before: Option<i64>) -> Option<(i64, i64)>;
+    fn koji_events(&self, ids: &[i64]) -> std::collections::HashMap<i64, (i64, Option<i64>, Option<String>)>;
+    fn koji_session_create(&self, user_id: i64, key_sha256: &str, expires: i64) -> i64;
+    fn koji_session(&self, id: i64) -> Option<KojiSession>;
+    fn koji_session_call(&self, id: i64, callnum: i64, expires: i64) -> bool;
+    fn koji_session_touch(&self, id: i64, expires: i64) -> ();
+    fn koji_session_close(&self, id: i64) -> ();
+    fn koji_prune_sessions(&self, at: i64) -> u64;
 }
 
 /// The macro layers of a target (layers 2 and 4 of docs/profiles.md).

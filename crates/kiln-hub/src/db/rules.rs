@@ -140,6 +140,10 @@ pub(super) fn check_macro(field: &str, name: &str, value: &str) -> Result<()> {
 pub(super) fn check_task_request(r: &TaskRequest) -> Result<()> {
     let defines = match r {
         TaskRequest::Noop => return Ok(()),
+        TaskRequest::TagBuild(t) => {
+            check_line("tag", &t.tag, MAX_TEXT)?;
+            return check_line("build", &t.build, MAX_TEXT);
+        }
         TaskRequest::Build(b) => {
             check_line("target", &b.target, MAX_TEXT)?;
             check_line("image", &b.image, MAX_TEXT)?;

@@ -22,6 +22,7 @@ pub async fn serve(t: &crate::common::TestDb, anonymous_read: bool) -> Served {
         anonymous_read,
         lease_seconds: kiln_hub::db::LEASE_SECONDS,
         key_file: None,
+        koji_session_seconds: kiln_hub::KOJI_SESSION_SECONDS,
     };
     let hub = std::sync::Arc::new(kiln_hub::open(&opts).await.expect("open the hub"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

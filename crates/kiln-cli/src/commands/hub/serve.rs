@@ -44,6 +44,10 @@ pub struct ServeArgs {
         value_name = "PATH"
     )]
     key_file: std::path::PathBuf,
+    /// Seconds a Koji client's session (`koji --authtype=password …`, see
+    /// docs/koji.md) lives after its last call; the client then logs in again.
+    #[arg(long, value_name = "SECONDS", default_value_t = kiln_hub::KOJI_SESSION_SECONDS)]
+    koji_session_lifetime: i64,
 }
 
 pub fn serve(a: &ServeArgs) -> Result<ExitCode> {
@@ -54,6 +58,7 @@ pub fn serve(a: &ServeArgs) -> Result<ExitCode> {
         anonymous_read: !a.no_anonymous_read,
         lease_seconds: a.lease,
         key_file: Some(a.key_file.clone()),
+        koji_session_seconds: a.koji_session_lifetime,
     };
     let db_shown = if a.db.starts_with("postgres") {
         "postgres://…"

@@ -1,0 +1,251 @@
+//! Koji's XML-RPC conventions on the wire (docs/koji.md): a call's
+//! keyword arguments travel as a trailing struct marked `__starstar`;
+//! `nil` is allowed everywhere; integers past 32 bits are `i8`; every
+//! error is a fault with one of Koji's codes. Pure: bytes in, bytes out.
+
+use std::collections::BTreeMap;
+
+pub use dxr::Value;
+
+/// Koji's fault codes (the client turns each into its exception class).
+pub mod code {
+    pub const GENERIC: i32 = 1000;
+    pub const LOCK: i32 = 1001;
+    pub const AUTH: i32 = 1002;
+    pub const TAG: i32 = 1003;
+    pub const NOT_ALLOWED: i32 = 1004;
+    pub const BUILD: i32 = 1005;
+    pub const AUTH_EXPIRED: i32 = 1007;
+    pub const SEQUENCE: i32 = 1008;
+    pub const RETRY: i32 = 1009;
+    pub const PARAMETER: i32 = 1019;
+    pub const NAME: i32 = 1024;
+}
+
+/// A fault: one of Koji's codes and its message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Fault {
+    pub fn new(code: i32, message: impl Into<String>) -> Fault {
+        Fault {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn generic(message: impl Into<String>) -> Fault {
+        Fault::new(code::GENERIC, message)
+    }
+    pub fn parameter(message: impl Into<String>) -> Fault {
+        Fault::new(code::PARAMETER, message)
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "fault {}: {}", self.code, self.message)
+    }
+}
+
+/// One call: the method, its positional arguments and its keyword
+/// arguments (the `__starstar` struct, marker removed).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    pub method: String,
+    pub args: Vec<Value>,
+    pub kwargs: BTreeMap<String, Value>,
+}
+
+/// The longest method name a call may have.
+const MAX_METHOD: usize = 200;
+/// The deepest nesting of arrays and structs a call may have.
+pub const MAX_DEPTH: usize = 64;
+
+/// Reads a `methodCall` document. Anything else (not UTF-8, not XML-RPC,
+/// a DTD, nesting past [`MAX_DEPTH`]) is a fault, never a panic.
+pub fn parse_call(body: &[u8]) -> Result<Call, Fault> {
+    let text = std::str::from_utf8(body).map_err(|e| Fault::generic(format!("the request is not UTF-8: {e}")))?;
+    if nesting(text) > MAX_DEPTH {
+        return Err(Fault::generic(format!(
+            "the request nests arrays and structs deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    let call =
+        dxr::MethodCall::from_xml(text).map_err(|_| Fault::generic("the request is not an XML-RPC method call"))?;
+    let method = call.name.trim().to_string();
+    if method.is_empty() || method.len() > MAX_METHOD || !method.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(Fault::generic("the request's method name is not a method name"));
+    }
+    Ok(split(method, call.params))
+}
+
+/// A call from its method and flat parameter list: a trailing struct whose
+/// `__starstar` is true holds the keyword arguments.
+pub fn split(method: String, mut args: Vec<Value>) -> Call {
+    let mut kwargs = BTreeMap::new();
+    if let Some(Value::Struct(last)) = args.last()
+        && last.get("__starstar").is_some_and(truthy)
+        && let Some(Value::Struct(mut last)) = args.pop()
+    {
+        last.remove("__starstar");
+        kwargs = last;
+    }
+    Call { method, args, kwargs }
+}
+
+/// Python's truth of a value, as Koji tests flags.
+pub fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Boolean(b) => *b,
+        Value::Integer(i) => *i != 0,
+        Value::Long(i) => *i != 0,
+        Value::Double(d) => *d != 0.0,
+        Value::String(s) => !s.is_empty(),
+        Value::Base64(b) => !b.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Struct(s) => !s.is_empty(),
+        Value::DateTime(_) => true,
+        Value::Nil => false,
+        _ => true,
+    }
+}
+
+/// How deep `<array>` and `<struct>` elements nest in `text` (an upper
+/// bound: a tag name inside a string is escaped, so it never counts).
+fn nesting(text: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut rest = text;
+    while let Some(i) = rest.find('<') {
+        rest = &rest[i + 1..];
+        let closing = rest.starts_with('/');
+        let name = rest.trim_start_matches('/');
+        let is_container = ["array", "struct"].iter().any(|n| {
+            name.starts_with(n) && name[n.len()..].starts_with(|c: char| c == '>' || c == '/' || c.is_whitespace())
+        });
+        if !is_container {
+            continue;
+        }
+        let empty = rest.find('>').is_some_and(|e| rest[..e].ends_with('/'));
+        if closing {
+            depth = depth.saturating_sub(1);
+        } else if !empty {
+            depth += 1;
+            max = max.max(depth);
+        }
+    }
+    max
+}
+
+/// A successful reply's document.
+pub fn reply(value: Value) -> String {
+    let r = dxr::MethodResponse { value };
+    r.to_xml()
+        .unwrap_or_else(|e| fault_xml(&Fault::generic(format!("the reply could not be encoded: {e}"))))
+}
+
+/// A fault's document.
+pub fn fault_xml(f: &Fault) -> String {
+    let r = dxr::FaultResponse {
+        fault: dxr::Fault::new(f.code, f.message.clone()),
+    };
+    r.to_xml().unwrap_or_else(|_| {
+        // Not reached: a fault is an integer and a string.
+        format!(
+            "<methodResponse><fault><value><struct><member><name>faultCode</name><value><int>{}</int></value>\
+             </member></struct></value></fault></methodResponse>",
+            f.code
+        )
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn call(params: &str) -> String {
+        format!(
+            "<?xml version='1.0'?>\n<methodCall>\n<methodName>getTag</methodName>\n<params>{params}</params></methodCall>"
+        )
+    }
+
+    #[test]
+    fn keyword_arguments_come_from_the_starstar_struct() {
+        let x = call(
+            "<param><value><string>f40</string></value></param><param><value><struct>\
+             <member><name>__starstar</name><value><boolean>1</boolean></value></member>\
+             <member><name>event</name><value><nil/></value></member></struct></value></param>",
+        );
+        let c = parse_call(x.as_bytes()).unwrap();
+        assert_eq!(c.method, "getTag");
+        assert_eq!(c.args, vec![Value::String("f40".into())]);
+        assert_eq!(c.kwargs.get("event"), Some(&Value::Nil));
+        assert!(!c.kwargs.contains_key("__starstar"));
+    }
+
+    #[test]
+    fn a_struct_without_the_marker_is_an_argument() {
+        let x = call(
+            "<param><value><struct><member><name>a</name><value><i8>8589934592</i8></value></member></struct></value></param>",
+        );
+        let c = parse_call(x.as_bytes()).unwrap();
+        assert_eq!(c.args.len(), 1);
+        assert!(c.kwargs.is_empty());
+        let x = call(
+            "<param><value><struct><member><name>__starstar</name><value><boolean>0</boolean></value></member></struct></value></param>",
+        );
+        assert_eq!(parse_call(x.as_bytes()).unwrap().args.len(), 1);
+    }
+
+    #[test]
+    fn hostile_documents_are_faults() {
+        for bad in [
+            &b"\xff\xfe"[..],
+            b"",
+            b"<methodCall>",
+            b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY e \"boom\">]><methodCall><methodName>&e;</methodName></methodCall>",
+            b"<methodCall><methodName></methodName></methodCall>",
+            b"<methodCall><methodName>a b</methodName></methodCall>",
+            b"<methodResponse><params/></methodResponse>",
+        ] {
+            let f = parse_call(bad).unwrap_err();
+            assert_eq!(f.code, code::GENERIC, "{:?}", String::from_utf8_lossy(bad));
+        }
+        let deep = "<value><array><data>".repeat(MAX_DEPTH + 1);
+        let f = parse_call(call(&format!("<param>{deep}</param>")).as_bytes()).unwrap_err();
+        assert!(f.message.contains("deeper"), "{f}");
+    }
+
+    #[test]
+    fn nesting_counts_containers_only() {
+        assert_eq!(
+            nesting("<struct><member><value><array><data/></array></value></member></struct>"),
+            2
+        );
+        assert_eq!(nesting("<array/><struct/>"), 0);
+        assert_eq!(nesting("<structure><arrays>"), 0);
+    }
+
+    #[test]
+    fn replies_and_faults_encode() {
+        let v = Value::Struct(
+            [
+                ("n".to_string(), Value::Nil),
+                ("big".to_string(), Value::Long(1 << 40)),
+                ("s".to_string(), Value::String("<&>".into())),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        let x = reply(v);
+        assert!(
+            x.contains("<i8>1099511627776</i8>") && x.contains("&lt;&amp;&gt;"),
+            "{x}"
+        );
+        let f = fault_xml(&Fault::new(code::TAG, "No such tagInfo: 'x'"));
+        assert!(f.contains("<i4>1003</i4>") && f.contains("No such tagInfo"), "{f}");
+    }
+}
