@@ -401,7 +401,14 @@ fn the_documented_task_submission_is_the_wire_form() {
         .iter()
         .map(|v| v["properties"]["method"]["const"].as_str().expect("method"))
         .collect();
-    assert_eq!(methods, TaskRequest::METHODS);
+    // A `tagBuild` task is recorded by the hub as it tags (Koji's
+    // protocol), never submitted.
+    let submitted: Vec<&str> = TaskRequest::METHODS
+        .iter()
+        .copied()
+        .filter(|m| *m != "tagBuild")
+        .collect();
+    assert_eq!(methods, submitted);
     let build = TaskRequest::Build(BuildRequest {
         target: "t".into(),
         image: "i".into(),

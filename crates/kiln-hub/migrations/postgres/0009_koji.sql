@@ -10,14 +10,20 @@ INSERT INTO packages (name) SELECT name FROM (SELECT name, MIN(id) AS first FROM
     ORDER BY first ON CONFLICT DO NOTHING;
 INSERT INTO packages (name) SELECT package FROM (SELECT package, MIN(id) AS first FROM tag_packages GROUP BY package) p
     ORDER BY first ON CONFLICT DO NOTHING;
-CREATE FUNCTION packages_add() RETURNS trigger LANGUAGE plpgsql AS $$
+-- One function per table: PL/pgSQL resolves every field a statement names,
+-- so one function cannot read `name` of one table and `package` of another.
+CREATE FUNCTION packages_from_build() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO packages (name) VALUES (CASE WHEN TG_TABLE_NAME = 'builds' THEN NEW.name ELSE NEW.package END)
-        ON CONFLICT DO NOTHING;
+    INSERT INTO packages (name) VALUES (NEW.name) ON CONFLICT DO NOTHING;
     RETURN NULL;
 END $$;
-CREATE TRIGGER packages_from_builds AFTER INSERT ON builds FOR EACH ROW EXECUTE FUNCTION packages_add();
-CREATE TRIGGER packages_from_lists AFTER INSERT ON tag_packages FOR EACH ROW EXECUTE FUNCTION packages_add();
+CREATE FUNCTION packages_from_list() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO packages (name) VALUES (NEW.package) ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER packages_from_builds AFTER INSERT ON builds FOR EACH ROW EXECUTE FUNCTION packages_from_build();
+CREATE TRIGGER packages_from_lists AFTER INSERT ON tag_packages FOR EACH ROW EXECUTE FUNCTION packages_from_list();
 -- The permissions a user may hold, numbered as Koji numbers them (admin is 1).
 CREATE TABLE permissions (
     id BIGINT PRIMARY KEY,
