@@ -194,20 +194,7 @@ where
         );
         Self::revoke_rows(&mut tx, ev, link_rows).await?;
         if !remove {
-            sqlx::query(
-                "INSERT INTO tag_inheritance (tag_id, parent_id, priority, maxdepth, intransitive, noconfig, \
-                 pkg_filter, create_event) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(c.id)
-            .bind(p.id)
-            .bind(link.priority)
-            .bind(link.maxdepth)
-            .bind(link.intransitive)
-            .bind(link.noconfig)
-            .bind(&link.pkg_filter)
-            .bind(ev)
-            .execute(&mut *tx)
-            .await?;
+            Self::insert_link(&mut tx, &link, ev).await?;
         }
         tx.commit().await?;
         self.links(child, false, None).await
@@ -294,20 +281,7 @@ where
             Self::revoke_rows(&mut tx, ev, rows).await?;
         }
         for link in insert {
-            sqlx::query(
-                "INSERT INTO tag_inheritance (tag_id, parent_id, priority, maxdepth, intransitive, noconfig, \
-                 pkg_filter, create_event) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(c.id)
-            .bind(link.parent)
-            .bind(link.priority)
-            .bind(link.maxdepth)
-            .bind(link.intransitive)
-            .bind(link.noconfig)
-            .bind(&link.pkg_filter)
-            .bind(ev)
-            .execute(&mut *tx)
-            .await?;
+            Self::insert_link(&mut tx, link, ev).await?;
         }
         tx.commit().await?;
         self.links(child, false, None).await
@@ -316,6 +290,25 @@ where
     /// Checks a link about to be written: its depth, its filter, and that
     /// no other parent of `child` has its priority (`current` holds the
     /// links from `child`).
+    /// Records `link` (its child and parent ids) as created by event `ev`.
+    async fn insert_link(tx: &mut Tx<'_, D>, link: &koji::Link, ev: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tag_inheritance (tag_id, parent_id, priority, maxdepth, intransitive, noconfig, \
+             pkg_filter, create_event) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(link.child)
+        .bind(link.parent)
+        .bind(link.priority)
+        .bind(link.maxdepth)
+        .bind(link.intransitive)
+        .bind(link.noconfig)
+        .bind(&link.pkg_filter)
+        .bind(ev)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
     async fn check_link(tx: &mut Tx<'_, D>, child: &str, link: &koji::Link, current: &[koji::Link]) -> Result<()> {
         check_range("priority", link.priority, PRIORITIES)?;
         if let Some(d) = link.maxdepth {

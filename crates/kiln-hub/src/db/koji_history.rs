@@ -112,9 +112,18 @@ where
     for<'q> &'q str: Encode<'q, D> + Type<D>,
     for<'q> Option<&'q str>: Encode<'q, D> + Type<D>,
 {
-    /// The versions of `table` (one of `HISTORY_TABLES`) matching `f`.
-    pub async fn koji_history(&self, table: &str, f: &HistoryFilter) -> Result<Vec<HistoryRow>> {
+    /// The versions of each of `tables` (of `HISTORY_TABLES`) matching `f`,
+    /// the joined names read once for all of them.
+    pub async fn koji_history(&self, tables: &[String], f: &HistoryFilter) -> Result<Vec<HistoryRow>> {
         let names = self.history_names().await?;
+        let mut out = Vec::new();
+        for table in tables {
+            out.extend(self.table_history(table, f, &names).await?);
+        }
+        Ok(out)
+    }
+
+    async fn table_history(&self, table: &str, f: &HistoryFilter, names: &Names) -> Result<Vec<HistoryRow>> {
         let mut q = Sql::default();
         let select = match table {
             "tag_listing" => {
@@ -200,7 +209,7 @@ where
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let (create_event, revoke_event): (i64, Option<i64>) = (r.try_get(0)?, r.try_get(1)?);
-            let fields = Self::history_fields(table, r, &names)?;
+            let fields = Self::history_fields(table, r, names)?;
             out.push(HistoryRow {
                 table: HISTORY_TABLES
                     .iter()

@@ -289,7 +289,7 @@ forward! {
     fn koji_build_by_nvr(&self, nvr: &str) -> Option<KojiBuild>;
     fn koji_list_builds(&self, f: &BuildFilter, offset: i64, limit: i64) -> Vec<KojiBuild>;
     fn koji_tasks(&self, f: &TaskFilter) -> Vec<KojiTask>;
-    fn koji_history(&self, table: &str, f: &HistoryFilter) -> Vec<HistoryRow>;
+    fn koji_history(&self, tables: &[String], f: &HistoryFilter) -> Vec<HistoryRow>;
     fn koji_host_ids(&self) -> std::collections::HashMap<String, i64>;
     fn koji_task_files(&self, task: i64) -> Vec<(String, i64)>;
     fn koji_tag_name(&self, id: i64, event: Option<i64>) -> Option<String>;

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::args::{Args, Ref};
+use super::args::Args;
 use super::values::{b, int, json, list, member, opt_int, opt_time, opt_ts, s, st, time, ts};
 use super::wire::{Call, Fault, Value, code};
 use super::{Ctx, Out, fault, packages, tags};
@@ -209,11 +209,7 @@ async fn list_builds(ctx: &mut Ctx<'_>, call: &Call) -> Out {
         }
     }
     if let Some(v) = a.get("userID") {
-        let u = match Ref::from_value(v, "user")? {
-            Ref::Id(id) => ctx.hub.db.koji_user(Some(id), None).await,
-            Ref::Name(n) => ctx.hub.db.koji_user(None, Some(&n)).await,
-        };
-        match u.map_err(fault)? {
+        match packages::find_user(ctx, v).await? {
             Some(u) => f.owner_id = Some(u.id),
             None => return Ok(list([])),
         }

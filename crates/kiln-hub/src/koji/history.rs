@@ -188,23 +188,31 @@ pub async fn query(ctx: &mut Ctx<'_>, call: &Call) -> Out {
         editor,
     };
     let q = QueryOpts::read(&a.map("queryOpts")?)?;
+    // The tables every given filter applies to (Koji leaves the others out).
+    let shown: Vec<String> = tables
+        .into_iter()
+        .filter(|table| {
+            given.iter().all(|arg| {
+                FILTERS
+                    .iter()
+                    .find(|(f, _)| f == arg)
+                    .is_none_or(|(_, only)| only.is_none_or(|t| t.contains(&table.as_str())))
+            })
+        })
+        .collect();
+    let kept: Vec<String> = shown
+        .iter()
+        .filter(|t| HISTORY_TABLES.contains(&t.as_str()))
+        .cloned()
+        .collect();
+    let mut by_table: HashMap<&str, Vec<HistoryRow>> = HashMap::new();
+    for r in ctx.hub.db.koji_history(&kept, &f).await.map_err(fault)? {
+        by_table.entry(r.table).or_default().push(r);
+    }
     let mut out = BTreeMap::new();
-    for table in &tables {
-        let applies = given.iter().all(|arg| {
-            FILTERS
-                .iter()
-                .find(|(f, _)| f == arg)
-                .is_none_or(|(_, only)| only.is_none_or(|t| t.contains(&table.as_str())))
-        });
-        if !applies {
-            continue;
-        }
-        let rows = if HISTORY_TABLES.contains(&table.as_str()) {
-            ctx.hub.db.koji_history(table, &f).await.map_err(fault)?
-        } else {
-            Vec::new()
-        };
-        out.insert(table.clone(), q.apply(entries(ctx, rows, &bounds).await?));
+    for table in shown {
+        let rows = by_table.remove(table.as_str()).unwrap_or_default();
+        out.insert(table, q.apply(entries(ctx, rows, &bounds).await?));
     }
     Ok(Value::Struct(out))
 }
@@ -225,13 +233,7 @@ async fn resolve(ctx: &Ctx<'_>, a: &Args) -> Result<HistoryFilter, Fault> {
         f.user = Some(user_id(ctx, v).await?);
     }
     if let Some(v) = a.get("permission") {
-        let all = ctx.hub.db.koji_permissions().await.map_err(fault)?;
-        let found = match Ref::from_value(v, "permission")? {
-            Ref::Id(id) => all.into_iter().find(|p| p.0 == id),
-            Ref::Name(n) => all.into_iter().find(|p| p.1 == n),
-        };
-        let p = found.ok_or_else(|| Fault::generic("No such permission"))?;
-        f.permission = Some(p.1);
+        f.permission = Some(super::tags::perm_name(ctx, v).await?);
     }
     if let Some(v) = a.get("build_target") {
         let targets = ctx.hub.db.koji_targets(None).await.map_err(fault)?;
@@ -248,14 +250,7 @@ async fn resolve(ctx: &Ctx<'_>, a: &Args) -> Result<HistoryFilter, Fault> {
 }
 
 async fn user_id(ctx: &Ctx<'_>, v: &Value) -> Result<i64, Fault> {
-    let r = Ref::from_value(v, "user")?;
-    let u = match &r {
-        Ref::Id(id) => ctx.hub.db.koji_user(Some(*id), None).await,
-        Ref::Name(n) => ctx.hub.db.koji_user(None, Some(n)).await,
-    };
-    u.map_err(fault)?
-        .map(|u| u.id)
-        .ok_or_else(|| Fault::generic(format!("No such user: {}", r.shown())))
+    Ok(super::packages::need_user(ctx, v).await?.id)
 }
 
 /// The limits on versions by their events: a version matches when its

@@ -173,16 +173,26 @@ async fn package_name(ctx: &Ctx<'_>, v: &Value) -> Result<String, Fault> {
     }
 }
 
+/// The user `v` names (id, name or map), if there is one.
+pub async fn find_user(ctx: &Ctx<'_>, v: &Value) -> Result<Option<crate::db::KojiUser>, Fault> {
+    let u = match Ref::from_value(v, "user")? {
+        Ref::Id(id) => ctx.hub.db.koji_user(Some(id), None).await,
+        Ref::Name(n) => ctx.hub.db.koji_user(None, Some(&n)).await,
+    };
+    u.map_err(fault)
+}
+
+/// The user `v` names, which must exist.
+pub async fn need_user(ctx: &Ctx<'_>, v: &Value) -> Result<crate::db::KojiUser, Fault> {
+    let shown = Ref::from_value(v, "user")?.shown();
+    find_user(ctx, v)
+        .await?
+        .ok_or_else(|| Fault::generic(format!("No such user: {shown}")))
+}
+
 /// A user given by id or name, as its name.
 async fn user_name(ctx: &Ctx<'_>, v: &Value) -> Result<String, Fault> {
-    let r = Ref::from_value(v, "user")?;
-    let u = match &r {
-        Ref::Id(id) => ctx.hub.db.koji_user(Some(*id), None).await,
-        Ref::Name(n) => ctx.hub.db.koji_user(None, Some(n)).await,
-    };
-    u.map_err(fault)?
-        .map(|u| u.name)
-        .ok_or_else(|| Fault::generic(format!("No such user: {}", r.shown())))
+    Ok(need_user(ctx, v).await?.name)
 }
 
 /// User names to ids.

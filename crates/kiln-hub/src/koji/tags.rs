@@ -84,7 +84,7 @@ pub async fn perm_ids(ctx: &Ctx<'_>) -> Result<HashMap<String, i64>, Fault> {
 }
 
 /// A permission given by id or name, as its name.
-async fn perm_name(ctx: &Ctx<'_>, v: &Value) -> Result<String, Fault> {
+pub async fn perm_name(ctx: &Ctx<'_>, v: &Value) -> Result<String, Fault> {
     let all = ctx.hub.db.koji_permissions().await.map_err(fault)?;
     let found = match Ref::from_value(v, "permission")? {
         Ref::Id(id) => all.into_iter().find(|p| p.0 == id),
