@@ -63,6 +63,17 @@ if ! target/test-venv/bin/python -c 'import playwright, axe_playwright_python' 2
     target/test-venv/bin/pip install --quiet 'playwright>=1.40,<2' 'axe-playwright-python>=0.1.4,<0.2'
 fi
 
+# The real koji client (koji 1.36.1 from PyPI) for the Koji protocol tests.
+# Without its optional Kerberos dependency (requests-gssapi builds against
+# Kerberos headers): the tests log in with passwords.
+if ! target/test-venv/bin/python -c 'import koji, koji_cli, requests, dateutil, defusedxml' 2>/dev/null \
+    || [ "$(target/test-venv/bin/python -c 'import koji; print(koji.__version__)')" != 1.36.1 ]; then
+    step "the koji client (PyPI) for the Koji protocol tests"
+    [ -x target/test-venv/bin/pip ] || python3 -m venv target/test-venv
+    target/test-venv/bin/pip install --quiet --no-deps 'koji==1.36.1'
+    target/test-venv/bin/pip install --quiet requests python-dateutil six defusedxml
+fi
+
 step "formatting"
 cargo fmt --all -- --check
 

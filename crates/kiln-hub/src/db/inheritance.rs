@@ -253,7 +253,7 @@ where
             let names = Self::tag_names(&mut *tx, ids.iter().copied(), None).await?;
             let shown: Vec<String> = ids.iter().map(|i| names.get(i).cloned().unwrap_or_default()).collect();
             return Err(HubError::conflict(format!(
-                "Inheritance priorities must be unique (pri {p}: {} )",
+                "Multiple parent tags ({}) cannot have the same priority value ({p}) on child tag {child}",
                 shown.join(", ")
             )));
         }

@@ -67,7 +67,9 @@ async fn full(ctx: &mut Ctx<'_>, call: &Call) -> Out {
     let id = |n: &str| opt_int(ids.get(n).copied());
     Ok(list(walk.iter().map(|w| {
         st([
-            ("child_id", id(&w.link.child)),
+            // Forward entries name the link's child as `child_id`; reverse
+            // ones (Koji's descendants rows) as `tag_id`.
+            (if reverse { "tag_id" } else { "child_id" }, id(&w.link.child)),
             ("parent_id", id(&w.link.parent)),
             ("name", s(&w.tag)),
             ("priority", int(w.link.priority)),

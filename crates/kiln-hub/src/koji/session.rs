@@ -59,9 +59,11 @@ pub async fn caller(
         .trim()
         .parse()
         .map_err(|_| Fault::new(code::AUTH, "Invalid session id"))?;
+    // The key is `ID-SECRET`, as Koji's; the database keeps the secret's hash.
+    let secret = key.trim().strip_prefix(&format!("{id}-")).unwrap_or_default();
     let row = hub.db.koji_session(id).await.map_err(fault)?;
     let row = row
-        .filter(|r| bool::from(auth::token_hash(&key).as_bytes().ct_eq(r.key_sha256.as_bytes())))
+        .filter(|r| bool::from(auth::token_hash(secret).as_bytes().ct_eq(r.key_sha256.as_bytes())))
         .ok_or_else(|| Fault::new(code::AUTH, "Invalid session or bad credentials"))?;
     if row.closed || row.expires <= now() {
         return Err(Fault::new(code::AUTH_EXPIRED, format!("session \"{id}\" has expired")));

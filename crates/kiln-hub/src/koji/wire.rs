@@ -61,8 +61,13 @@ pub struct Call {
 
 /// The longest method name a call may have.
 const MAX_METHOD: usize = 200;
-/// The deepest nesting of arrays and structs a call may have.
-pub const MAX_DEPTH: usize = 64;
+/// The deepest nesting of arrays and structs a call may have (the XML
+/// reader refuses a little past 40).
+pub const MAX_DEPTH: usize = 32;
+/// What a struct member's empty or blank name is read as, then restored:
+/// the XML reader takes an element of only blanks for no text at all, and
+/// a member needs a name. Two private-use characters no client sends.
+const BLANK_NAME: &str = "\u{E000}\u{E001}";
 
 /// Reads a `methodCall` document. Anything else (not UTF-8, not XML-RPC,
 /// a DTD, nesting past [`MAX_DEPTH`]) is a fault, never a panic.
@@ -73,13 +78,74 @@ pub fn parse_call(body: &[u8]) -> Result<Call, Fault> {
             "the request nests arrays and structs deeper than {MAX_DEPTH} levels"
         )));
     }
+    let marked = mark_blank_names(text);
     let call =
-        dxr::MethodCall::from_xml(text).map_err(|_| Fault::generic("the request is not an XML-RPC method call"))?;
+        dxr::MethodCall::from_xml(&marked).map_err(|_| Fault::generic("the request is not an XML-RPC method call"))?;
     let method = call.name.trim().to_string();
     if method.is_empty() || method.len() > MAX_METHOD || !method.chars().all(|c| c.is_ascii_graphic()) {
         return Err(Fault::generic("the request's method name is not a method name"));
     }
-    Ok(split(method, call.params))
+    let params = if marked.len() == text.len() {
+        call.params
+    } else {
+        call.params.into_iter().map(unmark_blank_names).collect()
+    };
+    Ok(split(method, params))
+}
+
+/// `text` with [`BLANK_NAME`] before the blanks of every `<name>` that
+/// holds nothing else (`<name></name>`, `<name> </name>`, `<name/>`).
+/// A document with CDATA or comments is left alone: there `<name` may be
+/// text.
+fn mark_blank_names(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("<name") || text.contains("<![CDATA[") || text.contains("<!--") {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while let Some(i) = rest.find("<name") {
+        let (before, tail) = rest.split_at(i);
+        out.push_str(before);
+        if let Some(after) = tail.strip_prefix("<name/>") {
+            out.push_str("<name>");
+            out.push_str(BLANK_NAME);
+            out.push_str("</name>");
+            rest = after;
+        } else if let Some(inner) = tail.strip_prefix("<name>") {
+            out.push_str("<name>");
+            if inner
+                .trim_start_matches(|c: char| c.is_ascii_whitespace())
+                .starts_with("</name>")
+            {
+                out.push_str(BLANK_NAME);
+            }
+            rest = inner;
+        } else {
+            out.push_str("<name");
+            rest = &tail["<name".len()..];
+        }
+    }
+    out.push_str(rest);
+    out.into()
+}
+
+/// `v` with the marks of [`mark_blank_names`] taken off its struct names.
+fn unmark_blank_names(v: Value) -> Value {
+    match v {
+        Value::Array(a) => Value::Array(a.into_iter().map(unmark_blank_names).collect()),
+        Value::Struct(m) => Value::Struct(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let k = match k.strip_prefix(BLANK_NAME) {
+                        Some(blank) if blank.chars().all(|c| c.is_ascii_whitespace()) => blank.to_string(),
+                        _ => k,
+                    };
+                    (k, unmark_blank_names(v))
+                })
+                .collect(),
+        ),
+        v => v,
+    }
 }
 
 /// A call from its method and flat parameter list: a trailing struct whose
@@ -217,6 +283,41 @@ mod tests {
         let deep = "<value><array><data>".repeat(MAX_DEPTH + 1);
         let f = parse_call(call(&format!("<param>{deep}</param>")).as_bytes()).unwrap_err();
         assert!(f.message.contains("deeper"), "{f}");
+        // Just within the limit, the reader takes it.
+        let ok = format!(
+            "{}<nil/>{}",
+            "<value><array><data>".repeat(MAX_DEPTH),
+            "</data></array></value>".repeat(MAX_DEPTH)
+        );
+        assert!(parse_call(call(&format!("<param>{ok}</param>")).as_bytes()).is_ok());
+        let deep = "<value><array><data>".repeat(MAX_DEPTH + 1);
+        let f = parse_call(call(&format!("<param>{deep}</param>")).as_bytes()).unwrap_err();
+        assert!(f.message.contains("deeper"), "{f}");
+    }
+
+    #[test]
+    fn blank_member_names_are_names() {
+        let member = |name: &str| {
+            format!("<param><value><struct><member>{name}<value><i4>1</i4></value></member></struct></value></param>")
+        };
+        for (name, want) in [
+            ("<name></name>", ""),
+            ("<name>  </name>", "  "),
+            ("<name/>", ""),
+            ("<name> a </name>", " a "),
+        ] {
+            let c = parse_call(call(&member(name)).as_bytes()).unwrap();
+            let Value::Struct(m) = &c.args[0] else { panic!("{c:?}") };
+            assert_eq!(m.keys().collect::<Vec<_>>(), [want], "{name}");
+        }
+        // In a string, `<name>` is text, never changed.
+        let cdata = "<param><value><string><![CDATA[<name></name>]]></string></value></param>";
+        if let Ok(c) = parse_call(call(cdata).as_bytes()) {
+            assert_eq!(c.args, [Value::String("<name></name>".into())]);
+        }
+        let escaped = "<param><value><string>&lt;name&gt;&lt;/name&gt;</string></value></param>";
+        let c = parse_call(call(escaped).as_bytes()).unwrap();
+        assert_eq!(c.args, [Value::String("<name></name>".into())]);
     }
 
     #[test]

@@ -14,6 +14,11 @@ pub struct Served {
 }
 
 pub async fn serve(t: &crate::common::TestDb, anonymous_read: bool) -> Served {
+    serve_with(t, anonymous_read, kiln_hub::KOJI_SESSION_SECONDS).await
+}
+
+/// `serve`, with Koji sessions that last `koji_session_seconds`.
+pub async fn serve_with(t: &crate::common::TestDb, anonymous_read: bool, koji_session_seconds: i64) -> Served {
     let store = tempfile::tempdir().expect("store");
     let opts = kiln_hub::ServeOptions {
         db: t.url.clone(),
@@ -22,7 +27,7 @@ pub async fn serve(t: &crate::common::TestDb, anonymous_read: bool) -> Served {
         anonymous_read,
         lease_seconds: kiln_hub::db::LEASE_SECONDS,
         key_file: None,
-        koji_session_seconds: kiln_hub::KOJI_SESSION_SECONDS,
+        koji_session_seconds,
     };
     let hub = std::sync::Arc::new(kiln_hub::open(&opts).await.expect("open the hub"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
