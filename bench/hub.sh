@@ -12,6 +12,14 @@
 #     (GET /api/v1/tags/TAG/builds?inherit=true&latest=true), sequential;
 #   - the throughput (req/s) of read and write endpoints under 32 concurrent
 #     clients (crates/kiln-hub/examples/hubload.rs), one endpoint at a time.
+#   - Koji's protocol on the same call: XML-RPC `listTagged(deepest,
+#     inherit=True, latest=True)` at POST /kojihub against the REST call,
+#     interleaved, p50 of each and their ratio (target: at most 1.3; both
+#     timed to the last byte of the answer, neither parsed); and the wall
+#     time of the koji client's `list-tagged --inherit --latest` against
+#     `kiln list-tagged --inherit --latest` on the deepest tag (the koji
+#     client from target/test-venv, or a venv this script makes under
+#     target/bench-venv).
 # Target: the deep list-tagged p50 under 50 ms on PostgreSQL. The script
 # prints figures and PASS or FAIL, and exits 0 either way; it exits non-zero
 # only when something breaks (build, generation, the hub, PostgreSQL).
@@ -84,6 +92,86 @@ HUBLOAD="$TARGET_DIR/release/examples/hubload"
 [ -x "$HUBLOAD" ] || { echo "hub.sh: no hubload at $HUBLOAD" >&2; exit 1; }
 "$KILN" serve --help >/dev/null 2>&1 || { echo "hub.sh: $KILN has no \`serve\` command" >&2; exit 1; }
 
+# The koji client (koji 1.36.1 from PyPI): the test venv's, or one made
+# here; without its optional Kerberos dependency.
+KOJI_BIN=
+koji_client() {
+    local venv
+    for venv in "$ROOT/target/test-venv" "$ROOT/target/bench-venv"; do
+        if [ -x "$venv/bin/koji" ] && "$venv/bin/python" -c 'import koji, koji_cli' 2>/dev/null; then
+            KOJI_BIN=$venv/bin/koji
+            return 0
+        fi
+    done
+    venv=$ROOT/target/bench-venv
+    python3 -m venv "$venv" && "$venv/bin/pip" install --quiet --no-deps 'koji==1.36.1' \
+        && "$venv/bin/pip" install --quiet requests python-dateutil six defusedxml || {
+        echo "hub.sh: cannot install the koji client (pip install koji==1.36.1)" >&2
+        exit 1
+    }
+    KOJI_BIN=$venv/bin/koji
+}
+
+# koji_compare OUT DEEP_PATH: Koji's protocol against REST on the deepest
+# tag's list-tagged; figures to OUT/koji.json.
+koji_compare() {
+    local out=$1 deep=$2 tag
+    tag=${deep#/api/v1/tags/}
+    tag=${tag%%/*}
+    [ -n "$KOJI_BIN" ] || koji_client
+    python3 - "$HUB_URL" "$deep" "$tag" "$LATENCY_REQUESTS" >"$out/koji-calls.json" <<'PY'
+import http.client, json, statistics, sys, time, urllib.parse
+base, path, tag, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+u = urllib.parse.urlsplit(base)
+c = http.client.HTTPConnection(u.hostname, u.port)
+body = ("<?xml version='1.0'?><methodCall><methodName>listTagged</methodName><params>"
+        "<param><value><string>%s</string></value></param><param><value><struct>"
+        "<member><name>inherit</name><value><boolean>1</boolean></value></member>"
+        "<member><name>latest</name><value><boolean>1</boolean></value></member>"
+        "<member><name>__starstar</name><value><boolean>1</boolean></value></member>"
+        "</struct></value></param></params></methodCall>" % tag).encode()
+def rest():
+    c.request("GET", path)
+    r = c.getresponse(); b = r.read()
+    assert r.status == 200, r.status
+    return b
+def koji():
+    c.request("POST", "/kojihub", body=body, headers={"Content-Type": "text/xml"})
+    r = c.getresponse(); b = r.read()
+    assert r.status == 200 and b"<fault>" not in b, b[:300]
+    return b
+rest_n = len(json.loads(rest())); koji_n = koji().count(b"<name>nvr</name>")
+assert rest_n == koji_n, (rest_n, koji_n)
+times = {"rest": [], "koji": []}
+for i in range(10):
+    rest(); koji()
+for i in range(n):
+    for name, f in (("rest", rest), ("koji", koji)) if i % 2 else (("koji", koji), ("rest", rest)):
+        t = time.perf_counter(); f(); times[name].append((time.perf_counter() - t) * 1000)
+p50 = {k: statistics.median(v) for k, v in times.items()}
+print(json.dumps({"builds": rest_n, "requests": n, "rest_p50_ms": p50["rest"], "koji_p50_ms": p50["koji"],
+                  "ratio": p50["koji"] / p50["rest"]}))
+PY
+    printf '[kiln]\nserver = %s/kojihub\nweburl = %s/\ntopurl = %s/\nauthtype = password\n' \
+        "$HUB_URL" "$HUB_URL" "$HUB_URL" >"$out/koji.conf"
+    python3 - "$KOJI_BIN" "$out/koji.conf" "$KILN" "$HUB_URL" "$tag" >"$out/koji-cli.json" <<'PY'
+import json, os, statistics, subprocess, sys, time
+koji, conf, kiln, hub, tag = sys.argv[1:6]
+env = dict(os.environ, KILN_HUB=hub)
+env.pop("KILN_TOKEN", None)
+cmds = {"koji": [koji, "-c", conf, "-p", "kiln", "--noauth", "list-tagged", "--inherit", "--latest", tag],
+        "kiln": [kiln, "list-tagged", "--inherit", "--latest", tag]}
+lines, walls = {}, {k: [] for k in cmds}
+for i in range(7):
+    for name, cmd in cmds.items():
+        t = time.perf_counter()
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+        walls[name].append(time.perf_counter() - t)
+        lines[name] = len(out.splitlines())
+print(json.dumps({k: {"wall_s": statistics.median(v), "lines": lines[k]} for k, v in walls.items()}))
+PY
+}
+
 # bench_db NAME DB_URL: one database through the whole benchmark; the
 # figures go to $WORK/NAME.json.
 bench_db() {
@@ -118,6 +206,7 @@ bench_db() {
     curl -fsS "$HUB_URL$deep" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))' >"$out/deep_count"
     "$HUBLOAD" --base "$HUB_URL" --concurrency 1 --requests 10 "$out/req/deep.tsv" >/dev/null
     "$HUBLOAD" --base "$HUB_URL" --concurrency 1 --requests "$LATENCY_REQUESTS" "$out/req/deep.tsv" >"$out/latency.json"
+    koji_compare "$out" "$deep"
     for f in tag-info build-info list-tagged list-tagged-latest deep; do
         "$HUBLOAD" --base "$HUB_URL" --concurrency "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP" \
             "$out/req/$f.tsv" >"$out/read-$f.json"
@@ -138,7 +227,8 @@ for p in sorted(glob.glob(os.path.join(out, "read-*.json"))) + sorted(glob.glob(
     kind, _, ep = os.path.basename(p)[:-5].partition("-")
     runs[ep] = dict(json.load(open(p)), kind=kind)
 res = {"db": name, "version": version, "gen": g, "setup_s": float(rd("setup_s")),
-       "deep_count": int(rd("deep_count")), "latency": lat, "runs": runs}
+       "deep_count": int(rd("deep_count")), "latency": lat, "runs": runs,
+       "koji": dict(json.loads(rd("koji-calls.json")), cli=json.loads(rd("koji-cli.json")))}
 json.dump(res, open(os.path.join(out, "..", name + ".json"), "w"))
 EOF
     python3 "$WORK/report.py" db "$WORK/$name.json" "$CLIENTS" "$DURATION" "$TARGET_MS"
@@ -147,6 +237,7 @@ EOF
 cat >"$WORK/report.py" <<'EOF'
 import json, sys
 
+KOJI_RATIO = 1.3
 LABELS = {
     "tag-info": "GET /tags/{tag}",
     "build-info": "GET /builds/{nvr}",
@@ -174,6 +265,14 @@ def db_report(path, clients, duration, target):
     print(f"deep list-tagged --inherit --latest, {lat['requests']} sequential requests: "
           f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms"
           f"{'' if lat['errors'] == 0 else ', ' + str(lat['errors']) + ' ERRORS'}")
+    k = r["koji"]
+    print(f"Koji protocol, deep listTagged(inherit, latest), {k['requests']} interleaved requests each: "
+          f"XML-RPC p50 {k['koji_p50_ms']:.1f} ms, REST p50 {k['rest_p50_ms']:.1f} ms, ratio {k['ratio']:.2f} "
+          f"(target <= {KOJI_RATIO}: {'PASS' if k['ratio'] <= KOJI_RATIO else 'FAIL'})")
+    c = k["cli"]
+    print(f"koji list-tagged --inherit --latest (koji 1.36.1 client): {c['koji']['wall_s']:.2f} s wall, "
+          f"kiln list-tagged: {c['kiln']['wall_s']:.2f} s wall ({c['koji']['wall_s'] / c['kiln']['wall_s']:.2f}x), "
+          f"median of 7")
     print(f"{clients} clients, {duration} s per endpoint:")
     print(f"  {'':6} {'endpoint':46} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for ep in ORDER:
@@ -194,6 +293,9 @@ def summary(paths, target):
     print(head)
     print(f"{'deep list-tagged p50 (ms)':52}" + "".join(f"{r['latency']['p50_ms']:12.1f}" for r in rs))
     print(f"{'deep list-tagged p99 (ms)':52}" + "".join(f"{r['latency']['p99_ms']:12.1f}" for r in rs))
+    print(f"{'deep listTagged XML-RPC / REST p50':52}" + "".join(f"{r['koji']['ratio']:12.2f}" for r in rs))
+    print(f"{'koji list-tagged --inherit --latest wall (s)':52}" + "".join(f"{r['koji']['cli']['koji']['wall_s']:12.2f}" for r in rs))
+    print(f"{'kiln list-tagged --inherit --latest wall (s)':52}" + "".join(f"{r['koji']['cli']['kiln']['wall_s']:12.2f}" for r in rs))
     for ep in ORDER:
         if all(ep in r["runs"] for r in rs):
             print(f"{LABELS[ep] + ' (req/s)':52}" + "".join(f"{r['runs'][ep]['req_s']:12.1f}" for r in rs))

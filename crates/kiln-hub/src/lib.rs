@@ -25,6 +25,8 @@ use logsafe::esc;
 
 /// How long a Koji session lives after its last call by default: a day.
 pub const KOJI_SESSION_SECONDS: i64 = 86_400;
+/// How long an expired Koji session is kept before the upkeep forgets it.
+pub const KOJI_SESSION_KEPT: i64 = 7 * 86_400;
 
 /// `kiln serve`'s settings.
 #[derive(Clone, Debug)]
@@ -120,6 +122,13 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
             }
             if let Err(e) = expiry.db.prune_sessions(db::now()).await {
                 tracing::warn!("forgetting expired web sessions: {}", esc(e));
+            }
+            // Expired Koji sessions stay a week, so that a client coming
+            // back with one hears "expired" (and logs in again) rather
+            // than "invalid".
+            let koji_cutoff = db::now().saturating_sub(KOJI_SESSION_KEPT);
+            if let Err(e) = expiry.db.koji_prune_sessions(koji_cutoff).await {
+                tracing::warn!("forgetting expired Koji sessions: {}", esc(e));
             }
         }
     });

@@ -337,3 +337,26 @@ both!(rest_and_koji_answer_the_same, |t| async move {
         "now: p1's cam-fw is untagged and leaf's parents changed; at the event, as before"
     );
 });
+
+both!(expired_sessions_are_kept_a_while_then_forgotten, |t| async move {
+    let db = common::open(&t).await;
+    let a = admin(&db).await;
+    let id = a.id.expect("id");
+    let now = kiln_hub::db::now();
+    let old = db
+        .koji_session_create(id, "hash-old", now - 100)
+        .await
+        .expect("session");
+    let live = db
+        .koji_session_create(id, "hash-live", now + 100)
+        .await
+        .expect("session");
+    // The upkeep's cutoff is a week before now: nothing goes yet.
+    let cutoff = now - kiln_hub::KOJI_SESSION_KEPT;
+    assert_eq!(db.koji_prune_sessions(cutoff).await.expect("prune"), 0);
+    assert!(db.koji_session(old).await.expect("read").is_some());
+    // A week later, only the expired one goes.
+    assert_eq!(db.koji_prune_sessions(now - 50).await.expect("prune"), 1);
+    assert!(db.koji_session(old).await.expect("read").is_none());
+    assert!(db.koji_session(live).await.expect("read").is_some());
+});
