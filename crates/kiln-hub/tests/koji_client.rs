@@ -166,27 +166,25 @@ both!(tags, |t| async move {
     assert!(k.served.hub.db.tag_info("dev2", None).await.is_err());
 
     // Errors, as Koji reports them.
-    let o = k.run(None, &["taginfo", "nosuch"]).await;
     assert_eq!(
-        (o.code, o.error()),
+        k.fails(None, &["taginfo", "nosuch"]).await,
         (1, "GenericError: No such tagInfo: 'nosuch'".into())
     );
-    let o = k.run(Some("admin"), &["remove-tag", "nosuch"]).await;
-    assert_eq!((o.code, o.error()), (1, "No such tag: nosuch".into()), "{o:?}");
-    let o = k.run(Some("alice"), &["add-tag", "x"]).await;
     assert_eq!(
-        (o.code, o.error()),
+        k.fails(Some("admin"), &["remove-tag", "nosuch"]).await,
+        (1, "No such tag: nosuch".into())
+    );
+    assert_eq!(
+        k.fails(Some("alice"), &["add-tag", "x"]).await,
         (2, "error: This action requires tag or admin privileges".into())
     );
     // Past the client's own check, the hub refuses as Koji's does.
-    let o = k.run(Some("alice"), &["call", "createTag", "x"]).await;
     assert_eq!(
-        (o.code, o.error()),
+        k.fails(Some("alice"), &["call", "createTag", "x"]).await,
         (1, "ActionNotAllowed: tag permission required".into())
     );
-    let o = k.run(Some("admin"), &["add-tag", "base"]).await;
     assert_eq!(
-        (o.code, o.error()),
+        k.fails(Some("admin"), &["add-tag", "base"]).await,
         (1, "GenericError: A tag with the name base already exists".into())
     );
     assert_eq!(k.admin(&["list-tags"]).await, "base\nmid\n");
@@ -261,11 +259,9 @@ both!(inheritance, |t| async move {
 
     // A second parent at a priority in use is refused: by the client
     // (from getInheritanceData), and past it by the hub.
-    let o = k
-        .run(Some("admin"), &["add-tag-inheritance", "d", "b", "--priority", "5"])
-        .await;
     assert_eq!(
-        (o.code, o.error()),
+        k.fails(Some("admin"), &["add-tag-inheritance", "d", "b", "--priority", "5"])
+            .await,
         (
             1,
             "Error: There is already an active inheritance with that priority on d, please specify a different \
@@ -273,8 +269,8 @@ both!(inheritance, |t| async move {
                 .into()
         )
     );
-    let o = k
-        .run(
+    assert_eq!(
+        k.fails(
             Some("admin"),
             &[
                 "call",
@@ -282,26 +278,22 @@ both!(inheritance, |t| async move {
                 "setInheritanceData",
                 "\"d\"",
                 &link_json(2, "5"),
-            ],
+            ]
         )
-        .await;
-    assert_eq!(
-        (o.code, o.error()),
+        .await,
         (
             1,
             "GenericError: Multiple parent tags (b, c) cannot have the same priority value (5) on child tag d".into()
         )
     );
     // A priority the client cannot read, and one the hub cannot.
-    let o = k
-        .run(Some("admin"), &["add-tag-inheritance", "d", "b", "--priority", "x"])
-        .await;
     assert_eq!(
-        (o.code, o.error()),
+        k.fails(Some("admin"), &["add-tag-inheritance", "d", "b", "--priority", "x"])
+            .await,
         (1, "ValueError: invalid literal for int() with base 10: 'x'".into())
     );
-    let o = k
-        .run(
+    assert_eq!(
+        k.fails(
             Some("admin"),
             &[
                 "call",
@@ -309,10 +301,11 @@ both!(inheritance, |t| async move {
                 "setInheritanceData",
                 "\"d\"",
                 &link_json(2, "\"abc\""),
-            ],
+            ]
         )
-        .await;
-    assert_eq!((o.code, o.error()), (1, "GenericError: Invalid priority: abc".into()));
+        .await,
+        (1, "GenericError: Invalid priority: abc".into())
+    );
     // Priorities given as text are numbers; the whole list changes at once:
     // b added, c deleted in one call.
     let both = format!(
@@ -336,14 +329,12 @@ both!(inheritance, |t| async move {
         (Some(2), Some(7), Some(4))
     );
     // Without the permission.
-    let o = k
-        .run(
-            Some("alice"),
-            &["call", "--json-input", "setInheritanceData", "\"d\"", "[]"],
-        )
-        .await;
     assert_eq!(
-        (o.code, o.error()),
+        k.fails(
+            Some("alice"),
+            &["call", "--json-input", "setInheritanceData", "\"d\"", "[]"]
+        )
+        .await,
         (1, "ActionNotAllowed: tag permission required".into())
     );
 });
@@ -393,26 +384,32 @@ both!(targets, |t| async move {
         "{info}"
     );
     // A build tag needs arches (the client's check).
-    let o = k.run(Some("admin"), &["add-target", "t2", "dest", "dest"]).await;
-    assert_eq!((o.code, o.error()), (1, "Build tag has no arches: dest".into()));
+    assert_eq!(
+        k.fails(Some("admin"), &["add-target", "t2", "dest", "dest"]).await,
+        (1, "Build tag has no arches: dest".into())
+    );
     let o = k.run(Some("alice"), &["add-target", "t3", "build-tag", "dest"]).await;
     assert_eq!(o.code, 2, "{o:?}");
-    let o = k
-        .run(Some("alice"), &["call", "createBuildTarget", "t3", "build-tag", "dest"])
-        .await;
     assert_eq!(
-        (o.code, o.error()),
+        k.fails(Some("alice"), &["call", "createBuildTarget", "t3", "build-tag", "dest"])
+            .await,
         (1, "ActionNotAllowed: target permission required".into())
     );
-    let o = k.run(Some("admin"), &["list-targets", "--name", "nosuch"]).await;
-    assert_eq!((o.code, o.error()), (2, "error: No such build target: nosuch".into()));
+    assert_eq!(
+        k.fails(Some("admin"), &["list-targets", "--name", "nosuch"]).await,
+        (2, "error: No such build target: nosuch".into())
+    );
 
     assert_eq!(k.admin(&["remove-target", "fw2"]).await, "");
-    let o = k.run(None, &["list-targets"]).await;
-    assert_eq!((o.code, o.error()), (2, "error: No targets were found".into()));
+    assert_eq!(
+        k.fails(None, &["list-targets"]).await,
+        (2, "error: No targets were found".into())
+    );
     assert!(k.served.hub.db.target("fw2", None).await.is_err());
-    let o = k.run(Some("admin"), &["remove-target", "fw2"]).await;
-    assert_eq!((o.code, o.error()), (1, "No such build target: fw2".into()));
+    assert_eq!(
+        k.fails(Some("admin"), &["remove-target", "fw2"]).await,
+        (1, "No such build target: fw2".into())
+    );
 });
 
 both!(package_lists, |t| async move {
@@ -470,24 +467,27 @@ both!(package_lists, |t| async move {
     // Unblocking on the child, then removing the base entry.
     k.admin(&["unblock-pkg", "dev", "tools"]).await;
     k.admin(&["remove-pkg", "base", "tools"]).await;
-    let o = k.run(None, &["list-pkgs", "--tag", "dev", "--package", "tools"]).await;
-    assert_eq!((o.code, o.error()), (1, "(no matching packages)".into()));
-
-    let o = k
-        .run(Some("alice"), &["add-pkg", "base", "x", "--owner", "alice"])
-        .await;
     assert_eq!(
-        (o.code, o.error()),
+        k.fails(None, &["list-pkgs", "--tag", "dev", "--package", "tools"])
+            .await,
+        (1, "(no matching packages)".into())
+    );
+
+    assert_eq!(
+        k.fails(Some("alice"), &["add-pkg", "base", "x", "--owner", "alice"])
+            .await,
         (1, "ActionNotAllowed: tag permission required".into())
     );
-    let o = k
-        .run(Some("admin"), &["add-pkg", "nosuch", "x", "--owner", "admin"])
-        .await;
-    assert_eq!((o.code, o.error()), (1, "No such tag: nosuch".into()));
-    let o = k
-        .run(Some("admin"), &["add-pkg", "base", "x", "--owner", "nobody"])
-        .await;
-    assert_eq!((o.code, o.error()), (1, "No such user: nobody".into()));
+    assert_eq!(
+        k.fails(Some("admin"), &["add-pkg", "nosuch", "x", "--owner", "admin"])
+            .await,
+        (1, "No such tag: nosuch".into())
+    );
+    assert_eq!(
+        k.fails(Some("admin"), &["add-pkg", "base", "x", "--owner", "nobody"])
+            .await,
+        (1, "No such user: nobody".into())
+    );
     k.admin(&["edit-tag", "base", "--lock"]).await;
     let o = k
         .run(Some("tagger"), &["add-pkg", "base", "x", "--owner", "tagger"])
@@ -500,29 +500,7 @@ both!(package_lists, |t| async move {
 async fn builds(k: &Koji, who: &str, nvs: &[(&str, &str)]) {
     let p = k.principal(who).await;
     for (name, version) in nvs {
-        let b = k
-            .served
-            .hub
-            .db
-            .create_build(
-                &p,
-                &NewBuild {
-                    name: name.to_string(),
-                    version: version.to_string(),
-                    release: "1".into(),
-                    manifest: None,
-                    extra: None,
-                    artifacts: vec![],
-                },
-            )
-            .await
-            .expect("build");
-        k.served
-            .hub
-            .db
-            .finish_build(&p, &b.nvr, "COMPLETE")
-            .await
-            .expect("complete");
+        koji::build(&k.served.hub.db, &p, name, version).await;
     }
 }
 
@@ -605,36 +583,39 @@ both!(tagging_and_listing, |t| async move {
     assert_eq!(state.len(), 3);
 
     // Errors: tagged already, unknown build, no permission, a locked tag.
-    let o = k.run(Some("admin"), &["tag-build", "dev", "cam-fw-1.0-1"]).await;
     assert_eq!(
-        (o.code, o.error()),
+        k.fails(Some("admin"), &["tag-build", "dev", "cam-fw-1.0-1"]).await,
         (1, "TagError: build cam-fw-1.0-1 already tagged (dev)".into())
     );
-    let o = k.run(Some("admin"), &["tag-build", "dev", "nope-1-1"]).await;
     assert_eq!(
-        (o.code, o.error()),
+        k.fails(Some("admin"), &["tag-build", "dev", "nope-1-1"]).await,
         (1, "GenericError: No such build: 'nope-1-1'".into())
     );
-    let o = k.run(Some("alice"), &["tag-build", "dev", "kernel-6.1-1"]).await;
     assert_eq!(
-        (o.code, o.error()),
+        k.fails(Some("alice"), &["tag-build", "dev", "kernel-6.1-1"]).await,
         (1, "ActionNotAllowed: tag permission required".into())
     );
     k.admin(&["edit-tag", "dev", "--lock"]).await;
-    let o = k.run(Some("tagger"), &["untag-build", "dev", "cam-fw-1.0-1"]).await;
-    assert_eq!((o.code, o.error()), (1, "ActionNotAllowed: tag is locked".into()));
+    assert_eq!(
+        k.fails(Some("tagger"), &["untag-build", "dev", "cam-fw-1.0-1"]).await,
+        (1, "ActionNotAllowed: tag is locked".into())
+    );
     k.admin(&["edit-tag", "dev", "--unlock"]).await;
 
     assert_eq!(k.ok(Some("tagger"), &["untag-build", "dev", "cam-fw-1.0-1"]).await, "");
-    let o = k.run(Some("tagger"), &["untag-build", "dev", "cam-fw-1.0-1"]).await;
-    assert_eq!((o.code, o.error()), (1, "Build cam-fw-1.0-1 not in tag dev".into()));
+    assert_eq!(
+        k.fails(Some("tagger"), &["untag-build", "dev", "cam-fw-1.0-1"]).await,
+        (1, "Build cam-fw-1.0-1 not in tag dev".into())
+    );
     assert_eq!(
         k.ok(None, &["list-tagged", "dev", "--inherit", "--latest", "cam-fw"])
             .await,
         format!("{header}{}", row("cam-fw-2.0-1", "base", "admin"))
     );
-    let o = k.run(None, &["list-tagged", "nosuch"]).await;
-    assert_eq!((o.code, o.error()), (2, "error: No such tag: nosuch".into()));
+    assert_eq!(
+        k.fails(None, &["list-tagged", "nosuch"]).await,
+        (2, "error: No such tag: nosuch".into())
+    );
 });
 
 both!(builds_tasks_and_history, |t| async move {
@@ -689,8 +670,10 @@ both!(builds_tasks_and_history, |t| async move {
         "BUILD: cam-fw-2.0-1 [2]\nState: COMPLETE\nBuilt by: admin\nVolume: DEFAULT\nTask: none\n\
          Finished: <time>\nTags: base\n"
     );
-    let o = k.run(None, &["buildinfo", "nope-1-1"]).await;
-    assert_eq!((o.code, o.error()), (1, "No such build: nope-1-1".into()));
+    assert_eq!(
+        k.fails(None, &["buildinfo", "nope-1-1"]).await,
+        (1, "No such build: nope-1-1".into())
+    );
 
     // An open build task and an update task, submitted through kiln.
     let admin = k.principal("admin").await;
@@ -736,11 +719,9 @@ both!(builds_tasks_and_history, |t| async move {
          Finished: <time>\nLog Files:\n  No outputs reported [1]\nOutput:\n  No outputs reported [1]\n\
          [1] Not all tasks produce outputs, and task outputs are not retained indefinitely.\n\n"
     );
-    let o = k.run(None, &["taskinfo", "99"]).await;
     assert_eq!(
-        (o.code, o.error()),
-        (1, "GenericError: No such task: 99".into()),
-        "{o:?}"
+        k.fails(None, &["taskinfo", "99"]).await,
+        (1, "GenericError: No such task: 99".into())
     );
     // kiln's task state is the one Koji's client sees.
     let cancel = k.served.hub.db.cancel_task(&admin, build.id).await.expect("cancel");
@@ -780,9 +761,8 @@ both!(builds_tasks_and_history, |t| async move {
     let called: serde_json::Value = serde_json::from_str(&called).expect("json");
     assert_eq!(called[0]["nvr"], "cam-fw-2.0-1");
     assert_eq!(called[0]["tag_name"], "base");
-    let o = k.run(None, &["call", "noSuchMethod"]).await;
     assert_eq!(
-        (o.code, o.error()),
+        k.fails(None, &["call", "noSuchMethod"]).await,
         (1, "GenericError: Invalid method: noSuchMethod".into())
     );
     let o = k.run(None, &["call", "getTag", "base", "bogus=1"]).await;

@@ -6,6 +6,8 @@
 //! the REST API and through Koji's methods, now and as of an earlier event.
 
 mod common;
+#[path = "common/koji.rs"]
+mod koji;
 #[path = "common/served.rs"]
 mod served;
 
@@ -13,6 +15,7 @@ use std::process::Command;
 
 use kiln_hub::db::Db;
 use kiln_hub::model::*;
+use koji::{admin, build, link, package};
 
 /// Runs `script` with Python 3 (the standard library only), the hub's
 /// base URL and `args` as its arguments; its output, which must succeed.
@@ -192,62 +195,6 @@ for ev in (None, event):
     print([b["nvr"] for b in k.listTagged("f-child", kw(inherit=True, latest=True, event=ev))],
           [(w["name"], w["currdepth"]) for w in k.getFullInheritance("leaf", ev)])
 "#;
-
-async fn admin(db: &Db) -> Principal {
-    let boot = Principal {
-        id: None,
-        name: "test".into(),
-        admin: true,
-        perms: vec![],
-        host: None,
-    };
-    let id = db
-        .create_user(&boot, "admin", None, &["admin".to_string()], "user")
-        .await
-        .expect("user");
-    db.user_principal(id).await.expect("principal")
-}
-
-async fn link(db: &Db, a: &Principal, child: &str, parent: &str, priority: i64, f: impl FnOnce(&mut LinkIn)) {
-    let mut l = LinkIn {
-        parent: parent.into(),
-        priority,
-        maxdepth: None,
-        intransitive: false,
-        noconfig: false,
-        pkg_filter: String::new(),
-    };
-    f(&mut l);
-    db.add_link(a, child, &l).await.expect("link");
-}
-
-async fn package(db: &Db, a: &Principal, tag: &str, name: &str, blocked: bool) {
-    let p = PackageIn {
-        package: name.into(),
-        owner: None,
-        blocked,
-    };
-    db.set_package(a, tag, &p, false).await.expect("package");
-}
-
-async fn build(db: &Db, a: &Principal, name: &str, version: &str) -> String {
-    let b = db
-        .create_build(
-            a,
-            &NewBuild {
-                name: name.into(),
-                version: version.into(),
-                release: "1".into(),
-                manifest: None,
-                extra: None,
-                artifacts: vec![],
-            },
-        )
-        .await
-        .expect("build");
-    db.finish_build(a, &b.nvr, "COMPLETE").await.expect("complete");
-    b.nvr
-}
 
 /// The domain tests' shapes in one hub: depth limits, an intransitive
 /// link, a cycle, cumulative package filters, blocks on a middle tag and
