@@ -44,6 +44,8 @@ pub struct ServeOptions {
     /// Seconds a Koji client's session lives after its last call
     /// (docs/koji.md); then its calls fail as expired and the client logs in again.
     pub koji_session_seconds: i64,
+    /// The read cache's bound in MiB (`db::cache`); 0 turns it off.
+    pub read_cache_mb: u64,
 }
 
 impl Default for ServeOptions {
@@ -56,6 +58,7 @@ impl Default for ServeOptions {
             lease_seconds: db::LEASE_SECONDS,
             key_file: None,
             koji_session_seconds: KOJI_SESSION_SECONDS,
+            read_cache_mb: db::cache::DEFAULT_MB,
         }
     }
 }
@@ -67,6 +70,10 @@ pub async fn open(opts: &ServeOptions) -> Result<api::Hub, HubError> {
         return Err(HubError::bad_request("the lease must be between 2 and 86400 seconds"));
     }
     db.set_lease(opts.lease_seconds);
+    if opts.read_cache_mb > 64 << 10 {
+        return Err(HubError::bad_request("the read cache is bounded at 65536 MiB"));
+    }
+    db.set_read_cache(opts.read_cache_mb << 20);
     if !(1..=30 * 86_400).contains(&opts.koji_session_seconds) {
         return Err(HubError::bad_request(
             "a Koji session must live between 1 second and 30 days",

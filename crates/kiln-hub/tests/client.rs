@@ -39,6 +39,7 @@ impl Hub {
             lease_seconds: kiln_hub::db::LEASE_SECONDS,
             key_file: None,
             koji_session_seconds: kiln_hub::KOJI_SESSION_SECONDS,
+            read_cache_mb: kiln_hub::db::cache::DEFAULT_MB,
         };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -38,6 +38,7 @@ async fn start(t: &common::TestDb) -> Served {
         lease_seconds: kiln_hub::db::LEASE_SECONDS,
         key_file: None,
         koji_session_seconds: kiln_hub::KOJI_SESSION_SECONDS,
+        read_cache_mb: kiln_hub::db::cache::DEFAULT_MB,
     };
     let admin = kiln_hub::bootstrap_user(&t.url, "admin", None, &["admin".into()])
         .await

@@ -36,6 +36,7 @@ async fn serve(t: &common::TestDb, limit: LoginLimit) -> Served {
         lease_seconds: kiln_hub::db::LEASE_SECONDS,
         key_file: None,
         koji_session_seconds: kiln_hub::KOJI_SESSION_SECONDS,
+        read_cache_mb: kiln_hub::db::cache::DEFAULT_MB,
     };
     let mut hub = kiln_hub::open(&opts).await.expect("open");
     hub.limiter = limit;

@@ -447,6 +447,7 @@ fn hub_on_s3() {
         lease_seconds: kiln_hub::db::LEASE_SECONDS,
         key_file: None,
         koji_session_seconds: kiln_hub::KOJI_SESSION_SECONDS,
+        read_cache_mb: kiln_hub::db::cache::DEFAULT_MB,
     };
     let rt = runtime();
     let bucket = Store::open(&format!("s3://{BUCKET}?endpoint={endpoint}")).expect("open the bucket");

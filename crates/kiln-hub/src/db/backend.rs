@@ -79,6 +79,8 @@ pub struct Backend<D: Database> {
     pub write: sqlx::Pool<D>,
     /// Seconds a claimed task stays a builder's without a heartbeat.
     pub lease: i64,
+    /// Resolved answers of the present (`db::cache`).
+    pub cache: super::cache::ReadCache,
 }
 
 /// A tag and its configuration.

@@ -3,11 +3,14 @@
 //! `list-tagged` as of an event.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use kiln_core::koji;
 use sqlx::{ColumnIndex, Encode, Executor, IntoArguments, Row, Type};
 
+use super::KojiTagged;
 use super::backend::{Backend, Col, Current, Dialect, Key, TagRow, Tx};
+use super::cache;
 use crate::db::now;
 use crate::db::rules::{active, check_new_build, exists, id_list, json_text, parse_json};
 use crate::error::{HubError, Result};
@@ -401,7 +404,8 @@ where
         .await
     }
 
-    /// `list-tagged`: Koji's readTaggedBuilds.
+    /// `list-tagged`: Koji's readTaggedBuilds. The present's answers come
+    /// from the read cache (`db::cache`).
     pub async fn list_tagged(
         &self,
         tag: &str,
@@ -409,6 +413,14 @@ where
         latest: bool,
         event: Option<i64>,
     ) -> Result<Vec<TaggedOut>> {
+        if let Some(e) = self.cached_tagged(tag, inherit, latest, event).await? {
+            if let Some(d) = e.details.get() {
+                return Ok(d.to_vec());
+            }
+            let d = Arc::new(self.tagged_details(e.tagged.to_vec(), None).await?);
+            let _ = e.details.set(d.clone());
+            return Ok(d.to_vec());
+        }
         let tagged = self.tagged_ids(tag, inherit, latest, event).await?;
         self.tagged_details(tagged, event).await
     }
@@ -423,6 +435,14 @@ where
         offset: usize,
         limit: usize,
     ) -> Result<(usize, Vec<TaggedOut>)> {
+        if let Some(e) = self.cached_tagged(tag, inherit, latest, event).await? {
+            let total = e.tagged.len();
+            if let Some(d) = e.details.get() {
+                return Ok((total, d.iter().skip(offset).take(limit).cloned().collect()));
+            }
+            let page = e.tagged.iter().skip(offset).take(limit).cloned().collect();
+            return Ok((total, self.tagged_details(page, None).await?));
+        }
         let tagged = self.tagged_ids(tag, inherit, latest, event).await?;
         let total = tagged.len();
         let page = tagged.into_iter().skip(offset).take(limit).collect();
@@ -438,8 +458,20 @@ where
         inherit: bool,
         latest: bool,
         event: Option<i64>,
-    ) -> Result<Vec<(super::KojiBuild, i64, String, i64)>> {
+    ) -> Result<Vec<KojiTagged>> {
+        if let Some(e) = self.cached_tagged(tag, inherit, latest, event).await? {
+            if let Some(k) = e.koji.get() {
+                return Ok(k.to_vec());
+            }
+            let k = Arc::new(self.koji_tagged_details(e.tagged.to_vec(), None).await?);
+            let _ = e.koji.set(k.clone());
+            return Ok(k.to_vec());
+        }
         let tagged = self.tagged_ids(tag, inherit, latest, event).await?;
+        self.koji_tagged_details(tagged, event).await
+    }
+
+    async fn koji_tagged_details(&self, tagged: Vec<koji::Tagged>, event: Option<i64>) -> Result<Vec<KojiTagged>> {
         let mut ids: Vec<i64> = tagged.iter().filter_map(|b| b.nvr.parse().ok()).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -459,6 +491,60 @@ where
             .collect())
     }
 
+    /// The present's listing of `tag` from the read cache, filled when
+    /// missing or stale; `None` as of an event or with the cache off.
+    async fn cached_tagged(
+        &self,
+        tag: &str,
+        inherit: bool,
+        latest: bool,
+        event: Option<i64>,
+    ) -> Result<Option<Arc<cache::Entry>>> {
+        if event.is_some() || !self.cache.enabled() {
+            return Ok(None);
+        }
+        let t = Self::tag_row(&self.read, tag, None).await?;
+        let key = cache::Key {
+            tag: t.id,
+            inherit,
+            latest,
+        };
+        if let Some(e) = self.cache.get(&key)
+            && self.tag_version(&e.tags).await? == e.version
+        {
+            return Ok(Some(e));
+        }
+        // The walk's tags, their versions, then the answer (its own walk
+        // taken again), then the versions again: see `db::cache`.
+        let tags = walk_tags(t.id, &self.walk_ids(t.id, false, None).await?);
+        let before = self.tag_version(&tags).await?;
+        let walk = self.walk_ids(t.id, false, None).await?;
+        let again = walk_tags(t.id, &walk);
+        let tagged = Arc::new(self.tagged_from_walk(t.id, walk, inherit, latest, None).await?);
+        let after = self.tag_version(&tags).await?;
+        let entry = Arc::new(cache::Entry {
+            tags,
+            version: before,
+            tagged,
+            details: Default::default(),
+            koji: Default::default(),
+        });
+        if again == entry.tags && before == after {
+            self.cache.insert(key, entry.clone());
+        }
+        Ok(Some(entry))
+    }
+
+    /// The sum of the versions of `tags` (`tag_versions`; a tag never
+    /// changed counts 0).
+    async fn tag_version(&self, tags: &[i64]) -> Result<i64> {
+        let sql = format!(
+            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM tag_versions WHERE tag_id IN ({})",
+            id_list(tags)
+        );
+        Ok(sqlx::query_scalar(&sql).fetch_one(&self.read).await?)
+    }
+
     /// The walk and the listings of `list-tagged`, by ids: each entry's
     /// `nvr` holds its build's id.
     async fn tagged_ids(
@@ -470,12 +556,24 @@ where
     ) -> Result<Vec<koji::Tagged>> {
         let t = Self::tag_row(&self.read, tag, event).await?;
         let walk = self.walk_ids(t.id, false, event).await?;
-        let mut ids = vec![t.id];
+        self.tagged_from_walk(t.id, walk, inherit, latest, event).await
+    }
+
+    /// `tagged_ids` from the tag's walk.
+    async fn tagged_from_walk(
+        &self,
+        tag: i64,
+        walk: Vec<koji::WalkEntry>,
+        inherit: bool,
+        latest: bool,
+        event: Option<i64>,
+    ) -> Result<Vec<koji::Tagged>> {
+        let mut ids = vec![tag];
         ids.extend(walk.iter().map(|w| w.link.parent));
         let lists = Self::package_lists(&self.read, &ids, event).await?;
-        let pk = koji::inherited_packages(t.id, &walk, &lists)
+        let pk = koji::inherited_packages(tag, &walk, &lists)
             .map_err(|e| HubError::bad_request(format!("invalid pkg_filter in the inheritance: {e}")))?;
-        let scan: Vec<i64> = if inherit { ids.clone() } else { vec![t.id] };
+        let scan: Vec<i64> = if inherit { ids.clone() } else { vec![tag] };
         // The listings alone (one index), then details only for
         // the builds returned. Every listed build is COMPLETE:
         // only COMPLETE builds can be tagged, and no change
@@ -517,7 +615,7 @@ where
             );
         }
         let walk = if inherit { walk } else { Vec::new() };
-        Ok(koji::tagged_builds(t.id, &walk, inherit, latest, &pk, &listings))
+        Ok(koji::tagged_builds(tag, &walk, inherit, latest, &pk, &listings))
     }
 
     /// `tagged_ids`' entries with their builds' NVRs, owners and tag names.
@@ -576,4 +674,12 @@ fn listing(tag: i64, build: i64) -> Current<'static, 2> {
         "tag_id = $2 AND build_id = $3",
         [Key::Id(tag), Key::Id(build)],
     )
+}
+
+/// A tag and the tags of its walk, sorted and without repeats.
+fn walk_tags(tag: i64, walk: &[koji::WalkEntry]) -> Vec<i64> {
+    let mut tags: Vec<i64> = std::iter::once(tag).chain(walk.iter().map(|w| w.link.parent)).collect();
+    tags.sort_unstable();
+    tags.dedup();
+    tags
 }

@@ -18,6 +18,7 @@ use crate::model::*;
 
 mod backend;
 mod builds;
+pub mod cache;
 mod channels;
 mod events;
 mod hosts;
@@ -39,6 +40,9 @@ mod users;
 
 pub use channels::{IndexRow, KeyRow, MakeIndex};
 pub use inheritance::LinkChange;
+/// One entry of Koji's `listTagged`: the build, the id and name of the tag
+/// it is listed in, and the event that tagged it.
+pub type KojiTagged = (KojiBuild, i64, String, i64);
 pub use koji::{BuildFilter, KojiBuild, KojiSession, KojiTarget, KojiTask, KojiUser, TaskFilter};
 pub use koji_history::{HISTORY_TABLES, HistoryFilter, HistoryRow};
 pub use logins::Admission;
@@ -96,6 +100,7 @@ impl Db {
                 read,
                 write,
                 lease: LEASE_SECONDS,
+                cache: cache::ReadCache::default(),
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = sqlx::postgres::PgPoolOptions::new()
@@ -107,6 +112,7 @@ impl Db {
                 read: pool.clone(),
                 write: pool,
                 lease: LEASE_SECONDS,
+                cache: cache::ReadCache::default(),
             })
         } else {
             return Err(HubError::bad_request(format!(
@@ -143,6 +149,23 @@ impl Db {
         match self {
             Db::Sqlite(b) => b.lease = seconds,
             Db::Pg(b) => b.lease = seconds,
+        }
+    }
+
+    /// Bounds the read cache (`kiln serve --read-cache-mb`; 0 turns it off).
+    pub fn set_read_cache(&mut self, max_bytes: u64) {
+        let c = cache::ReadCache::new(max_bytes);
+        match self {
+            Db::Sqlite(b) => b.cache = c,
+            Db::Pg(b) => b.cache = c,
+        }
+    }
+
+    /// The read cache's entries and their weight in bytes.
+    pub fn read_cache_usage(&self) -> (u64, u64) {
+        match self {
+            Db::Sqlite(b) => b.cache.usage(),
+            Db::Pg(b) => b.cache.usage(),
         }
     }
 
@@ -284,7 +307,7 @@ forward! {
     fn end_session(&self, token_sha256: &str) -> ();
     fn prune_sessions(&self, at: i64) -> u64;
     fn set_inheritance(&self, who: &Principal, child: &str, changes: &[LinkChange], clear: bool) -> Vec<LinkOut>;
-    fn koji_list_tagged(&self, tag: &str, inherit: bool, latest: bool, event: Option<i64>) -> Vec<(KojiBuild, i64, String, i64)>;
+    fn koji_list_tagged(&self, tag: &str, inherit: bool, latest: bool, event: Option<i64>) -> Vec<KojiTagged>;
     fn koji_builds_by_id(&self, ids: &[i64]) -> Vec<KojiBuild>;
     fn koji_build_by_nvr(&self, nvr: &str) -> Option<KojiBuild>;
     fn koji_list_builds(&self, f: &BuildFilter, offset: i64, limit: i64) -> Vec<KojiBuild>;

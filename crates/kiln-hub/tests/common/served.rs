@@ -28,6 +28,7 @@ pub async fn serve_with(t: &crate::common::TestDb, anonymous_read: bool, koji_se
         lease_seconds: kiln_hub::db::LEASE_SECONDS,
         key_file: None,
         koji_session_seconds,
+        read_cache_mb: kiln_hub::db::cache::DEFAULT_MB,
     };
     let hub = std::sync::Arc::new(kiln_hub::open(&opts).await.expect("open the hub"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

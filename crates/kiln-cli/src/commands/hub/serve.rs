@@ -48,6 +48,12 @@ pub struct ServeArgs {
     /// docs/koji.md) lives after its last call; the client then logs in again.
     #[arg(long, value_name = "SECONDS", default_value_t = kiln_hub::KOJI_SESSION_SECONDS)]
     koji_session_lifetime: i64,
+    /// Memory for resolved `list-tagged` answers, shared by the API, the web
+    /// UI and the Koji endpoint, in MiB (0: no cache); answers are checked
+    /// against the database's tag versions before each use, so they are
+    /// never stale, on this hub or beside others.
+    #[arg(long, value_name = "MIB", default_value_t = kiln_hub::db::cache::DEFAULT_MB)]
+    read_cache_mb: u64,
 }
 
 pub fn serve(a: &ServeArgs) -> Result<ExitCode> {
@@ -59,6 +65,7 @@ pub fn serve(a: &ServeArgs) -> Result<ExitCode> {
         lease_seconds: a.lease,
         key_file: Some(a.key_file.clone()),
         koji_session_seconds: a.koji_session_lifetime,
+        read_cache_mb: a.read_cache_mb,
     };
     let db_shown = if a.db.starts_with("postgres") {
         "postgres://…"
