@@ -471,6 +471,35 @@ where
         self.koji_tagged_details(tagged, event).await
     }
 
+    /// An answer derived from the present's `koji_list_tagged` by `f`,
+    /// kept with the cached listing: computed once per change of the tags.
+    /// `None` with the cache off.
+    pub async fn koji_tagged_derived(
+        &self,
+        tag: &str,
+        inherit: bool,
+        latest: bool,
+        f: impl FnOnce(Vec<KojiTagged>) -> Arc<str>,
+    ) -> Result<Option<Arc<str>>> {
+        let Some(e) = self.cached_tagged(tag, inherit, latest, None).await? else {
+            return Ok(None);
+        };
+        if let Some(d) = e.derived.get() {
+            return Ok(Some(d.clone()));
+        }
+        let rows = match e.koji.get() {
+            Some(k) => k.to_vec(),
+            None => {
+                let k = Arc::new(self.koji_tagged_details(e.tagged.to_vec(), None).await?);
+                let _ = e.koji.set(k.clone());
+                k.to_vec()
+            }
+        };
+        let d = f(rows);
+        let _ = e.derived.set(d.clone());
+        Ok(Some(d))
+    }
+
     async fn koji_tagged_details(&self, tagged: Vec<koji::Tagged>, event: Option<i64>) -> Result<Vec<KojiTagged>> {
         let mut ids: Vec<i64> = tagged.iter().filter_map(|b| b.nvr.parse().ok()).collect();
         ids.sort_unstable();
@@ -528,6 +557,7 @@ where
             tagged,
             details: Default::default(),
             koji: Default::default(),
+            derived: Default::default(),
         });
         if again == entry.tags && before == after {
             self.cache.insert(key, entry.clone());

@@ -46,12 +46,15 @@ pub struct Entry {
     pub details: OnceLock<Arc<Vec<TaggedOut>>>,
     /// Koji's shape of the listing, once some reader asked.
     pub koji: OnceLock<Arc<Vec<super::KojiTagged>>>,
+    /// A whole answer derived from Koji's shape (the Koji endpoint keeps
+    /// its encoded reply here), once some reader asked.
+    pub derived: OnceLock<Arc<str>>,
 }
 
 /// The bytes an entry is counted as: its listing, with room for the
-/// details and Koji's shape it may gain.
+/// details, Koji's shape and the encoded answer it may gain.
 fn weight(_: &Key, e: &Arc<Entry>) -> u32 {
-    let per_entry = 96 + 256 + 512;
+    let per_entry = 96 + 256 + 512 + 2048;
     let bytes = 256 + e.tags.len() * 8 + e.tagged.len() * per_entry;
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }

@@ -152,6 +152,21 @@ impl Db {
         }
     }
 
+    /// `koji_tagged_derived` of either database (generic, so outside
+    /// `forward!`).
+    pub async fn koji_tagged_derived(
+        &self,
+        tag: &str,
+        inherit: bool,
+        latest: bool,
+        f: impl FnOnce(Vec<KojiTagged>) -> std::sync::Arc<str>,
+    ) -> Result<Option<std::sync::Arc<str>>> {
+        match self {
+            Db::Sqlite(b) => b.koji_tagged_derived(tag, inherit, latest, f).await,
+            Db::Pg(b) => b.koji_tagged_derived(tag, inherit, latest, f).await,
+        }
+    }
+
     /// Bounds the read cache (`kiln serve --read-cache-mb`; 0 turns it off).
     pub fn set_read_cache(&mut self, max_bytes: u64) {
         let c = cache::ReadCache::new(max_bytes);

@@ -4,6 +4,7 @@
 //! makes on the way (kiln has none of those things; docs/koji.md).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::args::Args;
 use super::values::{b, int, json, list, member, opt_int, opt_time, opt_ts, s, st, time, ts};
@@ -380,36 +381,76 @@ async fn list_tagged(ctx: &mut Ctx<'_>, call: &Call) -> Out {
     if a.flag("draft") || a.str("type")?.is_some_and(|ty| ty != "image") {
         return Ok(list([]));
     }
+    let filter = Filter {
+        package: a.str("package")?,
+        owner: a.str("owner")?,
+        prefix: a.str("prefix")?.map(|p| p.to_lowercase()),
+        per_package,
+        extra: a.flag("extra"),
+    };
+    let (inherit, latest) = (a.flag("inherit"), per_package == Some(1));
+    // The plain call of the present (`koji list-tagged [--inherit]
+    // [--latest] TAG`): its encoded answer is kept with the hub's cached
+    // listing (`db::cache`).
+    let plain = filter.package.is_none()
+        && filter.owner.is_none()
+        && filter.prefix.is_none()
+        && !filter.extra
+        && matches!(per_package, None | Some(1));
+    if plain && event.is_none() && !ctx.multicall {
+        let encoded = ctx
+            .hub
+            .db
+            .koji_tagged_derived(&t.name, inherit, latest, |rows| {
+                Arc::from(super::wire::value_xml(&listing(rows, &filter)).unwrap_or_default())
+            })
+            .await
+            .map_err(fault)?;
+        if let Some(xml) = encoded.filter(|x| !x.is_empty()) {
+            ctx.encoded = Some(xml);
+            return Ok(Value::Nil);
+        }
+    }
     let rows = ctx
         .hub
         .db
-        .koji_list_tagged(&t.name, a.flag("inherit"), per_package == Some(1), event)
+        .koji_list_tagged(&t.name, inherit, latest, event)
         .await
         .map_err(fault)?;
-    let package = a.str("package")?;
-    let owner = a.str("owner")?;
-    let prefix = a.str("prefix")?.map(|p| p.to_lowercase());
+    Ok(listing(rows, &filter))
+}
+
+/// `listTagged`'s filters applied after the listing.
+struct Filter {
+    package: Option<String>,
+    owner: Option<String>,
+    prefix: Option<String>,
+    per_package: Option<usize>,
+    extra: bool,
+}
+
+/// `listTagged`'s answer from the listing.
+fn listing(rows: Vec<crate::db::KojiTagged>, f: &Filter) -> Value {
     let mut seen: HashMap<String, usize> = HashMap::new();
-    let extra = a.flag("extra");
     let mut out = Vec::new();
     for (bd, tag_id, tag_name, tag_event) in rows {
-        if package.as_ref().is_some_and(|p| *p != bd.name) || owner.as_ref().is_some_and(|o| *o != bd.owner) {
+        if f.package.as_ref().is_some_and(|p| *p != bd.name) || f.owner.as_ref().is_some_and(|o| *o != bd.owner) {
             continue;
         }
-        if let Some(n) = per_package {
+        if let Some(n) = f.per_package {
             let count = seen.entry(bd.name.clone()).or_default();
             if *count >= n {
                 continue;
             }
             *count += 1;
         }
-        if prefix
+        if f.prefix
             .as_ref()
             .is_some_and(|p| !bd.name.to_lowercase().starts_with(p.as_str()))
         {
             continue;
         }
-        let mut v = build_map(&bd, extra);
+        let mut v = build_map(&bd, f.extra);
         super::values::extend(
             &mut v,
             [
@@ -420,7 +461,7 @@ async fn list_tagged(ctx: &mut Ctx<'_>, call: &Call) -> Out {
         );
         out.push(v);
     }
-    Ok(Value::Array(out))
+    Value::Array(out)
 }
 
 /// Koji's tag access check (`check_tag_access`), with its messages.

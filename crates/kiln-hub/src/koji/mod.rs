@@ -55,6 +55,9 @@ pub struct Ctx<'a> {
     pub addr: Option<IpAddr>,
     /// Whether the call is one of a `multiCall`'s.
     pub multicall: bool,
+    /// The call's answer already encoded (a `<value>`), when a method kept
+    /// it (`listTagged`); then the method's `Value` is ignored.
+    pub encoded: Option<std::sync::Arc<str>>,
 }
 
 impl Ctx<'_> {
@@ -129,16 +132,19 @@ async fn answer(
             session,
             addr,
             multicall: false,
+            encoded: None,
         };
         if call.method == "multiCall" {
-            multicall(&mut ctx, &call).await
+            multicall(&mut ctx, &call).await.map(|v| (v, None))
         } else {
-            dispatch(&mut ctx, &call).await
+            let v = dispatch(&mut ctx, &call).await?;
+            Ok((v, ctx.encoded.take()))
         }
     }
     .await;
     match result {
-        Ok(v) => wire::reply(v),
+        Ok((_, Some(encoded))) => wire::reply_encoded(&encoded),
+        Ok((v, None)) => wire::reply(v),
         Err(f) => {
             if f.code == code::GENERIC && f.message.starts_with("database error") {
                 tracing::error!(method = %crate::logsafe::esc(&call.method), "koji call failed: {}", crate::logsafe::esc(&f.message));

@@ -209,16 +209,33 @@ fn nesting(text: &str) -> usize {
 /// reply is a megabyte of XML; this is several times faster than going
 /// through serde); a value this writer does not know goes through dxr.
 pub fn reply(value: Value) -> String {
-    let mut out = String::with_capacity(4096);
-    out.push_str("<?xml version=\"1.0\"?><methodResponse><params><param>");
-    if write_value(&mut out, &value).is_ok() {
-        out.push_str("</param></params></methodResponse>");
-        return out;
+    if let Some(v) = value_xml(&value) {
+        return reply_encoded(&v);
     }
     let r = dxr::MethodResponse { value };
     r.to_xml()
         .unwrap_or_else(|e| fault_xml(&Fault::generic(format!("the reply could not be encoded: {e}"))))
 }
+
+/// `v` as an XML-RPC `<value>` element (`None` for a kind only dxr
+/// writes).
+pub fn value_xml(v: &Value) -> Option<String> {
+    let mut out = String::with_capacity(4096);
+    write_value(&mut out, v).ok()?;
+    Some(out)
+}
+
+/// A successful reply's document around a `<value>` already encoded.
+pub fn reply_encoded(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 96);
+    out.push_str(REPLY_HEAD);
+    out.push_str(value);
+    out.push_str(REPLY_TAIL);
+    out
+}
+
+const REPLY_HEAD: &str = "<?xml version=\"1.0\"?><methodResponse><params><param>";
+const REPLY_TAIL: &str = "</param></params></methodResponse>";
 
 /// A value of a kind `write_value` does not know.
 struct Unknown;
