@@ -196,9 +196,7 @@ impl Pair {
         // kept with the entry and follows it.
         if event.is_none() {
             let derived = c
-                .koji_tagged_derived(tag, inherit, latest, |rows| {
-                    Arc::from(format!("{:?}", ids(Ok(rows))))
-                })
+                .koji_tagged_derived(tag, inherit, latest, |rows| Arc::from(format!("{:?}", ids(Ok(rows)))))
                 .await
                 .map_err(|e| e.message);
             match (derived, &b) {
