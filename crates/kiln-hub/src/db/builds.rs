@@ -544,25 +544,50 @@ where
             return Ok(Some(e));
         }
         // The walk's tags, their versions, then the answer (its own walk
-        // taken again), then the versions again: see `db::cache`.
+        // taken again; each tag's data from the cache at its version, or
+        // read), then the versions again: see `db::cache`.
         let tags = walk_tags(t.id, &self.walk_ids(t.id, false, None).await?);
-        let before = self.tag_version(&tags).await?;
+        let before = self.tag_versions(&tags).await?;
         let walk = self.walk_ids(t.id, false, None).await?;
-        let again = walk_tags(t.id, &walk);
-        let tagged = Arc::new(self.tagged_from_walk(t.id, walk, inherit, latest, None).await?);
-        let after = self.tag_version(&tags).await?;
-        let entry = Arc::new(cache::Entry {
-            tags,
-            version: before,
-            tagged,
-            details: Default::default(),
-            koji: Default::default(),
-            derived: Default::default(),
-        });
-        if again == entry.tags && before == after {
+        if walk_tags(t.id, &walk) != tags {
+            // The walk changed meanwhile: answered, not kept.
+            let tagged = Arc::new(self.tagged_from_walk(t.id, walk, inherit, latest, None).await?);
+            return Ok(Some(Arc::new(cache::Entry::new(tags, -1, tagged))));
+        }
+        let (data, read) = self.tag_data(&before).await?;
+        let lists = data.iter().map(|(t, d)| (*t, d.packages.clone())).collect();
+        let scan = if inherit {
+            &tags[..]
+        } else {
+            std::slice::from_ref(&t.id)
+        };
+        let listings = scan
+            .iter()
+            .filter_map(|t| Some((*t, data.get(t)?.listings.clone())))
+            .collect();
+        let tagged = Arc::new(tagged_from(t.id, walk, inherit, latest, &lists, &listings)?);
+        let after = self.tag_versions(&tags).await?;
+        let entry = Arc::new(cache::Entry::new(tags, before.values().sum(), tagged));
+        if before == after {
+            for tag in read {
+                if let Some(d) = data.get(&tag) {
+                    self.cache.insert_tag(tag, d.clone());
+                }
+            }
             self.cache.insert(key, entry.clone());
         }
         Ok(Some(entry))
+    }
+
+    /// The version of each of `tags` (`tag_versions`; a tag never changed
+    /// is at 0).
+    async fn tag_versions(&self, tags: &[i64]) -> Result<HashMap<i64, i64>> {
+        let sql = format!("SELECT tag_id, n FROM tag_versions WHERE tag_id IN ({})", id_list(tags));
+        let mut out: HashMap<i64, i64> = tags.iter().map(|t| (*t, 0)).collect();
+        for r in sqlx::query(&sql).fetch_all(&self.read).await? {
+            out.insert(r.try_get(0)?, r.try_get(1)?);
+        }
+        Ok(out)
     }
 
     /// The sum of the versions of `tags` (`tag_versions`; a tag never
@@ -601,15 +626,21 @@ where
         let mut ids = vec![tag];
         ids.extend(walk.iter().map(|w| w.link.parent));
         let lists = Self::package_lists(&self.read, &ids, event).await?;
-        let pk = koji::inherited_packages(tag, &walk, &lists)
-            .map_err(|e| HubError::bad_request(format!("invalid pkg_filter in the inheritance: {e}")))?;
         let scan: Vec<i64> = if inherit { ids.clone() } else { vec![tag] };
-        // The listings alone (one index), then details only for
-        // the builds returned. Every listed build is COMPLETE:
-        // only COMPLETE builds can be tagged, and no change
-        // takes a build out of COMPLETE.
-        // Now: the covering index's entries (the index's condition is
-        // the filter); as of an event, the rows that were current then.
+        let listings = self.listings(&scan, event).await?;
+        tagged_from(tag, walk, inherit, latest, &lists, &listings)
+    }
+
+    /// The listings of `tags` by tag, each most recently tagged first.
+    /// Every listed build is COMPLETE: only COMPLETE builds can be tagged,
+    /// and no change takes a build out of COMPLETE. Now: the covering
+    /// index's entries (the index's condition is the filter); as of an
+    /// event, the rows that were current then.
+    async fn listings(&self, tags: &[i64], event: Option<i64>) -> Result<HashMap<i64, Vec<koji::Tagged>>> {
+        let mut listings: HashMap<i64, Vec<koji::Tagged>> = HashMap::new();
+        if tags.is_empty() {
+            return Ok(listings);
+        }
         let from = if event.is_none() {
             D::CURRENT_LISTINGS
         } else {
@@ -618,14 +649,13 @@ where
         let sql = format!(
             "SELECT tag_id, {} FROM {from} WHERE tag_id IN ({}) AND {} GROUP BY tag_id",
             D::LISTINGS_JSON,
-            id_list(&scan),
+            id_list(tags),
             active(event, 1, "")
         );
         let mut q = sqlx::query(&sql);
         if let Some(e) = event {
             q = q.bind(e);
         }
-        let mut listings: HashMap<i64, Vec<koji::Tagged>> = HashMap::new();
         for r in q.fetch_all(&self.read).await? {
             let tag_id: i64 = r.try_get(0)?;
             let json: String = r.try_get(1)?;
@@ -644,8 +674,36 @@ where
                     .collect(),
             );
         }
-        let walk = if inherit { walk } else { Vec::new() };
-        Ok(koji::tagged_builds(tag, &walk, inherit, latest, &pk, &listings))
+        Ok(listings)
+    }
+
+    /// Each tag's package list and listings at its version `versions[tag]`:
+    /// from the read cache where it holds that version, else read (the
+    /// tags read are returned too, to be kept once the caller knows no
+    /// change came between).
+    async fn tag_data(&self, versions: &HashMap<i64, i64>) -> Result<(HashMap<i64, Arc<cache::TagData>>, Vec<i64>)> {
+        let mut data = HashMap::new();
+        let mut read = Vec::new();
+        for (&tag, &n) in versions {
+            match self.cache.get_tag(tag) {
+                Some(d) if d.version == n => {
+                    data.insert(tag, d);
+                }
+                _ => read.push(tag),
+            }
+        }
+        read.sort_unstable();
+        let mut lists = Self::package_lists(&self.read, &read, None).await?;
+        let mut listings = self.listings(&read, None).await?;
+        for &tag in &read {
+            let d = cache::TagData {
+                version: versions.get(&tag).copied().unwrap_or_default(),
+                packages: lists.remove(&tag).unwrap_or_default(),
+                listings: listings.remove(&tag).unwrap_or_default(),
+            };
+            data.insert(tag, Arc::new(d));
+        }
+        Ok((data, read))
     }
 
     /// `tagged_ids`' entries with their builds' NVRs, owners and tag names.
@@ -712,4 +770,20 @@ fn walk_tags(tag: i64, walk: &[koji::WalkEntry]) -> Vec<i64> {
     tags.sort_unstable();
     tags.dedup();
     tags
+}
+
+/// `list-tagged` from a tag's walk, the package lists of the walk's tags
+/// and their listings.
+fn tagged_from(
+    tag: i64,
+    walk: Vec<koji::WalkEntry>,
+    inherit: bool,
+    latest: bool,
+    lists: &HashMap<i64, Vec<koji::PkgEntry>>,
+    listings: &HashMap<i64, Vec<koji::Tagged>>,
+) -> Result<Vec<koji::Tagged>> {
+    let pk = koji::inherited_packages(tag, &walk, lists)
+        .map_err(|e| HubError::bad_request(format!("invalid pkg_filter in the inheritance: {e}")))?;
+    let walk = if inherit { walk } else { Vec::new() };
+    Ok(koji::tagged_builds(tag, &walk, inherit, latest, &pk, listings))
 }

@@ -13,14 +13,19 @@
 //! every hub on it agrees. Answers as of an event are not cached.
 //!
 //! Filling is careful about changes that commit while the answer is being
-//! computed (`Backend::list_tagged_entry`): the walk is taken, the sum is
-//! read, the walk is taken again and the listings read, and the sum read
-//! again; the entry is kept only when the second walk has the tags of the
-//! first and the two sums agree, so it is the exact answer at that sum.
+//! computed (`Backend::cached_tagged`): the walk is taken, the versions
+//! are read, the walk is taken again and the rows read, and the versions
+//! read again; the entry is kept only when the second walk has the tags of
+//! the first and the versions did not move, so it is the exact answer at
+//! them.
+//!
+//! Below the answers, each tag's own rows (package list, listings) are
+//! kept at the tag's version (`TagData`): walks share ancestors, so the
+//! first listing of a tag reads only the tags no other listing brought in.
 
 use std::sync::{Arc, OnceLock};
 
-use kiln_core::koji::Tagged;
+use kiln_core::koji::{PkgEntry, Tagged};
 
 use crate::model::TaggedOut;
 
@@ -51,6 +56,35 @@ pub struct Entry {
     pub derived: OnceLock<Arc<str>>,
 }
 
+impl Entry {
+    pub fn new(tags: Vec<i64>, version: i64, tagged: Arc<Vec<Tagged>>) -> Entry {
+        Entry {
+            tags,
+            version,
+            tagged,
+            details: OnceLock::new(),
+            koji: OnceLock::new(),
+            derived: OnceLock::new(),
+        }
+    }
+}
+
+/// One tag's own rows a listing is computed from, at one version of the
+/// tag: walks share their ancestors, so a listing of a tag not asked
+/// before reads only the tags no other listing brought in.
+pub struct TagData {
+    /// The tag's version (`tag_versions.n`) the rows are exact for.
+    pub version: i64,
+    pub packages: Vec<PkgEntry>,
+    /// Most recently tagged first.
+    pub listings: Vec<Tagged>,
+}
+
+fn tag_weight(_: &i64, d: &Arc<TagData>) -> u32 {
+    let bytes = 128 + d.packages.len() * 96 + d.listings.len() * 96;
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
 /// The bytes an entry is counted as: its listing, with room for the
 /// details, Koji's shape and the encoded answer it may gain.
 fn weight(_: &Key, e: &Arc<Entry>) -> u32 {
@@ -64,20 +98,39 @@ fn weight(_: &Key, e: &Arc<Entry>) -> u32 {
 #[derive(Clone)]
 pub struct ReadCache {
     inner: Option<moka::sync::Cache<Key, Arc<Entry>>>,
+    tags: Option<moka::sync::Cache<i64, Arc<TagData>>>,
 }
 
 /// The default bound (`kiln serve --read-cache-mb`).
 pub const DEFAULT_MB: u64 = 256;
 
 impl ReadCache {
+    /// A cache of at most `max_bytes`: three quarters for answers, a
+    /// quarter for tags' rows.
     pub fn new(max_bytes: u64) -> ReadCache {
         ReadCache {
             inner: (max_bytes > 0).then(|| {
                 moka::sync::Cache::builder()
-                    .max_capacity(max_bytes)
+                    .max_capacity(max_bytes - max_bytes / 4)
                     .weigher(weight)
                     .build()
             }),
+            tags: (max_bytes > 0).then(|| {
+                moka::sync::Cache::builder()
+                    .max_capacity(max_bytes / 4)
+                    .weigher(tag_weight)
+                    .build()
+            }),
+        }
+    }
+
+    pub fn get_tag(&self, tag: i64) -> Option<Arc<TagData>> {
+        self.tags.as_ref()?.get(&tag)
+    }
+
+    pub fn insert_tag(&self, tag: i64, data: Arc<TagData>) {
+        if let Some(c) = &self.tags {
+            c.insert(tag, data);
         }
     }
 
@@ -97,13 +150,16 @@ impl ReadCache {
 
     /// Entries and their weight (after pending maintenance).
     pub fn usage(&self) -> (u64, u64) {
-        match &self.inner {
-            Some(c) => {
-                c.run_pending_tasks();
-                (c.entry_count(), c.weighted_size())
-            }
-            None => (0, 0),
+        let (mut n, mut bytes) = (0, 0);
+        if let Some(c) = &self.inner {
+            c.run_pending_tasks();
+            (n, bytes) = (c.entry_count(), c.weighted_size());
         }
+        if let Some(c) = &self.tags {
+            c.run_pending_tasks();
+            (n, bytes) = (n + c.entry_count(), bytes + c.weighted_size());
+        }
+        (n, bytes)
     }
 }
 
