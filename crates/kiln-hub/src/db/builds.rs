@@ -554,16 +554,16 @@ where
             let tagged = Arc::new(self.tagged_from_walk(t.id, walk, inherit, latest, None).await?);
             return Ok(Some(Arc::new(cache::Entry::new(tags, -1, tagged))));
         }
-        let (data, read) = self.tag_data(&before).await?;
-        let lists = data.iter().map(|(t, d)| (*t, d.packages.clone())).collect();
         let scan = if inherit {
             &tags[..]
         } else {
             std::slice::from_ref(&t.id)
         };
+        let (data, read) = self.tag_data(&before, scan).await?;
+        let lists = data.iter().map(|(t, d)| (*t, d.packages.clone())).collect();
         let listings = scan
             .iter()
-            .filter_map(|t| Some((*t, data.get(t)?.listings.clone())))
+            .filter_map(|t| Some((*t, data.get(t)?.listings.clone()?)))
             .collect();
         let tagged = Arc::new(tagged_from(t.id, walk, inherit, latest, &lists, &listings)?);
         let after = self.tag_versions(&tags).await?;
@@ -677,29 +677,34 @@ where
         Ok(listings)
     }
 
-    /// Each tag's package list and listings at its version `versions[tag]`:
-    /// from the read cache where it holds that version, else read (the
-    /// tags read are returned too, to be kept once the caller knows no
-    /// change came between).
-    async fn tag_data(&self, versions: &HashMap<i64, i64>) -> Result<(HashMap<i64, Arc<cache::TagData>>, Vec<i64>)> {
+    /// Each tag's package list at its version `versions[tag]`, and the
+    /// listings of the tags in `scan`: from the read cache where it holds
+    /// that version, else read (the tags read are returned too, to be kept
+    /// once the caller knows no change came between).
+    async fn tag_data(
+        &self,
+        versions: &HashMap<i64, i64>,
+        scan: &[i64],
+    ) -> Result<(HashMap<i64, Arc<cache::TagData>>, Vec<i64>)> {
         let mut data = HashMap::new();
         let mut read = Vec::new();
         for (&tag, &n) in versions {
             match self.cache.get_tag(tag) {
-                Some(d) if d.version == n => {
+                Some(d) if d.version == n && (d.listings.is_some() || !scan.contains(&tag)) => {
                     data.insert(tag, d);
                 }
                 _ => read.push(tag),
             }
         }
         read.sort_unstable();
+        let with_listings: Vec<i64> = read.iter().copied().filter(|t| scan.contains(t)).collect();
         let mut lists = Self::package_lists(&self.read, &read, None).await?;
-        let mut listings = self.listings(&read, None).await?;
+        let mut listings = self.listings(&with_listings, None).await?;
         for &tag in &read {
             let d = cache::TagData {
                 version: versions.get(&tag).copied().unwrap_or_default(),
                 packages: lists.remove(&tag).unwrap_or_default(),
-                listings: listings.remove(&tag).unwrap_or_default(),
+                listings: scan.contains(&tag).then(|| listings.remove(&tag).unwrap_or_default()),
             };
             data.insert(tag, Arc::new(d));
         }

@@ -76,12 +76,13 @@ pub struct TagData {
     /// The tag's version (`tag_versions.n`) the rows are exact for.
     pub version: i64,
     pub packages: Vec<PkgEntry>,
-    /// Most recently tagged first.
-    pub listings: Vec<Tagged>,
+    /// Most recently tagged first; read only once a listing of the tag
+    /// with inheritance (or of the tag itself) needed them.
+    pub listings: Option<Vec<Tagged>>,
 }
 
 fn tag_weight(_: &i64, d: &Arc<TagData>) -> u32 {
-    let bytes = 128 + d.packages.len() * 96 + d.listings.len() * 96;
+    let bytes = 128 + d.packages.len() * 96 + d.listings.as_ref().map_or(0, Vec::len) * 96;
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
