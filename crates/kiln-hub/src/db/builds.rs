@@ -419,6 +419,7 @@ where
             }
             let d = Arc::new(self.tagged_details(e.tagged.to_vec(), None).await?);
             let _ = e.details.set(d.clone());
+            self.cache.reweigh(e.key, &e);
             return Ok(d.to_vec());
         }
         let tagged = self.tagged_ids(tag, inherit, latest, event).await?;
@@ -465,6 +466,7 @@ where
             }
             let k = Arc::new(self.koji_tagged_details(e.tagged.to_vec(), None).await?);
             let _ = e.koji.set(k.clone());
+            self.cache.reweigh(e.key, &e);
             return Ok(k.to_vec());
         }
         let tagged = self.tagged_ids(tag, inherit, latest, event).await?;
@@ -497,6 +499,7 @@ where
         };
         let d = f(rows);
         let _ = e.derived.set(d.clone());
+        self.cache.reweigh(e.key, &e);
         Ok(Some(d))
     }
 
@@ -552,7 +555,7 @@ where
         if walk_tags(t.id, &walk) != tags {
             // The walk changed meanwhile: answered, not kept.
             let tagged = Arc::new(self.tagged_from_walk(t.id, walk, inherit, latest, None).await?);
-            return Ok(Some(Arc::new(cache::Entry::new(tags, -1, tagged))));
+            return Ok(Some(Arc::new(cache::Entry::new(key, tags, -1, tagged))));
         }
         let scan = if inherit {
             &tags[..]
@@ -567,7 +570,7 @@ where
             .collect();
         let tagged = Arc::new(tagged_from(t.id, walk, inherit, latest, &lists, &listings)?);
         let after = self.tag_versions(&tags).await?;
-        let entry = Arc::new(cache::Entry::new(tags, before.values().sum(), tagged));
+        let entry = Arc::new(cache::Entry::new(key, tags, before.values().sum(), tagged));
         if before == after {
             for tag in read {
                 if let Some(d) = data.get(&tag) {

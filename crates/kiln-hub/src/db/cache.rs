@@ -40,6 +40,8 @@ pub struct Key {
 
 /// One resolved answer and what it was computed from.
 pub struct Entry {
+    /// What it answers.
+    pub key: Key,
     /// The tag and the tags of its walk, sorted: the tags whose versions
     /// the answer depends on.
     pub tags: Vec<i64>,
@@ -57,8 +59,9 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn new(tags: Vec<i64>, version: i64, tagged: Arc<Vec<Tagged>>) -> Entry {
+    pub fn new(key: Key, tags: Vec<i64>, version: i64, tagged: Arc<Vec<Tagged>>) -> Entry {
         Entry {
+            key,
             tags,
             version,
             tagged,
@@ -86,11 +89,16 @@ fn tag_weight(_: &i64, d: &Arc<TagData>) -> u32 {
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
-/// The bytes an entry is counted as: its listing, with room for the
-/// details, Koji's shape and the encoded answer it may gain.
+/// The bytes an entry is counted as: its listing and what it gained
+/// (re-weighed as it gains them, `ReadCache::reweigh`).
 fn weight(_: &Key, e: &Arc<Entry>) -> u32 {
-    let per_entry = 96 + 256 + 512 + 2048;
-    let bytes = 256 + e.tags.len() * 8 + e.tagged.len() * per_entry;
+    let n = e.tagged.len();
+    let bytes = 256
+        + e.tags.len() * 8
+        + n * 96
+        + e.details.get().map_or(0, |_| n * 224)
+        + e.koji.get().map_or(0, |_| n * 512)
+        + e.derived.get().map_or(0, |d| d.len());
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
@@ -146,6 +154,16 @@ impl ReadCache {
     pub fn insert(&self, key: Key, entry: Arc<Entry>) {
         if let Some(c) = &self.inner {
             c.insert(key, entry);
+        }
+    }
+
+    /// Weighs `entry` again after it gained details or an encoded answer,
+    /// if it is still the one cached for `key`.
+    pub fn reweigh(&self, key: Key, entry: &Arc<Entry>) {
+        if let Some(c) = &self.inner
+            && c.get(&key).is_some_and(|e| Arc::ptr_eq(&e, entry))
+        {
+            c.insert(key, entry.clone());
         }
     }
 
