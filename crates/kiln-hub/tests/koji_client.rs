@@ -500,7 +500,7 @@ both!(package_lists, |t| async move {
 async fn builds(k: &Koji, who: &str, nvs: &[(&str, &str)]) {
     let p = k.principal(who).await;
     for (name, version) in nvs {
-        koji::build(&k.served.hub.db, &p, name, version).await;
+        common::fixtures::build(&k.served.hub.db, &p, name, version).await;
     }
 }
 

@@ -6,16 +6,14 @@
 //! the REST API and through Koji's methods, now and as of an earlier event.
 
 mod common;
-#[path = "common/koji.rs"]
-mod koji;
 #[path = "common/served.rs"]
 mod served;
 
 use std::process::Command;
 
+use common::fixtures::{admin, build, link, package};
 use kiln_hub::db::Db;
 use kiln_hub::model::*;
-use koji::{admin, build, link, package};
 
 /// Runs `script` with Python 3 (the standard library only), the hub's
 /// base URL and `args` as its arguments; its output, which must succeed.

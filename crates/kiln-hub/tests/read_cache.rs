@@ -10,6 +10,7 @@ mod common;
 
 use std::sync::Arc;
 
+use common::fixtures::admin;
 use kiln_hub::db::Db;
 use kiln_hub::model::*;
 use rand::rngs::StdRng;
@@ -18,21 +19,6 @@ use rand::{Rng, SeedableRng};
 const TAGS: usize = 7;
 const PACKAGES: &[&str] = &["cam-fw", "kernel", "modem-fw", "tools"];
 const FILTERS: &[&str] = &["", "cam-", ".*-fw$", "kernel|tools"];
-
-async fn admin(db: &Db) -> Principal {
-    let boot = Principal {
-        id: None,
-        name: "test".into(),
-        admin: true,
-        perms: vec![],
-        host: None,
-    };
-    let id = db
-        .create_user(&boot, "admin", None, &["admin".to_string()], "user")
-        .await
-        .expect("user");
-    db.user_principal(id).await.expect("principal")
-}
 
 /// The hub as its clients see it: one handle with the cache, one without.
 struct Pair {
@@ -72,22 +58,7 @@ impl Pair {
         let mut builds = Vec::new();
         for p in PACKAGES {
             for v in 1..=3 {
-                let b = cached
-                    .create_build(
-                        &who,
-                        &NewBuild {
-                            name: p.to_string(),
-                            version: v.to_string(),
-                            release: "1".into(),
-                            manifest: None,
-                            extra: None,
-                            artifacts: vec![],
-                        },
-                    )
-                    .await
-                    .expect("build");
-                cached.finish_build(&who, &b.nvr, "COMPLETE").await.expect("complete");
-                builds.push(b.nvr);
+                builds.push(common::fixtures::build(&cached, &who, p, &v.to_string()).await);
             }
         }
         Pair {

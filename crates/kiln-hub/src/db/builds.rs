@@ -461,13 +461,7 @@ where
         event: Option<i64>,
     ) -> Result<Vec<KojiTagged>> {
         if let Some(e) = self.cached_tagged(tag, inherit, latest, event).await? {
-            if let Some(k) = e.koji.get() {
-                return Ok(k.to_vec());
-            }
-            let k = Arc::new(self.koji_tagged_details(e.tagged.to_vec(), None).await?);
-            let _ = e.koji.set(k.clone());
-            self.cache.reweigh(e.key, &e);
-            return Ok(k.to_vec());
+            return Ok(self.koji_rows(&e).await?.to_vec());
         }
         let tagged = self.tagged_ids(tag, inherit, latest, event).await?;
         self.koji_tagged_details(tagged, event).await
@@ -489,18 +483,21 @@ where
         if let Some(d) = e.derived.get() {
             return Ok(Some(d.clone()));
         }
-        let rows = match e.koji.get() {
-            Some(k) => k.to_vec(),
-            None => {
-                let k = Arc::new(self.koji_tagged_details(e.tagged.to_vec(), None).await?);
-                let _ = e.koji.set(k.clone());
-                k.to_vec()
-            }
-        };
-        let d = f(rows);
+        let d = f(self.koji_rows(&e).await?.to_vec());
         let _ = e.derived.set(d.clone());
         self.cache.reweigh(e.key, &e);
         Ok(Some(d))
+    }
+
+    /// A cached entry's listing in Koji's shape, read once per entry.
+    async fn koji_rows(&self, e: &Arc<cache::Entry>) -> Result<Arc<Vec<KojiTagged>>> {
+        if let Some(k) = e.koji.get() {
+            return Ok(k.clone());
+        }
+        let k = Arc::new(self.koji_tagged_details(e.tagged.to_vec(), None).await?);
+        let _ = e.koji.set(k.clone());
+        self.cache.reweigh(e.key, e);
+        Ok(k)
     }
 
     async fn koji_tagged_details(&self, tagged: Vec<koji::Tagged>, event: Option<i64>) -> Result<Vec<KojiTagged>> {

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod fixtures;
 pub mod images;
 
 use std::path::{Path, PathBuf};
